@@ -1,0 +1,284 @@
+"""Typed experiment configuration: YAML in, validated dataclasses out.
+
+A config file is a mapping with the sections ``data``, ``model`` and ``train``
+(plus ``name``, ``workdir`` and an optional ``quick`` block). Unknown keys are
+rejected with the closest valid name, values are type-checked, and
+``--set section.key=value`` overrides are applied before validation so a
+typo on the command line fails the same way as a typo in the file.
+
+The ``quick`` block is a mapping of dotted overrides (``train.epochs: 1``)
+applied by ``load_config(..., quick=True)``: every experiment carries its own
+smoke-run variant.
+
+This module does not import TensorFlow, so the CLI answers ``--help`` fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used, with the reason."""
+
+
+TASKS = ("multilabel", "single")
+BAD_INPUT_POLICIES = ("skip", "strict")
+SINGLE_LABEL_RULES = ("rarest", "first")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the movies come from and how they become tensors.
+
+    path: dataset folder (CSV layout with movies.csv, or MM-IMDb layout with
+        split.json and dataset/), or a CSV file. Relative paths are resolved
+        against the current directory.
+    image_size: (height, width) posters are resized to.
+    max_tokens / sequence_length: TextVectorization vocabulary size and
+        padded length (the study's 10,000 and 200).
+    min_genre_count: genres with fewer train examples are dropped (recorded).
+    task: "multilabel" (sigmoid + binary cross-entropy, the field's standard)
+        or "single" (softmax + categorical cross-entropy, the study's setup).
+    single_label_rule: how one genre is picked per movie for task "single":
+        "rarest" (the movie's least frequent train genre, so minority genres
+        keep their examples) or "first" (first listed).
+    bad_input: "skip" (drop and count bad rows) or "strict" (fail naming them).
+    max_image_pixels: posters with more pixels are rejected as "huge_image".
+    cache: "memory", "none", or a file prefix for tf.data's file cache.
+    augment: random flips / crops / colour jitter on train posters only.
+    batch_size: examples per batch.
+    limit: keep at most this many rows per split (smoke runs); None keeps all.
+    """
+
+    path: str = "../shared/datasets/posters-overviews"
+    image_size: tuple = (128, 128)
+    max_tokens: int = 10000
+    sequence_length: int = 200
+    min_genre_count: int = 10
+    task: str = "multilabel"
+    single_label_rule: str = "rarest"
+    bad_input: str = "skip"
+    max_image_pixels: int = 40_000_000
+    cache: str = "memory"
+    augment: bool = False
+    batch_size: int = 32
+    limit: Optional[int] = None
+
+    def check(self):
+        _choice("data.task", self.task, TASKS)
+        _choice("data.bad_input", self.bad_input, BAD_INPUT_POLICIES)
+        _choice("data.single_label_rule", self.single_label_rule, SINGLE_LABEL_RULES)
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ConfigError(
+                f"data.image_size must be [height, width] with both >= 8, got {list(self.image_size)}"
+            )
+        for key in ("max_tokens", "sequence_length", "batch_size", "max_image_pixels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {getattr(self, key)}")
+        if self.min_genre_count < 1:
+            raise ConfigError(f"data.min_genre_count must be >= 1, got {self.min_genre_count}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"data.limit must be >= 1 or null, got {self.limit}")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Which registered model to build and its plain hyperparameters.
+
+    name: a name from ``mmgenre.models.registry`` (``mmgenre models`` lists them).
+    params: keyword arguments of that model's builder; unknown names are
+        rejected when the model is built, listing the valid ones.
+    """
+
+    name: str = "cnn"
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation and callbacks.
+
+    epochs: maximum epochs (early stopping may end sooner).
+    learning_rate: Adam's learning rate.
+    seed: seeds Python, NumPy and TensorFlow (keras.utils.set_random_seed).
+    patience: EarlyStopping patience in epochs on ``monitor``.
+    monitor: validation metric for checkpointing and early stopping; "auto"
+        means val_pr_auc (multilabel; the area under the precision-recall
+        curve tracks mean average precision and, unlike F1 at 0.5, moves from
+        the first epoch) or val_accuracy (single).
+    steps_per_epoch: cap on train steps per epoch (smoke runs); None = all.
+    """
+
+    epochs: int = 20
+    learning_rate: float = 1e-3
+    seed: int = 0
+    patience: int = 5
+    monitor: str = "auto"
+    steps_per_epoch: Optional[int] = None
+
+    def check(self):
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        if self.patience < 0:
+            raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """One experiment: data, model, training, and where the run folder goes."""
+
+    name: str = "experiment"
+    workdir: str = "runs/{name}"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def check(self):
+        self.data.check()
+        self.train.check()
+        return self
+
+    @property
+    def run_dir(self) -> str:
+        return self.workdir.format(name=self.name)
+
+    def monitor(self) -> str:
+        if self.train.monitor != "auto":
+            return self.train.monitor
+        return "val_pr_auc" if self.data.task == "multilabel" else "val_accuracy"
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["data"]["image_size"] = list(self.data.image_size)
+        return out
+
+
+def _choice(key, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
+
+
+def _suggest(key, valid):
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value, hint, where):
+    """Checks ``value`` against a dataclass field type, converting lists to tuples."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(value)
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls, raw: dict, where: str = ""):
+    """Builds dataclass ``cls`` from a mapping, rejecting unknown keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key {path!r}{_suggest(key, names)}; valid keys here: {names}"
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value or {}, path)
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def apply_override(raw: dict, assignment: str) -> dict:
+    """Applies one ``section.key=value`` override (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    dotted, text = assignment.split("=", 1)
+    return set_dotted(raw, dotted.strip(), yaml.safe_load(text))
+
+
+def set_dotted(raw: dict, dotted: str, value: Any) -> dict:
+    parts = dotted.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+    return raw
+
+
+def load_config(path=None, overrides=(), quick=False, raw: Optional[dict] = None) -> ExperimentConfig:
+    """Reads a YAML config (or a ready mapping), applies overrides, validates.
+
+    Args:
+        path: YAML file; its ``name`` defaults to the file's stem.
+        overrides: iterable of ``section.key=value`` strings, applied last.
+        quick: apply the file's ``quick`` block (the smoke-run variant) first.
+        raw: a mapping used instead of reading ``path``.
+    """
+    if raw is None:
+        if path is None:
+            raise ConfigError("load_config needs a path or a mapping")
+        if not os.path.exists(path):
+            raise ConfigError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    raw = dict(raw)
+    quick_block = raw.pop("quick", None) or {}
+    if quick:
+        if not quick_block:
+            raise ConfigError(f"{path or 'config'} has no 'quick' block for a smoke run")
+        for dotted, value in quick_block.items():
+            set_dotted(raw, dotted, value)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return from_dict(ExperimentConfig, raw).check()
+
+
+def save_config(config: ExperimentConfig, path: str):
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)

@@ -1,0 +1,1 @@
+"""Records -> validated table -> genre vocabulary -> tf.data pipelines."""

@@ -1,0 +1,100 @@
+"""Genre vocabulary (from the train split only) and targets for both tasks."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+
+
+@dataclasses.dataclass
+class GenreVocabulary:
+    """Genres kept for training, in a fixed order, and those dropped with why.
+
+    genres: kept genre names, most frequent first (ties by name).
+    train_counts: train-split count of every genre seen in train.
+    dropped: {genre: reason} for genres below ``min_count`` in train.
+    """
+
+    genres: list
+    train_counts: dict
+    dropped: dict
+    min_count: int
+
+    @classmethod
+    def from_train(cls, table: pd.DataFrame, min_count: int = 10) -> "GenreVocabulary":
+        train = table[table["split"] == "train"]
+        counts = collections.Counter(g for genres in train["genres"] for g in genres)
+        ordered = sorted(counts, key=lambda g: (-counts[g], g))
+        kept = [g for g in ordered if counts[g] >= min_count]
+        dropped = {g: f"{counts[g]} train example(s) < min_genre_count {min_count}"
+                   for g in ordered if counts[g] < min_count}
+        if not kept:
+            raise ValueError(
+                f"no genre has at least {min_count} train examples "
+                f"(train counts: {dict(counts)}); lower data.min_genre_count"
+            )
+        return cls(kept, dict(counts), dropped, min_count)
+
+    def __len__(self):
+        return len(self.genres)
+
+    def multi_hot(self, genre_lists) -> np.ndarray:
+        """(n_movies, n_genres) float32 0/1 targets; unknown genres are ignored."""
+        index = {g: i for i, g in enumerate(self.genres)}
+        out = np.zeros((len(genre_lists), len(self.genres)), np.float32)
+        for row, genres in enumerate(genre_lists):
+            for g in genres:
+                if g in index:
+                    out[row, index[g]] = 1.0
+        return out
+
+    def single_label(self, genre_lists, rule: str = "rarest") -> np.ndarray:
+        """One class index per movie, -1 when none of its genres is kept.
+
+        rule "rarest": the movie's kept genre with the fewest train examples, so
+        a Horror comedy counts as Horror and minority genres keep their movies;
+        rule "first": the first kept genre in the order listed.
+        """
+        index = {g: i for i, g in enumerate(self.genres)}
+        out = np.full(len(genre_lists), -1, np.int64)
+        for row, genres in enumerate(genre_lists):
+            kept = [g for g in genres if g in index]
+            if not kept:
+                continue
+            pick = kept[0] if rule == "first" else min(kept, key=lambda g: (self.train_counts[g], g))
+            out[row] = index[pick]
+        return out
+
+    def unseen(self, table: pd.DataFrame) -> collections.Counter:
+        """Genres in non-train rows that are not in the vocabulary, with counts."""
+        known = set(self.genres)
+        return collections.Counter(
+            g for genres in table["genres"] for g in genres if g not in known
+        )
+
+    def to_json(self, path: str):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(self), f, indent=2)
+
+    @classmethod
+    def from_json(cls, path: str) -> "GenreVocabulary":
+        with open(path, encoding="utf-8") as f:
+            return cls(**json.load(f))
+
+
+def targets(vocab: GenreVocabulary, table: pd.DataFrame, task: str, rule: str = "rarest"):
+    """Targets for ``table``: multi-hot (multilabel) or one-hot (single).
+
+    For task "single", rows whose genres are all outside the vocabulary get an
+    all-zero row; callers drop them (``keep_labelled``) and count the skip.
+    """
+    if task == "multilabel":
+        return vocab.multi_hot(table["genres"])
+    index = vocab.single_label(table["genres"], rule)
+    out = np.zeros((len(index), len(vocab)), np.float32)
+    out[np.arange(len(index))[index >= 0], index[index >= 0]] = 1.0
+    return out

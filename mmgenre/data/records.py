@@ -1,0 +1,145 @@
+"""Loads a dataset into one table of movies: ids, genres, overview, poster path, split.
+
+Two on-disk layouts are read the same way:
+
+* CSV layout (the sample sets, or any user CSV): ``movies.csv`` with columns
+  id, genres ("|"-separated), overview, poster (path relative to the CSV),
+  split; title and year are optional.
+* MM-IMDb layout (Arevalo et al. 2017): ``dataset/<id>.json`` holding "plot"
+  (a list of strings) and "genres" (a list), ``dataset/<id>.jpeg``, and
+  ``split.json`` mapping "train"/"dev"/"test" to lists of ids.
+
+The result is a pandas DataFrame with one row per movie and the columns
+``id, title, genres (list of str), overview (str or None), poster (path or
+None), split, source`` where ``source`` names the file and row for error
+messages. Nothing is checked here beyond the layout itself; per-row checks live
+in ``mmgenre.data.validate``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+
+REQUIRED_CSV_COLUMNS = ("id", "genres", "overview", "poster", "split")
+COLUMNS = ("id", "title", "genres", "overview", "poster", "split", "source")
+# Bytes that are not UTF-8 survive reading as lone surrogates (surrogateescape),
+# so validation can name the row instead of pandas failing on the whole file.
+ENCODING_ERRORS = "surrogateescape"
+
+
+class DataError(ValueError):
+    """A dataset that cannot be read, naming the file (and row) and the reason."""
+
+
+def detect_layout(path: str) -> str:
+    """Returns "csv" or "mmimdb" for a dataset path, or raises DataError."""
+    if os.path.isfile(path) and path.endswith(".csv"):
+        return "csv"
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "movies.csv")):
+            return "csv"
+        if os.path.isfile(os.path.join(path, "split.json")):
+            return "mmimdb"
+        raise DataError(
+            f"{path}: not a dataset folder (expected movies.csv for the CSV layout, or "
+            "split.json and dataset/ for the MM-IMDb layout)"
+        )
+    raise DataError(f"dataset not found: {path}")
+
+
+def load_records(path: str) -> pd.DataFrame:
+    """Reads a dataset in either layout into the movie table described above."""
+    layout = detect_layout(path)
+    table = load_csv(path) if layout == "csv" else load_mmimdb(path)
+    table.attrs["path"] = os.path.abspath(path)
+    table.attrs["layout"] = layout
+    return table
+
+
+def _split_genres(value) -> list:
+    if not isinstance(value, str):
+        return []
+    return [g.strip() for g in value.split("|") if g.strip()]
+
+
+def _text_or_none(value):
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
+
+
+def load_csv(path: str) -> pd.DataFrame:
+    csv_path = os.path.join(path, "movies.csv") if os.path.isdir(path) else path
+    root = os.path.dirname(os.path.abspath(csv_path))
+    try:
+        raw = pd.read_csv(
+            csv_path, dtype=str, keep_default_na=False, encoding="utf-8",
+            encoding_errors=ENCODING_ERRORS,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{csv_path}: cannot parse CSV: {err}") from None
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{csv_path}: missing required column(s) {missing}; found {list(raw.columns)}"
+        )
+    name = os.path.basename(csv_path)
+    table = pd.DataFrame(
+        {
+            "id": raw["id"].str.strip(),
+            "title": raw["title"] if "title" in raw.columns else raw["id"],
+            "genres": raw["genres"].map(_split_genres),
+            "overview": raw["overview"].map(_text_or_none),
+            "poster": raw["poster"].map(
+                lambda p: os.path.normpath(os.path.join(root, p.strip())) if p.strip() else None
+            ),
+            "split": raw["split"].str.strip().str.lower(),
+            # Row numbers as a spreadsheet shows them: header is line 1.
+            "source": [f"{name} line {i + 2}" for i in range(len(raw))],
+        }
+    )
+    return table
+
+
+def load_mmimdb(path: str) -> pd.DataFrame:
+    split_path = os.path.join(path, "split.json")
+    try:
+        with open(split_path, encoding="utf-8") as f:
+            splits = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{split_path}: not valid JSON: {err}") from None
+    if not isinstance(splits, dict):
+        raise DataError(f"{split_path}: expected a mapping of split name to id list")
+    rows = []
+    for split, ids in splits.items():
+        for movie_id in ids:
+            movie_id = str(movie_id)
+            json_path = os.path.join(path, "dataset", f"{movie_id}.json")
+            poster = os.path.join(path, "dataset", f"{movie_id}.jpeg")
+            row = {
+                "id": movie_id, "title": movie_id, "genres": [], "overview": None,
+                "poster": poster, "split": str(split).strip().lower(),
+                "source": os.path.join("dataset", f"{movie_id}.json"),
+            }
+            try:
+                with open(json_path, "rb") as f:
+                    meta = json.loads(f.read().decode("utf-8", errors=ENCODING_ERRORS))
+            except FileNotFoundError:
+                # No metadata: validation reports it as no genres / no overview.
+                rows.append(row)
+                continue
+            except json.JSONDecodeError as err:
+                raise DataError(f"{json_path}: not valid JSON: {err}") from None
+            plot = meta.get("plot") or []
+            if isinstance(plot, str):
+                plot = [plot]
+            # MM-IMDb keeps several plot summaries per movie; the first is the
+            # canonical one, as in the paper's text experiments.
+            row["overview"] = _text_or_none(plot[0]) if plot else None
+            row["genres"] = [str(g).strip() for g in meta.get("genres") or [] if str(g).strip()]
+            row["title"] = meta.get("title") or movie_id
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -1,0 +1,57 @@
+"""Matplotlib figures: training curves, per-genre F1, model comparisons."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def training_curves(history: pd.DataFrame, path: str, title: str = ""):
+    """Loss and every validation metric against epoch, train and val side by side."""
+    metrics = [c for c in history.columns if c != "epoch" and not c.startswith("val_")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        ax.plot(history["epoch"] + 1, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(history["epoch"] + 1, history[f"val_{name}"], label="dev")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
+    """Horizontal bars of F1 per genre, with the test support in the label."""
+    frame = per_genre.sort_values("support")
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(frame) + 1.2))
+    ax.barh([f"{g} (n={s})" for g, s in zip(frame["genre"], frame["support"])], frame["f1"])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1 (thresholds tuned on dev)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare_models(table: pd.DataFrame, metrics, path: str, title: str = ""):
+    """Grouped bars: one group per model, one bar per metric (mean, with spread if given)."""
+    fig, ax = plt.subplots(figsize=(1.4 * len(table) + 2, 3.6))
+    width = 0.8 / len(metrics)
+    for k, metric in enumerate(metrics):
+        err = table[f"{metric}_std"] if f"{metric}_std" in table else None
+        ax.bar([i + k * width for i in range(len(table))], table[metric], width, yerr=err,
+               label=metric, capsize=2)
+    ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(table))])
+    ax.set_xticklabels(table["model"], rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

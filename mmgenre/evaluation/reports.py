@@ -1,0 +1,131 @@
+"""Markdown/CSV result tables and the study's error analysis."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import textwrap
+
+import numpy as np
+import pandas as pd
+
+from mmgenre.evaluation.metrics import HEADLINE
+
+
+def machine_description() -> str:
+    """One line naming the machine a number came from (CPU count, GPU if any)."""
+    import os
+
+    desc = f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        desc += f", {len(gpus)} GPU(s)" if gpus else ", no GPU"
+        desc += f", TensorFlow {tf.__version__}"
+    except ImportError:
+        pass
+    return desc
+
+
+def provenance(command: str) -> str:
+    """The header every file in results/ carries: command, date, machine."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Produced by `{command}` on {now}; machine: {machine_description()}."
+
+
+def to_markdown(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub Markdown table without the tabulate dependency."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else format(v, floatfmt)
+        return str(v)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def format_summary(summary: pd.DataFrame, metrics) -> pd.DataFrame:
+    """Markdown-ready copy of a summarize_runs table: "mean ± std" cells."""
+    out = pd.DataFrame({"model": summary["model"], "seeds": summary["seeds"]})
+    for m in metrics:
+        out[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(summary[m], summary[f"{m}_std"])]
+    if "params" in summary:
+        out["params"] = [f"{int(p):,}" if p == p else "" for p in summary["params"]]
+    if "train_seconds" in summary:
+        out["train s"] = [f"{t:.0f}" if t == t else "" for t in summary["train_seconds"]]
+    return out
+
+
+def metrics_rows(name: str, split_metrics: dict) -> list:
+    """Flattens evaluate_split output into table rows (one per threshold rule)."""
+    rows = []
+    for rule, values in split_metrics.items():
+        if rule == "single":
+            rows.append({"model": name, "thresholds": "argmax", "accuracy": values["accuracy"],
+                         "macro_f1": values["macro_f1"]})
+        else:
+            rows.append({"model": name, "thresholds": "0.5" if rule == "at_0.5" else "tuned on dev",
+                         **{k: values[k] for k in HEADLINE}})
+    return rows
+
+
+def error_analysis(table: pd.DataFrame, y_true, y_prob, genres, thresholds, limit: int = 25) -> str:
+    """Markdown list of the most wrong test movies: title, overview, true vs predicted.
+
+    "Most wrong" = largest summed absolute error between targets and
+    probabilities, so confident mistakes come first.
+    """
+    y_pred = np.asarray(y_prob) >= np.asarray(thresholds)
+    errors = np.abs(np.asarray(y_true) - np.asarray(y_prob)).sum(axis=1)
+    wrong = [i for i in np.argsort(-errors) if (y_pred[i] != (y_true[i] > 0.5)).any()]
+    lines = [f"{len(wrong)} of {len(table)} movies have at least one wrong genre; "
+             f"the {min(limit, len(wrong))} most confident mistakes:", ""]
+    for i in wrong[:limit]:
+        row = table.iloc[i]
+        true = [g for g, t in zip(genres, y_true[i]) if t > 0.5]
+        pred = [f"{g} ({p:.2f})" for g, p, on in zip(genres, y_prob[i], y_pred[i]) if on]
+        overview = textwrap.shorten(row["overview"] or "(no overview)", 240)
+        lines += [f"- **{row['title']}** ({row['id']})", f"  - true: {', '.join(true) or '-'}",
+                  f"  - predicted: {', '.join(pred) or '-'}", f"  - overview: {overview}"]
+    return "\n".join(lines) + "\n"
+
+
+def summarize_runs(runs, metrics, split: str = "test"):
+    """Mean and spread over seeds of the dev-tuned test metrics.
+
+    Args:
+        runs: list of (name, seed, results dict from train_and_evaluate).
+        metrics: metric names to report.
+
+    Returns:
+        (summary, per_run) DataFrames. ``summary`` has one row per name plus the
+        prior baseline row first, with ``<metric>`` (mean) and ``<metric>_std``.
+    """
+    rows = []
+    for name, seed, results in runs:
+        scores = results["splits"][split]
+        values = scores.get("tuned", scores.get("at_0.5"))
+        rows.append({"model": name, "seed": seed, **{m: values[m] for m in metrics},
+                     "params": results.get("params"), "train_seconds": results.get("train_seconds")})
+        if "prior" in scores:
+            rows.append({"model": "prior (train frequency)", "seed": seed,
+                         **{m: scores["prior"][m] for m in metrics}})
+    per_run = pd.DataFrame(rows)
+    grouped = per_run.groupby("model", sort=False)
+    summary = grouped[list(metrics)].mean()
+    spread = grouped[list(metrics)].std(ddof=0).add_suffix("_std")
+    summary = summary.join(spread)
+    summary.insert(0, "seeds", grouped.size())
+    for extra in ("params", "train_seconds"):
+        if extra in per_run:
+            summary[extra] = grouped[extra].mean()
+    summary = summary.reset_index()
+    order = [m for m in metrics] + [f"{m}_std" for m in metrics]
+    summary = summary[["model", "seeds", *order, *[c for c in ("params", "train_seconds")
+                                                   if c in summary]]]
+    prior = summary["model"].str.startswith("prior")
+    summary = pd.concat([summary[prior], summary[~prior]]).reset_index(drop=True)
+    return summary, per_run.drop_duplicates(subset=["model", "seed"])

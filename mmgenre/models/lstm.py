@@ -1,0 +1,38 @@
+"""The original study's overview model: Embedding, one LSTM, classification head."""
+
+from __future__ import annotations
+
+import keras
+
+from mmgenre.models.heads import genre_head
+from mmgenre.models.registry import register
+
+
+@register("lstm", modalities=("overview",), description="study's Embedding + LSTM text model")
+def build_lstm(num_genres: int, task: str = "multilabel", vocab_size: int = 10000,
+               sequence_length: int = 200, embedding_dim: int = 128, units: int = 64,
+               dropout: float = 0.3):
+    """Builds the study's overview LSTM.
+
+    Args:
+        num_genres: int. number of genres (output units).
+        task: str. "multilabel" (sigmoid) or "single" (softmax).
+        vocab_size: int. token ids are in [0, vocab_size); 0 is padding.
+        sequence_length: int. tokens per overview.
+        embedding_dim: int. word embedding size. Defaults to 128.
+        units: int. LSTM units; the LSTM output is the "embedding". Defaults to 64.
+        dropout: float. dropout before the head. Defaults to 0.3.
+
+    Returns:
+        keras.Model: {"overview": (batch, sequence_length) int64} ->
+        (batch, num_genres) probabilities.
+    """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
+    # mask_zero: padding (id 0) must not feed the LSTM's final state.
+    x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
+                               name="token_embedding")(overview)
+    x = keras.layers.LSTM(units, name="embedding")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="lstm")

@@ -1,0 +1,99 @@
+"""Model name -> builder: the only place that knows every model.
+
+A builder is a plain function returning a functional ``keras.Model`` whose
+inputs are a dict keyed by modality ("poster": (batch, height, width, 3)
+float32 in [0, 1]; "overview": (batch, sequence_length) int64 token ids) and
+whose output is (batch, n_genres) probabilities from a layer named "genres".
+Every model also has a layer named "embedding" (its penultimate features) so
+fusion can reuse branches.
+
+Builders take two kinds of keyword arguments: data-derived ones filled in by
+the trainer (``DATA_ARGS``) and plain hyperparameters from ``model.params`` in
+the config. ``build_model`` passes each builder only the data arguments its
+signature names, so no caller needs an if/else over model names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from typing import Callable
+
+# Arguments the trainer derives from the data; not settable in model.params.
+DATA_ARGS = ("num_genres", "task", "image_size", "vocab_size", "sequence_length")
+# Modules that register models when imported.
+_MODULES = ("mmgenre.models.cnn", "mmgenre.models.lstm")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable
+    modalities: tuple
+    description: str
+
+    def hyperparameters(self) -> dict:
+        """Plain hyperparameters of the builder with their defaults."""
+        return {
+            p.name: p.default for p in inspect.signature(self.builder).parameters.values()
+            if p.name not in DATA_ARGS
+        }
+
+
+_REGISTRY: dict = {}
+
+
+def register(name: str, modalities, description: str = ""):
+    """Decorator registering ``builder`` under ``name``."""
+
+    def wrap(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = ModelSpec(name, builder, tuple(modalities), description)
+        return builder
+
+    return wrap
+
+
+def _load_all():
+    for module in _MODULES:
+        importlib.import_module(module)
+
+
+def names() -> list:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> ModelSpec:
+    _load_all()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def check_params(name: str, params: dict) -> ModelSpec:
+    """Raises ValueError naming any param the builder does not take."""
+    spec = get(name)
+    valid = spec.hyperparameters()
+    for key in params:
+        if key in DATA_ARGS:
+            raise ValueError(
+                f"model.params.{key} is derived from the data and set by the trainer; "
+                f"set it through the data section instead"
+            )
+        if key not in valid:
+            raise ValueError(
+                f"model {name!r} has no hyperparameter {key!r}; valid: {sorted(valid)}"
+            )
+    return spec
+
+
+def build_model(name: str, params: dict | None = None, **data_args):
+    """Builds model ``name`` with ``params`` and the data arguments it takes."""
+    params = dict(params or {})
+    spec = check_params(name, params)
+    accepted = inspect.signature(spec.builder).parameters
+    kwargs = {k: v for k, v in data_args.items() if k in accepted}
+    return spec.builder(**kwargs, **params)

@@ -1,0 +1,32 @@
+"""A dependency-free progress bar for long loops outside Keras (validation, feature caching).
+
+Keras' own Progbar would pull in TensorFlow, which ``mmgenre validate`` does not need.
+On a terminal the bar redraws in place; in logs it prints at every 25%.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def progress(iterable, total: int, desc: str, stream=None):
+    """Yields from ``iterable`` while drawing ``desc [#####     ] n/total``."""
+    stream = stream or sys.stderr
+    interactive = stream.isatty()
+    start = time.time()
+    step = max(1, total // 4)
+    done = 0
+    for item in iterable:
+        yield item
+        done += 1
+        if done == total or (interactive and done % max(1, total // 100) == 0) or (
+            not interactive and done % step == 0
+        ):
+            filled = int(30 * done / max(total, 1))
+            line = (f"{desc} [{'#' * filled}{' ' * (30 - filled)}] {done}/{total} "
+                    f"{time.time() - start:.1f}s")
+            stream.write(("\r" + line) if interactive else (line + "\n"))
+            if interactive and done == total:
+                stream.write("\n")
+            stream.flush()

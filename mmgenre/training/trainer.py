@@ -1,0 +1,287 @@
+"""train_and_evaluate(config, workdir): data -> model -> fit -> evaluation -> run folder.
+
+A run folder holds everything needed to judge and reuse the model:
+
+    config.yaml         the resolved config (rerunning with it resumes)
+    validation.json     per-reason counts of skipped input
+    genres.json         the genre vocabulary, with dropped genres and why
+    vectorizer.json     the overview vocabulary (adapted on train only)
+    best.keras          the best model on the monitored dev metric
+    history.csv         per-epoch metrics (CSVLogger, appended on resume)
+    thresholds.json     per-genre thresholds tuned on dev
+    metrics.json        dev and test metrics, with the prior baseline
+    report.md / metrics.csv / errors.md / per_genre.csv / *.png
+    backup/, logs/      BackupAndRestore state and TensorBoard logs
+
+Rerunning the same config in the same folder resumes an interrupted run where
+it stopped (BackupAndRestore) and returns the stored metrics of a finished one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+
+from mmgenre import config as config_lib
+from mmgenre.data import labels as labels_lib
+from mmgenre.data import pipeline
+from mmgenre.data.records import load_records
+from mmgenre.data.validate import select_modalities, validate
+from mmgenre.evaluation import metrics as metrics_lib
+from mmgenre.evaluation import plots, reports
+from mmgenre.models import heads, registry
+
+SPLIT_NAMES = ("train", "dev", "test")
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Validated rows per split with aligned targets, and the fitted vocabularies."""
+
+    splits: dict  # split -> (DataFrame, (n, n_genres) float32 targets)
+    vocab: labels_lib.GenreVocabulary
+    vectorizer: object
+    report: object
+    modalities: tuple
+    skipped_unlabelled: int = 0
+    unseen_genres: dict = dataclasses.field(default_factory=dict)
+
+
+def prepare_data(data_cfg: config_lib.DataConfig, modalities, vocab=None, vectorizer=None,
+                 path=None, show_progress=True) -> PreparedData:
+    """Loads, validates and labels a dataset for a model taking ``modalities``.
+
+    ``vocab`` and ``vectorizer`` come from a trained run when evaluating on new
+    data; otherwise both are fitted on this dataset's train split only.
+    """
+    records = load_records(path or data_cfg.path)
+    table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
+                             show_progress=show_progress)
+    table = select_modalities(table, modalities)
+    if vocab is None:
+        vocab = labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count)
+    splits, skipped = {}, 0
+    for split in SPLIT_NAMES:
+        rows = table[table["split"] == split].reset_index(drop=True)
+        if data_cfg.limit:
+            rows = rows.head(data_cfg.limit)
+        targets = labels_lib.targets(vocab, rows, data_cfg.task, data_cfg.single_label_rule)
+        if data_cfg.task == "single":
+            labelled = targets.sum(axis=1) > 0
+            skipped += int((~labelled).sum())
+            rows, targets = rows[labelled].reset_index(drop=True), targets[labelled]
+        splits[split] = (rows, targets)
+    if "overview" in modalities and vectorizer is None:
+        train_rows = splits["train"][0]
+        if train_rows.empty:
+            raise ValueError(f"{path or data_cfg.path}: no usable train rows to adapt the vectorizer on")
+        vectorizer = pipeline.build_vectorizer(train_rows["overview"], data_cfg.max_tokens,
+                                               data_cfg.sequence_length)
+    unseen = vocab.unseen(table[table["split"] != "train"]) if len(table) else {}
+    return PreparedData(splits, vocab, vectorizer, report, tuple(modalities), skipped,
+                        dict(unseen))
+
+
+def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=False, seed=0):
+    rows, targets = prepared.splits[split]
+    if rows.empty:
+        raise ValueError(f"split {split!r} has no usable rows for inputs {prepared.modalities}")
+    cache = data_cfg.cache
+    if cache not in ("memory", "none"):
+        cache = f"{cache}-{split}"
+    return pipeline.make_dataset(
+        rows, targets, prepared.modalities, data_cfg.image_size, prepared.vectorizer,
+        data_cfg.batch_size, training=training, cache=cache,
+        augment=data_cfg.augment and training, seed=seed)
+
+
+def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
+    vocab_size = (prepared.vectorizer.vocabulary_size() if prepared.vectorizer is not None
+                  else cfg.data.max_tokens)
+    return registry.build_model(
+        cfg.model.name, cfg.model.params, num_genres=len(prepared.vocab), task=cfg.data.task,
+        image_size=tuple(cfg.data.image_size), vocab_size=vocab_size,
+        sequence_length=cfg.data.sequence_length)
+
+
+def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int):
+    model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+                  loss=heads.loss_for(cfg.data.task),
+                  metrics=heads.metrics_for(cfg.data.task, num_genres))
+    return model
+
+
+def _best_so_far(history_path, monitor):
+    """Best monitored value of an interrupted run, so a resumed run keeps its best checkpoint."""
+    if not os.path.exists(history_path):
+        return None
+    history = pd.read_csv(history_path)
+    if monitor not in history or history.empty:
+        return None
+    values = history[monitor].dropna()
+    if values.empty:
+        return None
+    return float(values.min() if "loss" in monitor else values.max())
+
+
+def _callbacks(run_dir, monitor, patience, extra=()):
+    mode = "min" if "loss" in monitor else "max"
+    history_path = os.path.join(run_dir, "history.csv")
+    return [
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(run_dir, "best.keras"), monitor=monitor, mode=mode, save_best_only=True,
+            initial_value_threshold=_best_so_far(history_path, monitor)),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        keras.callbacks.TerminateOnNaN(),
+        *extra,
+    ]
+
+
+def _check_run_dir(run_dir, cfg):
+    """Refuses to mix two configs in one folder; returns True if the run is finished."""
+    saved = os.path.join(run_dir, "config.yaml")
+    if os.path.exists(saved):
+        previous = config_lib.load_config(saved)
+        if previous.to_dict() != cfg.to_dict():
+            raise ValueError(
+                f"{run_dir} holds a run with a different config ({saved}); "
+                "use another workdir or delete the folder")
+        return os.path.exists(os.path.join(run_dir, "metrics.json"))
+    return False
+
+
+def _verbose():
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = None,
+                       callbacks=(), verbose=None) -> dict:
+    """Trains ``cfg``'s model, evaluates it on dev and test, writes the run folder.
+
+    Returns the metrics dict also written to ``metrics.json``.
+    """
+    run_dir = workdir or cfg.run_dir
+    spec = registry.check_params(cfg.model.name, cfg.model.params)
+    if _check_run_dir(run_dir, cfg):
+        print(f"{run_dir} is already finished; returning its metrics.json")
+        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+            return json.load(f)
+    os.makedirs(run_dir, exist_ok=True)
+    config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    keras.utils.set_random_seed(cfg.train.seed)
+
+    prepared = prepare_data(cfg.data, spec.modalities)
+    with open(os.path.join(run_dir, "validation.json"), "w", encoding="utf-8") as f:
+        json.dump({**prepared.report.as_dict(),
+                   "skipped_without_kept_genre": prepared.skipped_unlabelled,
+                   "unseen_genres_outside_train": prepared.unseen_genres,
+                   "rows_per_split": {s: len(r) for s, (r, _) in prepared.splits.items()}},
+                  f, indent=2)
+    prepared.vocab.to_json(os.path.join(run_dir, "genres.json"))
+    if prepared.vectorizer is not None:
+        pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
+
+    model = compile_model(build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+    train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed)
+    dev_ds = make_split_dataset(cfg.data, prepared, "dev")
+    monitor = cfg.monitor()
+    started = time.time()
+    model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
+              steps_per_epoch=cfg.train.steps_per_epoch, shuffle=False, verbose=verbose or _verbose(),
+              callbacks=_callbacks(run_dir, monitor, cfg.train.patience, callbacks))
+    best_path = os.path.join(run_dir, "best.keras")
+    if not os.path.exists(best_path):
+        # Every epoch had a NaN monitor value: keep the last weights, say so.
+        print(f"warning: {monitor} never improved; saving the last epoch's model", file=sys.stderr)
+        model.save(best_path)
+    model = load_model(best_path)
+    plots.training_curves(pd.read_csv(os.path.join(run_dir, "history.csv")),
+                          os.path.join(run_dir, "training_curves.png"), cfg.name)
+    results = evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
+                                extra={"params": int(model.count_params()),
+                                       "train_seconds": round(time.time() - started, 1)})
+    return results
+
+
+def load_model(path: str):
+    # Importing the registry's modules registers mmgenre's custom layers first.
+    registry.names()
+    return keras.models.load_model(path)
+
+
+def predict_split(model, data_cfg, prepared, split) -> np.ndarray:
+    return model.predict(make_split_dataset(data_cfg, prepared, split), verbose=0)
+
+
+def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, thresholds=None,
+                      splits=("dev", "test"), extra=None) -> dict:
+    """Scores ``model`` on ``splits`` and writes tables, plots and error analysis.
+
+    Thresholds are tuned on dev when ``thresholds`` is None (training) and
+    reused as given otherwise (evaluating a trained run on new data): test
+    never influences them.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    genres = prepared.vocab.genres
+    task = cfg.data.task
+    probs = {s: predict_split(model, cfg.data, prepared, s) for s in splits
+             if not prepared.splits[s][0].empty}
+    if thresholds is None and task == "multilabel":
+        thresholds = metrics_lib.tune_thresholds(prepared.splits["dev"][1], probs["dev"])
+        with open(os.path.join(out_dir, "thresholds.json"), "w", encoding="utf-8") as f:
+            json.dump(dict(zip(genres, map(float, thresholds))), f, indent=2)
+    train_targets = prepared.splits["train"][1]
+    results = {"model": cfg.model.name, "name": cfg.name, "genres": genres, **(extra or {}),
+               "splits": {}}
+    rows = []
+    for split, prob in probs.items():
+        truth = prepared.splits[split][1]
+        split_metrics = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
+        results["splits"][split] = {"n": len(truth), **split_metrics}
+        for row in reports.metrics_rows(cfg.name, split_metrics):
+            rows.append({"split": split, **row})
+        if task == "multilabel" and len(train_targets):
+            prior = metrics_lib.evaluate_split(
+                truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
+            results["splits"][split]["prior"] = prior["at_0.5"]
+            rows += [{"split": split, **r} for r in reports.metrics_rows("prior (train frequency)", prior)]
+    table = pd.DataFrame(rows)
+    table.to_csv(os.path.join(out_dir, "metrics.csv"), index=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    report = [f"# {cfg.name} ({cfg.model.name})", "",
+              f"Dataset: `{cfg.data.path}`; inputs: {', '.join(prepared.modalities)}; "
+              f"{len(genres)} genres; task: {task}.", "",
+              reports.to_markdown(table), ""]
+    final = "test" if "test" in probs else next(iter(probs))
+    if task == "multilabel":
+        per_genre = metrics_lib.per_genre_table(prepared.splits[final][1], probs[final], genres,
+                                                thresholds)
+        per_genre.to_csv(os.path.join(out_dir, "per_genre.csv"), index=False)
+        plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
+                           f"{cfg.name}: per-genre F1 on {final}")
+        report += [f"## Per-genre ({final}, thresholds tuned on dev)", "",
+                   reports.to_markdown(per_genre), ""]
+        with open(os.path.join(out_dir, "errors.md"), "w", encoding="utf-8") as f:
+            f.write(f"# Error analysis: {cfg.name} on {final}\n\n")
+            f.write(reports.error_analysis(prepared.splits[final][0], prepared.splits[final][1],
+                                           probs[final], genres, thresholds))
+    else:
+        report += ["Confusion matrix (rows true, columns predicted): see metrics.json.", ""]
+    if prepared.vocab.dropped:
+        report += ["Dropped genres: " + "; ".join(f"{g} ({why})" for g, why in
+                                                 prepared.vocab.dropped.items()), ""]
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(report))
+    return results

@@ -1,0 +1,1 @@
+"""keras-tuner search over registered models."""
