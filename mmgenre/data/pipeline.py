@@ -97,7 +97,7 @@ def _inputs(table, modalities):
     columns = {}
     for modality in modalities:
         values = table[modality].tolist()
-        if any(v is None for v in values):
+        if not all(isinstance(v, str) for v in values):
             raise ValueError(f"rows without a usable {modality} reached the pipeline; "
                              "select rows with mmgenre.data.validate.select_modalities first")
         columns[modality] = values

@@ -92,10 +92,10 @@ def load_csv(path: str) -> pd.DataFrame:
             "id": raw["id"].str.strip(),
             "title": raw["title"] if "title" in raw.columns else raw["id"],
             "genres": raw["genres"].map(_split_genres),
-            "overview": raw["overview"].map(_text_or_none),
-            "poster": raw["poster"].map(
-                lambda p: os.path.normpath(os.path.join(root, p.strip())) if p.strip() else None
-            ),
+            # object dtype keeps None as None (pandas 3 string columns turn it into NaN).
+            "overview": pd.Series([_text_or_none(v) for v in raw["overview"]], dtype=object),
+            "poster": pd.Series([os.path.normpath(os.path.join(root, p.strip())) if p.strip() else None
+                                 for p in raw["poster"]], dtype=object),
             "split": raw["split"].str.strip().str.lower(),
             # Row numbers as a spreadsheet shows them: header is line 1.
             "source": [f"{name} line {i + 2}" for i in range(len(raw))],
@@ -142,4 +142,4 @@ def load_mmimdb(path: str) -> pd.DataFrame:
             row["genres"] = [str(g).strip() for g in meta.get("genres") or [] if str(g).strip()]
             row["title"] = meta.get("title") or movie_id
             rows.append(row)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)

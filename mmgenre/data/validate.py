@@ -203,7 +203,7 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
         for i, row in enumerate(table.itertuples(index=False)):
             if drop[i]:
                 continue
-            if row.overview is None:
+            if not isinstance(row.overview, str):
                 report.add("missing_overview", f"{row.source} (id {row.id})")
             elif _has_surrogates(row.overview):
                 report.add("non_utf8", f"{row.source} (id {row.id})")

@@ -65,6 +65,8 @@ def prepare_data(data_cfg: config_lib.DataConfig, modalities, vocab=None, vector
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress)
     table = select_modalities(table, modalities)
+    # With a run's vocabulary every row is new data; otherwise train defines the genres.
+    outside_train = table if vocab is not None else table[table["split"] != "train"]
     if vocab is None:
         vocab = labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count)
     splits, skipped = {}, 0
@@ -84,7 +86,7 @@ def prepare_data(data_cfg: config_lib.DataConfig, modalities, vocab=None, vector
             raise ValueError(f"{path or data_cfg.path}: no usable train rows to adapt the vectorizer on")
         vectorizer = pipeline.build_vectorizer(train_rows["overview"], data_cfg.max_tokens,
                                                data_cfg.sequence_length)
-    unseen = vocab.unseen(table[table["split"] != "train"]) if len(table) else {}
+    unseen = vocab.unseen(outside_train) if len(table) else {}
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities), skipped,
                         dict(unseen))
 

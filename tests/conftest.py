@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny datasets made at run time, tiny configs."""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mmgenre.config import load_config  # noqa: E402
+from mmgenre.data.synth import make_synthetic  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """240 synthetic movies, 32x32 posters, every genre visible in both modalities."""
+    return make_synthetic(str(tmp_path_factory.mktemp("synth")), n=240, seed=0, image_size=(32, 32))
+
+
+def tiny_config(data_path, model="cnn", params=None, **sections):
+    """An ExperimentConfig small enough to train in seconds on 2 CPU cores."""
+    raw = {
+        "name": f"tiny-{model}",
+        "data": {"path": str(data_path), "image_size": [32, 32], "max_tokens": 300,
+                 "sequence_length": 32, "min_genre_count": 3, "batch_size": 16},
+        "model": {"name": model, "params": params or {}},
+        "train": {"epochs": 6, "learning_rate": 0.003, "patience": 6},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return load_config(raw=raw)
+
+
+def write_image(path, mode="RGB", size=(24, 30), fmt="JPEG", seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = (rng.random((size[1], size[0], 4)) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode)
+    image.save(path, fmt)
+    return path
+
+
+def write_csv_dataset(root, rows):
+    """Writes movies.csv in the CSV layout; rows are dicts (poster relative to root)."""
+    import csv
+
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "movies.csv"), "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["id", "title", "genres", "overview", "poster", "split"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    return str(root)
+
+
+@pytest.fixture
+def mmimdb_dir(tmp_path):
+    """A tiny MM-IMDb layout: dataset/<id>.json + .jpeg and split.json."""
+    root = tmp_path / "mmimdb"
+    (root / "dataset").mkdir(parents=True)
+    genres = [["Drama"], ["Comedy", "Drama", "Film-Noir"], ["Comedy"], ["Horror"], ["Drama", "Horror"], ["Comedy"]]
+    splits = {"train": ["0000001", "0000002", "0000003", "0000004"], "dev": ["0000005"],
+              "test": ["0000006"]}
+    for i, movie_id in enumerate(sum(splits.values(), [])):
+        meta = {"title": f"Movie {i}", "genres": genres[i],
+                "plot": [f"plot number {i} about things", "second plot"]}
+        (root / "dataset" / f"{movie_id}.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_image(root / "dataset" / f"{movie_id}.jpeg", seed=i)
+    (root / "split.json").write_text(json.dumps(splits), encoding="utf-8")
+    return str(root)

@@ -1,0 +1,46 @@
+import pytest
+
+from mmgenre.config import ConfigError, load_config
+
+
+def test_unknown_key_is_rejected_with_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.epohcs' \(did you mean 'epochs'\?\)"):
+        load_config(raw={"train": {"epohcs": 3}})
+
+
+def test_unknown_section_is_rejected():
+    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
+        load_config(raw={"trian": {}})
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="train.epochs must be an integer, got 'ten'"):
+        load_config(raw={"train": {"epochs": "ten"}})
+
+
+def test_bad_choice_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"data.task must be one of \['multilabel', 'single'\]"):
+        load_config(raw={"data": {"task": "multiclass"}})
+
+
+def test_set_overrides_parse_yaml_values_and_quick_block(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("model: {name: lstm}\ntrain: {epochs: 20}\nquick: {train.epochs: 1, data.limit: 8}\n")
+    cfg = load_config(str(path), overrides=["data.image_size=[64, 48]", "train.learning_rate=0.01"])
+    assert cfg.name == "exp" and cfg.train.epochs == 20 and cfg.data.image_size == (64, 48)
+    assert cfg.train.learning_rate == 0.01 and cfg.model.name == "lstm"
+    quick = load_config(str(path), quick=True)
+    assert quick.train.epochs == 1 and quick.data.limit == 8
+
+
+def test_quick_without_block_is_an_error(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {epochs: 2}\n")
+    with pytest.raises(ConfigError, match="has no 'quick' block"):
+        load_config(str(path), quick=True)
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm"])
+def test_shipped_configs_load_in_both_variants(name):
+    assert load_config(f"configs/{name}.yaml").model.name == name
+    assert load_config(f"configs/{name}.yaml", quick=True).train.epochs == 1

@@ -1,0 +1,37 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmgenre.data.labels import GenreVocabulary, targets
+
+
+def _table():
+    return pd.DataFrame({
+        "split": ["train"] * 5 + ["test"] * 2,
+        "genres": [["Drama", "Comedy"], ["Drama"], ["Drama", "Horror"], ["Comedy"], ["Drama"],
+                   ["Western", "Horror"], ["Horror"]],
+    })
+
+
+def test_vocabulary_uses_train_only_and_records_dropped():
+    vocab = GenreVocabulary.from_train(_table(), min_count=2)
+    assert vocab.genres == ["Drama", "Comedy"]  # Horror has 1 train example; test rows ignored
+    assert vocab.dropped == {"Horror": "1 train example(s) < min_genre_count 2"}
+    assert vocab.unseen(_table()[_table()["split"] == "test"]) == {"Western": 1, "Horror": 2}
+
+
+def test_multi_hot_and_single_label_rules():
+    table = _table()
+    vocab = GenreVocabulary.from_train(table, min_count=1)
+    assert vocab.genres == ["Drama", "Comedy", "Horror"]
+    np.testing.assert_array_equal(vocab.multi_hot([["Comedy", "Western"]]), [[0, 1, 0]])
+    # rarest: Drama|Horror -> Horror (1 train example); first: -> Drama
+    assert vocab.single_label([["Drama", "Horror"], ["Western"]], "rarest").tolist() == [2, -1]
+    assert vocab.single_label([["Drama", "Horror"]], "first").tolist() == [0]
+    one_hot = targets(vocab, table.head(3), "single")
+    assert one_hot.sum(axis=1).tolist() == [1, 1, 1]
+
+
+def test_no_genre_left_is_a_clear_error():
+    with pytest.raises(ValueError, match="no genre has at least 50 train examples"):
+        GenreVocabulary.from_train(_table(), min_count=50)

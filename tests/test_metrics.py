@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from mmgenre.evaluation import metrics
+
+
+def test_multilabel_metrics_on_a_hand_checked_example():
+    y_true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
+    y_prob = np.array([[0.9, 0.2, 0.4], [0.1, 0.8, 0.3], [0.6, 0.3, 0.7]])
+    m = metrics.multilabel_metrics(y_true, y_prob, 0.5)
+    # predictions: [1,0,0], [0,1,0], [1,0,1] -> tp=3, fp=1, fn=2
+    assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 2))
+    assert m["top1_accuracy"] == pytest.approx(2 / 3)  # row 3: top is genre 2, not true
+    assert m["subset_accuracy"] == pytest.approx(1 / 3)
+    # genres 0 and 1 ranked perfectly (AP 1); genre 2: its one positive (0.4) ranks second
+    assert m["mAP"] == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+def test_thresholds_are_tuned_per_genre_and_default_without_positives():
+    y_true = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
+    y_prob = np.array([[0.3, 0.9], [0.25, 0.1], [0.1, 0.2], [0.05, 0.3]])
+    thresholds = metrics.tune_thresholds(y_true, y_prob)
+    assert 0.1 < thresholds[0] <= 0.25  # separates 0.25/0.3 from 0.1/0.05
+    assert thresholds[1] == 0.5  # no positive: nothing to tune
+
+
+def test_prior_predicts_majority_genres_and_scores_prevalence_ap():
+    train = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 1, 0]], np.float32)
+    prior = metrics.prior_probabilities(train, 5)
+    assert prior.shape == (5, 3) and (prior[:, :2] >= 0.5).all() and (prior[:, 2] < 0.5).all()
+    y_true = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0], [1, 1, 0]])
+    ap = metrics.mean_average_precision(y_true, prior)
+    assert ap == pytest.approx(np.mean([3 / 5, 2 / 5, 1 / 5]))
+
+
+def test_single_label_metrics():
+    y_true = np.eye(3)[[0, 1, 2, 2]]
+    y_prob = np.eye(3)[[0, 1, 1, 2]] * 0.8 + 0.05
+    m = metrics.single_label_metrics(y_true, y_prob, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
