@@ -65,7 +65,7 @@ def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str
         cfg.data.bad_input = bad_input
     cfg.data.path = data_path
     cfg.data.limit = None
-    prepared = trainer.prepare_data(cfg.data, run.modalities, vocab=run.vocab,
+    prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name), vocab=run.vocab,
                                     vectorizer=run.vectorizer)
     if prepared.splits[split][0].empty:
         raise ValueError(f"{data_path}: split {split!r} has no usable rows for inputs "

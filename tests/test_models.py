@@ -45,3 +45,52 @@ def test_unknown_model_and_param_are_named():
 def test_bad_hyperparameter_value_is_quoted():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
         registry.build_model("lstm", {"dropout": 1.5}, **DATA_ARGS)
+
+
+@pytest.mark.parametrize("image_branch,text_branch,method", [
+    ("compact_resnet", "bilstm_attention", "gmu"),
+    ("cnn", "bilstm_attention", "concat"),
+])
+def test_fusion_combinations_train_and_round_trip(image_branch, text_branch, method, tmp_path):
+    params = {"image_branch": image_branch, "text_branch": text_branch, "method": method,
+              "modality_dropout": 0.2, "fusion_units": 8}
+    model = registry.build_model("fusion", params, task="multilabel", **DATA_ARGS)
+    targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
+    reloaded = assert_trains_and_round_trips(model, _inputs(registry.get("fusion")), targets, tmp_path)
+    assert reloaded.get_layer("poster_or_stand_in").rate == 0.2
+
+
+def test_fusion_accepts_a_missing_modality():
+    model = registry.build_model("fusion", {"fusion_units": 8}, **DATA_ARGS)
+    inputs = _inputs(registry.get("fusion"))
+    both = model.predict(inputs, verbose=0)
+    no_poster = model.predict({**inputs, "poster": np.zeros_like(inputs["poster"])}, verbose=0)
+    no_text = model.predict({**inputs, "overview": np.zeros_like(inputs["overview"])}, verbose=0)
+    assert np.isfinite(no_poster).all() and np.isfinite(no_text).all()
+    # With the poster absent the output no longer depends on which poster it was.
+    other = {**inputs, "poster": np.zeros_like(inputs["poster"])}
+    np.testing.assert_allclose(model.predict(other, verbose=0), no_poster)
+    assert not np.allclose(both, no_poster)
+
+
+def test_fusion_rejects_incompatible_branches_and_foreign_weights(tmp_path):
+    with pytest.raises(ValueError, match="image_branch must be a poster-only model; 'lstm' takes"):
+        registry.build_model("fusion", {"image_branch": "lstm"}, **DATA_ARGS)
+    with pytest.raises(ValueError, match="fusion method must be one of"):
+        registry.build_model("fusion", {"method": "sum"}, **DATA_ARGS)
+    lstm = registry.build_model("lstm", {}, **DATA_ARGS)
+    lstm.save(tmp_path / "lstm.keras")
+    with pytest.raises(ValueError, match=r"lstm.keras: weights do not fit branch 'cnn'"):
+        registry.build_model("fusion", {"image_weights": str(tmp_path / "lstm.keras")}, **DATA_ARGS)
+
+
+def test_attention_ignores_padding_and_sums_to_one():
+    from mmgenre.models.bilstm_attention import attention_weights
+
+    model = registry.build_model("bilstm_attention", {}, **DATA_ARGS)
+    ids = np.zeros((2, 12), "int64")
+    ids[0, :5] = [3, 4, 5, 6, 7]
+    ids[1, :2] = [8, 9]
+    weights = attention_weights(model, ids)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert (weights[0, 5:] == 0).all() and (weights[1, 2:] == 0).all()

@@ -58,3 +58,32 @@ def test_interrupted_run_resumes_where_it_stopped(synthetic_dir, tmp_path):
     other = tiny_config(synthetic_dir, "lstm", train={"epochs": 5})
     with pytest.raises(ValueError, match="different config"):
         train_and_evaluate(other, run_dir, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def split_signal_dir(tmp_path_factory):
+    from mmgenre.data.synth import make_synthetic
+
+    return make_synthetic(str(tmp_path_factory.mktemp("split")), n=300, seed=2, signal="split",
+                          image_size=(32, 32))
+
+
+def test_fusion_beats_each_branch_when_the_signal_is_split(split_signal_dir, tmp_path):
+    """Half the genres show only on posters, half only in text: only fusion sees all."""
+    maps = {}
+    for name, model, params in [("cnn", "cnn", {}), ("lstm", "lstm", {}),
+                                ("fusion", "fusion", {"method": "gmu", "fusion_units": 32,
+                                                      "modality_dropout": 0.1})]:
+        cfg = tiny_config(split_signal_dir, model, params, train={"epochs": 10})
+        results = train_and_evaluate(cfg, str(tmp_path / name), verbose=0)
+        maps[name] = results["splits"]["test"]["at_0.5"]["mAP"]
+        if name == "fusion":
+            fused = results
+    assert maps["fusion"] > max(maps["cnn"], maps["lstm"]) + 0.1, maps
+    # Evaluated three ways; losing a modality costs accuracy but still beats the prior.
+    missing = fused["missing_modality"]
+    prior = fused["splits"]["test"]["prior"]["mAP"]
+    for absent in ("poster missing", "overview missing"):
+        assert prior < missing[absent]["at_0.5"]["mAP"] < maps["fusion"], (absent, missing, prior)
+    gate = fused["gmu_mean_gate"]
+    assert 0 < gate["poster"] < 1 and gate["poster"] + gate["overview"] == pytest.approx(1)

@@ -38,6 +38,13 @@ def read_poster(path, image_size):
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
+def read_poster_or_blank(path, image_size):
+    """Like read_poster, but an empty path (a movie without a usable poster)
+    gives an all-zero image, the "absent" signal fused models recognise."""
+    return tf.cond(tf.strings.length(path) > 0, lambda: read_poster(path, image_size),
+                   lambda: tf.zeros((*image_size, 3), tf.uint8))
+
+
 def to_unit_range(image):
     """uint8 [0, 255] -> float32 [0, 1], the range every mmgenre image model expects."""
     return tf.cast(image, tf.float32) / 255.0
@@ -93,10 +100,13 @@ def load_vectorizer(path: str):
                             vocabulary=saved["vocabulary"])
 
 
-def _inputs(table, modalities):
+def _inputs(table, modalities, allow_missing):
     columns = {}
     for modality in modalities:
         values = table[modality].tolist()
+        if allow_missing:
+            # "" is an absent poster (zero image) or overview (all padding).
+            values = [v if isinstance(v, str) else "" for v in values]
         if not all(isinstance(v, str) for v in values):
             raise ValueError(f"rows without a usable {modality} reached the pipeline; "
                              "select rows with mmgenre.data.validate.select_modalities first")
@@ -106,7 +116,8 @@ def _inputs(table, modalities):
 
 def make_dataset(table, targets: np.ndarray, modalities, image_size=(128, 128),
                  vectorizer=None, batch_size: int = 32, training: bool = False,
-                 cache: str = "memory", augment: bool = False, seed: int = 0):
+                 cache: str = "memory", augment: bool = False, seed: int = 0,
+                 allow_missing: bool = False):
     """Builds the batched tf.data pipeline for one split.
 
     Args:
@@ -120,15 +131,18 @@ def make_dataset(table, targets: np.ndarray, modalities, image_size=(128, 128),
         cache: "memory", "none", or a file prefix for a disk cache.
         augment: apply ``augment_poster`` (only when ``training``).
         seed: shuffle seed.
+        allow_missing: rows may lack a modality (models that handle absent
+            inputs); the missing poster becomes zeros, the overview padding.
     """
     if len(table) != len(targets):
         raise ValueError(f"{len(table)} rows but {len(targets)} targets")
     if "overview" in modalities and vectorizer is None:
         raise ValueError("an overview pipeline needs a vectorizer adapted on train")
-    ds = tf.data.Dataset.from_tensor_slices((_inputs(table, modalities), targets))
+    ds = tf.data.Dataset.from_tensor_slices((_inputs(table, modalities, allow_missing), targets))
     if "poster" in modalities:
         size = tuple(image_size)
-        ds = ds.map(lambda x, y: ({**x, "poster": read_poster(x["poster"], size)}, y),
+        read = read_poster_or_blank if allow_missing else read_poster
+        ds = ds.map(lambda x, y: ({**x, "poster": read(x["poster"], size)}, y),
                     num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache == "memory":
         ds = ds.cache()

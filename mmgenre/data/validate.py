@@ -228,6 +228,9 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
 
     table["has_poster"] = has_poster
     table["has_overview"] = has_overview
+    # An unusable modality is blanked, so nothing downstream can read it by mistake.
+    table["poster"] = [p if ok else None for p, ok in zip(table["poster"], has_poster)]
+    table["overview"] = [o if ok else None for o, ok in zip(table["overview"], has_overview)]
     # Drop rows that have none of the checked modalities left: nothing to learn from.
     usable = [not d and (p or o) for d, p, o in zip(drop, has_poster, has_overview)]
     if not report.ok:
@@ -237,9 +240,12 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
     return table[usable].reset_index(drop=True), report
 
 
-def select_modalities(table: pd.DataFrame, modalities) -> pd.DataFrame:
-    """Rows that have every modality in ``modalities`` (a model's inputs)."""
-    mask = pd.Series(True, index=table.index)
-    for modality in modalities:
-        mask &= table[f"has_{modality}"]
+def select_modalities(table: pd.DataFrame, modalities, require_all: bool = True) -> pd.DataFrame:
+    """Rows that have every modality in ``modalities`` (a model's inputs).
+
+    With ``require_all=False`` (models that accept a missing modality) rows
+    need at least one of them.
+    """
+    present = pd.concat([table[f"has_{m}"] for m in modalities], axis=1)
+    mask = present.all(axis=1) if require_all else present.any(axis=1)
     return table[mask].reset_index(drop=True)

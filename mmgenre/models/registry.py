@@ -23,7 +23,13 @@ from typing import Callable
 # Arguments the trainer derives from the data; not settable in model.params.
 DATA_ARGS = ("num_genres", "task", "image_size", "vocab_size", "sequence_length")
 # Modules that register models when imported.
-_MODULES = ("mmgenre.models.cnn", "mmgenre.models.lstm")
+_MODULES = (
+    "mmgenre.models.cnn",
+    "mmgenre.models.compact_resnet",
+    "mmgenre.models.lstm",
+    "mmgenre.models.bilstm_attention",
+    "mmgenre.models.fusion",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +38,7 @@ class ModelSpec:
     builder: Callable
     modalities: tuple
     description: str
+    accepts_missing: bool = False  # takes rows lacking one modality (fusion)
 
     def hyperparameters(self) -> dict:
         """Plain hyperparameters of the builder with their defaults."""
@@ -44,13 +51,13 @@ class ModelSpec:
 _REGISTRY: dict = {}
 
 
-def register(name: str, modalities, description: str = ""):
+def register(name: str, modalities, description: str = "", accepts_missing: bool = False):
     """Decorator registering ``builder`` under ``name``."""
 
     def wrap(builder):
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, builder, tuple(modalities), description)
+        _REGISTRY[name] = ModelSpec(name, builder, tuple(modalities), description, accepts_missing)
         return builder
 
     return wrap

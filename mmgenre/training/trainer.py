@@ -50,21 +50,26 @@ class PreparedData:
     vectorizer: object
     report: object
     modalities: tuple
+    allow_missing: bool = False
     skipped_unlabelled: int = 0
     unseen_genres: dict = dataclasses.field(default_factory=dict)
 
 
-def prepare_data(data_cfg: config_lib.DataConfig, modalities, vocab=None, vectorizer=None,
-                 path=None, show_progress=True) -> PreparedData:
-    """Loads, validates and labels a dataset for a model taking ``modalities``.
+def prepare_data(data_cfg: config_lib.DataConfig, spec: registry.ModelSpec, vocab=None,
+                 vectorizer=None, path=None, show_progress=True) -> PreparedData:
+    """Loads, validates and labels a dataset for the model described by ``spec``.
+
+    Rows need every input of the model, or (models that accept a missing
+    modality) at least one.
 
     ``vocab`` and ``vectorizer`` come from a trained run when evaluating on new
     data; otherwise both are fitted on this dataset's train split only.
     """
     records = load_records(path or data_cfg.path)
+    modalities = spec.modalities
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress)
-    table = select_modalities(table, modalities)
+    table = select_modalities(table, modalities, require_all=not spec.accepts_missing)
     # With a run's vocabulary every row is new data; otherwise train defines the genres.
     outside_train = table if vocab is not None else table[table["split"] != "train"]
     if vocab is None:
@@ -81,14 +86,14 @@ def prepare_data(data_cfg: config_lib.DataConfig, modalities, vocab=None, vector
             rows, targets = rows[labelled].reset_index(drop=True), targets[labelled]
         splits[split] = (rows, targets)
     if "overview" in modalities and vectorizer is None:
-        train_rows = splits["train"][0]
-        if train_rows.empty:
-            raise ValueError(f"{path or data_cfg.path}: no usable train rows to adapt the vectorizer on")
-        vectorizer = pipeline.build_vectorizer(train_rows["overview"], data_cfg.max_tokens,
+        train_texts = [t for t in splits["train"][0]["overview"] if isinstance(t, str)]
+        if not train_texts:
+            raise ValueError(f"{path or data_cfg.path}: no usable train overviews to adapt the vectorizer on")
+        vectorizer = pipeline.build_vectorizer(train_texts, data_cfg.max_tokens,
                                                data_cfg.sequence_length)
     unseen = vocab.unseen(outside_train) if len(table) else {}
-    return PreparedData(splits, vocab, vectorizer, report, tuple(modalities), skipped,
-                        dict(unseen))
+    return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
+                        spec.accepts_missing, skipped, dict(unseen))
 
 
 def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=False, seed=0):
@@ -101,7 +106,7 @@ def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=Fa
     return pipeline.make_dataset(
         rows, targets, prepared.modalities, data_cfg.image_size, prepared.vectorizer,
         data_cfg.batch_size, training=training, cache=cache,
-        augment=data_cfg.augment and training, seed=seed)
+        augment=data_cfg.augment and training, seed=seed, allow_missing=prepared.allow_missing)
 
 
 def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
@@ -183,7 +188,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
     keras.utils.set_random_seed(cfg.train.seed)
 
-    prepared = prepare_data(cfg.data, spec.modalities)
+    prepared = prepare_data(cfg.data, spec)
     with open(os.path.join(run_dir, "validation.json"), "w", encoding="utf-8") as f:
         json.dump({**prepared.report.as_dict(),
                    "skipped_without_kept_genre": prepared.skipped_unlabelled,
@@ -222,8 +227,24 @@ def load_model(path: str):
     return keras.models.load_model(path)
 
 
-def predict_split(model, data_cfg, prepared, split) -> np.ndarray:
-    return model.predict(make_split_dataset(data_cfg, prepared, split), verbose=0)
+def predict_split(model, data_cfg, prepared, split, absent=None) -> np.ndarray:
+    """(n, n_genres) probabilities; ``absent`` names a modality to blank out
+    (zeros: the absent signal of fused models) to measure robustness."""
+    ds = make_split_dataset(data_cfg, prepared, split)
+    if absent is not None:
+        import tensorflow as tf
+
+        ds = ds.map(lambda x, y: ({**x, absent: tf.zeros_like(x[absent])}, y))
+    return model.predict(ds, verbose=0)
+
+
+def mean_gate(model, data_cfg, prepared, split) -> dict | None:
+    """Mean GMU gate on ``split``: how much each modality contributes on average."""
+    if "gmu" not in [layer.name for layer in model.layers]:
+        return None
+    probe = keras.Model(model.inputs, model.get_layer("gmu").output[1])
+    z = probe.predict(make_split_dataset(data_cfg, prepared, split), verbose=0)
+    return {"poster": float(np.mean(z)), "overview": float(1.0 - np.mean(z))}
 
 
 def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, thresholds=None,
@@ -258,6 +279,18 @@ def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, threshol
                 truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
             results["splits"][split]["prior"] = prior["at_0.5"]
             rows += [{"split": split, **r} for r in reports.metrics_rows("prior (train frequency)", prior)]
+    if prepared.allow_missing and task == "multilabel":
+        # Fused models, judged as a catalogue would meet them: one input absent.
+        split = "test" if "test" in probs else next(iter(probs))
+        truth = prepared.splits[split][1]
+        results["missing_modality"] = {}
+        for absent in prepared.modalities:
+            prob = predict_split(model, cfg.data, prepared, split, absent=absent)
+            scores = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
+            results["missing_modality"][f"{absent} missing"] = scores
+            rows += [{"split": split, **r}
+                     for r in reports.metrics_rows(f"{cfg.name} ({absent} missing)", scores)]
+        results["gmu_mean_gate"] = mean_gate(model, cfg.data, prepared, split)
     table = pd.DataFrame(rows)
     table.to_csv(os.path.join(out_dir, "metrics.csv"), index=False)
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
@@ -281,6 +314,9 @@ def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, threshol
                                            probs[final], genres, thresholds))
     else:
         report += ["Confusion matrix (rows true, columns predicted): see metrics.json.", ""]
+    if results.get("gmu_mean_gate"):
+        gate = results["gmu_mean_gate"]
+        report += [f"GMU mean gate on test: poster {gate['poster']:.3f}, overview {gate['overview']:.3f}.", ""]
     if prepared.vocab.dropped:
         report += ["Dropped genres: " + "; ".join(f"{g} ({why})" for g, why in
                                                  prepared.vocab.dropped.items()), ""]

@@ -1,0 +1,159 @@
+"""mmgenre's custom Keras layers, registered so saved models reload by name.
+
+Every layer keeps configuration in __init__, creates weights in build(), and
+returns its arguments from get_config, so ``keras.models.load_model`` needs no
+custom_objects.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class AttentionPooling(keras.layers.Layer):
+    """Additive attention pooling over time that respects the padding mask.
+
+    score_t = v . tanh(W h_t + b); weights = softmax over unmasked steps;
+    output = sum_t weights_t h_t (Bahdanau-style, as in the study's proposal).
+
+    Args:
+        units: int. size of the attention projection. Defaults to 64.
+
+    Call:
+        inputs: (batch, seq_len, dim); mask: (batch, seq_len) bool, from Embedding(mask_zero=True).
+    Returns:
+        [(batch, dim) pooled, (batch, seq_len) attention weights] (padding gets 0).
+    """
+
+    def __init__(self, units: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.w = self.add_weight(name="w", shape=(dim, self.units), initializer="glorot_uniform")
+        self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
+        self.v = self.add_weight(name="v", shape=(self.units,), initializer="glorot_uniform")
+
+    def call(self, inputs, mask=None):
+        scores = ops.sum(ops.tanh(ops.matmul(inputs, self.w) + self.b) * self.v, axis=-1)
+        if mask is not None:
+            # A large negative score, not -inf: a fully padded row then gets uniform
+            # weights over zeros instead of NaN.
+            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        weights = ops.softmax(scores, axis=-1)
+        if mask is not None:
+            weights = weights * ops.cast(mask, weights.dtype)
+        pooled = ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
+        return [pooled, weights]
+
+    def compute_mask(self, inputs, mask=None):
+        return [None, None]
+
+    def compute_output_shape(self, input_shape):
+        return [(input_shape[0], input_shape[-1]), (input_shape[0], input_shape[1])]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class MissingModality(keras.layers.Layer):
+    """Swaps a branch embedding for a learned stand-in when its input is absent.
+
+    An input counts as absent when it is all zeros: a zero poster, or an
+    overview that vectorizes to padding only (an empty string). During
+    training, ``rate`` also drops present inputs at random (modality dropout),
+    so the fused model learns to predict from either modality alone.
+
+    Args:
+        rate: float. probability of dropping a present input while training.
+
+    Call:
+        [embedding (batch, dim), raw input (batch, ...)] -> (batch, dim).
+    """
+
+    def __init__(self, rate: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate < 1:
+            raise ValueError(f"modality dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def build(self, input_shape):
+        self.stand_in = self.add_weight(name="stand_in", shape=(input_shape[0][-1],),
+                                        initializer="zeros")
+
+    def call(self, inputs, training=False):
+        embedding, raw = inputs
+        raw = ops.cast(raw, embedding.dtype)
+        present = ops.max(ops.reshape(ops.abs(raw), (ops.shape(raw)[0], -1)), axis=1) > 0
+        if training and self.rate > 0:
+            keep = keras.random.uniform((ops.shape(raw)[0],), seed=self.seed_generator) >= self.rate
+            present = ops.logical_and(present, keep)
+        present = ops.expand_dims(ops.cast(present, embedding.dtype), -1)
+        return embedding * present + ops.cast(self.stand_in, embedding.dtype) * (1.0 - present)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class GatedMultimodalUnit(keras.layers.Layer):
+    """Gated multimodal unit (Arevalo et al. 2017, the MM-IMDb paper, eq. 1-4).
+
+    h_v = tanh(W_v x_v); h_t = tanh(W_t x_t); z = sigmoid(W_z [x_v; x_t]);
+    h = z * h_v + (1 - z) * h_t. z is the per-unit weight of the image.
+
+    Args:
+        units: int. size of h. Defaults to 128.
+
+    Call:
+        [x_v (batch, dim_v), x_t (batch, dim_t)] -> [h (batch, units), z (batch, units)].
+    """
+
+    def __init__(self, units: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        dim_v, dim_t = input_shape[0][-1], input_shape[1][-1]
+        self.w_v = self.add_weight(name="w_v", shape=(dim_v, self.units), initializer="glorot_uniform")
+        self.w_t = self.add_weight(name="w_t", shape=(dim_t, self.units), initializer="glorot_uniform")
+        self.w_z = self.add_weight(name="w_z", shape=(dim_v + dim_t, self.units),
+                                   initializer="glorot_uniform")
+
+    def call(self, inputs):
+        x_v, x_t = inputs
+        h_v = ops.tanh(ops.matmul(x_v, self.w_v))
+        h_t = ops.tanh(ops.matmul(x_t, self.w_t))
+        z = ops.sigmoid(ops.matmul(ops.concatenate([x_v, x_t], axis=-1), self.w_z))
+        return [z * h_v + (1.0 - z) * h_t, z]
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0][0]
+        return [(batch, self.units), (batch, self.units)]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class ImageNetPreprocess(keras.layers.Layer):
+    """[0, 1] RGB -> the "caffe" input of keras.applications ResNet50 (BGR, mean-subtracted).
+
+    Inside the model, so a saved ResNet takes the same [0, 1] posters as every
+    other mmgenre image model.
+    """
+
+    MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def call(self, images):
+        bgr = ops.flip(images * 255.0, axis=-1)
+        return bgr - ops.convert_to_tensor(self.MEAN_BGR, dtype=bgr.dtype)
