@@ -33,7 +33,8 @@ def cmd_evaluate(args):
     _quiet_tensorflow()
     from mmgenre.inference import evaluate_run
 
-    results = evaluate_run(args.run_dir, args.data, args.split, args.out, args.bad_input)
+    results = evaluate_run(args.run_dir, args.data, args.split, args.out, args.bad_input,
+                           args.allow_external_code)
     print(open(os.path.join(results["out_dir"], "report.md"), encoding="utf-8").read())
     if results["unseen_genres"]:
         print(f"genres this model never learned (ignored): {results['unseen_genres']}")
@@ -44,7 +45,7 @@ def cmd_predict(args):
     _quiet_tensorflow()
     from mmgenre.inference import load_run, predict_movie
 
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, args.allow_external_code)
     ranked = predict_movie(run, args.poster, args.overview)
     if args.json:
         print(json.dumps([{"genre": g, "probability": p, "predicted": on} for g, p, on in ranked]))
@@ -91,6 +92,10 @@ def cmd_models(args):
         print(f"{'':<20} params: {spec.hyperparameters()}")
 
 
+EXTERNAL_CODE_HELP = ("load models holding a TF-Hub/SavedModel layer; this runs the SavedModel's "
+                      "code (Keras safe_mode=False), so use it only for files you trust")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmgenre", description="Movie genre classification from posters and overviews.")
@@ -110,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "dev", "test"))
     p.add_argument("--out", help="output folder (default RUN_DIR/eval/<dataset>-<split>)")
     p.add_argument("--bad-input", choices=("skip", "strict"), help="override the run's policy")
+    p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="genres with probabilities for one movie")
@@ -118,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overview", help="plot overview text")
     p.add_argument("--top", type=int, default=10, help="how many genres to list")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a dataset and print the per-reason report")

@@ -33,8 +33,12 @@ class Run:
         return registry.get(self.config.model.name).modalities
 
 
-def load_run(run_dir: str) -> Run:
-    """Loads config, model, genre vocabulary, vectorizer and dev thresholds."""
+def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
+    """Loads config, model, genre vocabulary, vectorizer and dev thresholds.
+
+    ``allow_external_code`` permits models holding a SavedModel (TF-Hub) layer,
+    whose loading runs that SavedModel's code (Keras safe_mode=False).
+    """
     model_path = os.path.join(run_dir, "best.keras")
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
@@ -48,18 +52,19 @@ def load_run(run_dir: str) -> Run:
         with open(thresholds_path, encoding="utf-8") as f:
             saved = json.load(f)
         thresholds = np.array([saved[g] for g in vocab.genres])
-    return Run(run_dir, cfg, trainer.load_model(model_path), vocab, vectorizer, thresholds)
+    return Run(run_dir, cfg, trainer.load_model(model_path, allow_external_code), vocab, vectorizer,
+               thresholds)
 
 
 def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str | None = None,
-                 bad_input: str | None = None) -> dict:
+                 bad_input: str | None = None, allow_external_code: bool = False) -> dict:
     """Scores a trained run on ``split`` of any dataset in a supported layout.
 
     The run's own genre vocabulary, vectorizer and dev-tuned thresholds are
     used unchanged; genres the run never learned are ignored and counted.
     Results go to ``RUN_DIR/eval/<dataset>-<split>/`` unless ``out_dir`` is given.
     """
-    run = load_run(run_dir)
+    run = load_run(run_dir, allow_external_code)
     cfg = run.config
     if bad_input:
         cfg.data.bad_input = bad_input
@@ -102,7 +107,8 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
     if overview is not None:
         if not overview.strip():
             raise ValueError("the overview is empty")
-        inputs["overview"] = run.vectorizer(tf.constant([overview]))
+        text = tf.constant([overview])
+        inputs["overview"] = text if trainer.takes_raw_text(run.model) else run.vectorizer(text)
     probs = np.asarray(run.model.predict(inputs, verbose=0))[0]
     thresholds = run.thresholds if run.thresholds is not None else np.full(len(probs), 0.5)
     if run.config.data.task == "single":

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 
 
-def assert_trains_and_round_trips(model, inputs, targets, tmp_path, loss="binary_crossentropy"):
+def assert_trains_and_round_trips(model, inputs, targets, tmp_path, loss="binary_crossentropy",
+                                  allow_external_code=False):
     """Runs one train step, then checks save/load gives identical predictions.
 
     Args:
@@ -28,7 +29,7 @@ def assert_trains_and_round_trips(model, inputs, targets, tmp_path, loss="binary
     assert expected.shape == targets.shape
     path = os.path.join(str(tmp_path), f"{model.name}.keras")
     model.save(path)
-    reloaded = load_model(path)
+    reloaded = load_model(path, allow_external_code=allow_external_code)
     np.testing.assert_allclose(reloaded.predict(inputs, verbose=0), expected, rtol=1e-5, atol=1e-6)
     assert [layer.name for layer in reloaded.layers] == [layer.name for layer in model.layers]
     assert reloaded.count_params() == model.count_params()

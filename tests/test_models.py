@@ -17,7 +17,8 @@ def _inputs(spec, batch=4, seed=0):
     return inputs
 
 
-@pytest.mark.parametrize("name", registry.names())
+# resnet and hub models need weight files or SavedModels: tests/test_pretrained.py.
+@pytest.mark.parametrize("name", [n for n in registry.names() if n not in ("resnet", "hub_image", "hub_text")])
 def test_every_registered_model_trains_and_round_trips(name, tmp_path):
     spec = registry.get(name)
     model = registry.build_model(name, {}, task="multilabel", **DATA_ARGS)

@@ -117,7 +117,7 @@ def _inputs(table, modalities, allow_missing):
 def make_dataset(table, targets: np.ndarray, modalities, image_size=(128, 128),
                  vectorizer=None, batch_size: int = 32, training: bool = False,
                  cache: str = "memory", augment: bool = False, seed: int = 0,
-                 allow_missing: bool = False):
+                 allow_missing: bool = False, raw_text: bool = False):
     """Builds the batched tf.data pipeline for one split.
 
     Args:
@@ -133,10 +133,12 @@ def make_dataset(table, targets: np.ndarray, modalities, image_size=(128, 128),
         seed: shuffle seed.
         allow_missing: rows may lack a modality (models that handle absent
             inputs); the missing poster becomes zeros, the overview padding.
+        raw_text: keep overviews as (batch,) strings, for models whose
+            overview input is a string (TF-Hub text encoders).
     """
     if len(table) != len(targets):
         raise ValueError(f"{len(table)} rows but {len(targets)} targets")
-    if "overview" in modalities and vectorizer is None:
+    if "overview" in modalities and vectorizer is None and not raw_text:
         raise ValueError("an overview pipeline needs a vectorizer adapted on train")
     ds = tf.data.Dataset.from_tensor_slices((_inputs(table, modalities, allow_missing), targets))
     if "poster" in modalities:
@@ -160,7 +162,7 @@ def make_dataset(table, targets: np.ndarray, modalities, image_size=(128, 128),
 
         ds = ds.map(finish_poster, num_parallel_calls=AUTOTUNE, deterministic=not training)
     ds = ds.batch(batch_size)
-    if "overview" in modalities:
+    if "overview" in modalities and not raw_text:
         ds = ds.map(lambda x, y: ({**x, "overview": vectorizer(x["overview"])}, y),
                     num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

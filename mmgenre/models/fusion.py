@@ -116,8 +116,10 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
                             data_args, "image_branch")
     text_encoder = _branch("overview", text_branch, text_params, text_weights, freeze_branches,
                            data_args, "text_branch")
+    # Inputs mirror each branch's own (token ids, or raw strings for hub text encoders).
     poster = keras.Input(shape=(*image_size, 3), name="poster")
-    overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
+    text_input = text_encoder.inputs[0]
+    overview = keras.Input(shape=text_input.shape[1:], dtype=text_input.dtype, name="overview")
     image = MissingModality(modality_dropout, name="poster_or_stand_in")(
         [image_encoder({"poster": poster}), poster])
     text = MissingModality(modality_dropout, name="overview_or_stand_in")(

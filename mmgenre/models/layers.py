@@ -89,10 +89,15 @@ class MissingModality(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         embedding, raw = inputs
-        raw = ops.cast(raw, embedding.dtype)
-        present = ops.max(ops.reshape(ops.abs(raw), (ops.shape(raw)[0], -1)), axis=1) > 0
+        if raw.dtype == "string":  # raw overviews for hub text encoders: "" is absent
+            import tensorflow as tf
+
+            present = tf.strings.length(raw) > 0
+        else:
+            raw = ops.cast(raw, embedding.dtype)
+            present = ops.max(ops.reshape(ops.abs(raw), (ops.shape(raw)[0], -1)), axis=1) > 0
         if training and self.rate > 0:
-            keep = keras.random.uniform((ops.shape(raw)[0],), seed=self.seed_generator) >= self.rate
+            keep = keras.random.uniform((ops.shape(embedding)[0],), seed=self.seed_generator) >= self.rate
             present = ops.logical_and(present, keep)
         present = ops.expand_dims(ops.cast(present, embedding.dtype), -1)
         return embedding * present + ops.cast(self.stand_in, embedding.dtype) * (1.0 - present)

@@ -26,6 +26,8 @@ DATA_ARGS = ("num_genres", "task", "image_size", "vocab_size", "sequence_length"
 _MODULES = (
     "mmgenre.models.cnn",
     "mmgenre.models.compact_resnet",
+    "mmgenre.models.resnet",
+    "mmgenre.models.hub",
     "mmgenre.models.lstm",
     "mmgenre.models.bilstm_attention",
     "mmgenre.models.fusion",

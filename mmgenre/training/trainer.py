@@ -96,7 +96,14 @@ def prepare_data(data_cfg: config_lib.DataConfig, spec: registry.ModelSpec, voca
                         spec.accepts_missing, skipped, dict(unseen))
 
 
-def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=False, seed=0):
+def takes_raw_text(model) -> bool:
+    """True when the model's "overview" input is a string (TF-Hub text encoders)."""
+    inputs = model.input if isinstance(model.input, dict) else {}
+    return "overview" in inputs and inputs["overview"].dtype == "string"
+
+
+def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=False, seed=0,
+                       raw_text=False):
     rows, targets = prepared.splits[split]
     if rows.empty:
         raise ValueError(f"split {split!r} has no usable rows for inputs {prepared.modalities}")
@@ -106,7 +113,8 @@ def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=Fa
     return pipeline.make_dataset(
         rows, targets, prepared.modalities, data_cfg.image_size, prepared.vectorizer,
         data_cfg.batch_size, training=training, cache=cache,
-        augment=data_cfg.augment and training, seed=seed, allow_missing=prepared.allow_missing)
+        augment=data_cfg.augment and training, seed=seed, allow_missing=prepared.allow_missing,
+        raw_text=raw_text)
 
 
 def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
@@ -200,8 +208,10 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
 
     model = compile_model(build_for_data(cfg, prepared), cfg, len(prepared.vocab))
-    train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed)
-    dev_ds = make_split_dataset(cfg.data, prepared, "dev")
+    raw_text = takes_raw_text(model)
+    train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
+                                  raw_text=raw_text)
+    dev_ds = make_split_dataset(cfg.data, prepared, "dev", raw_text=raw_text)
     monitor = cfg.monitor()
     started = time.time()
     model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
@@ -212,7 +222,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         # Every epoch had a NaN monitor value: keep the last weights, say so.
         print(f"warning: {monitor} never improved; saving the last epoch's model", file=sys.stderr)
         model.save(best_path)
-    model = load_model(best_path)
+    model = load_model(best_path, allow_external_code=True)  # our own file, just written
     plots.training_curves(pd.read_csv(os.path.join(run_dir, "history.csv")),
                           os.path.join(run_dir, "training_curves.png"), cfg.name)
     results = evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
@@ -221,16 +231,29 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     return results
 
 
-def load_model(path: str):
-    # Importing the registry's modules registers mmgenre's custom layers first.
+def load_model(path: str, allow_external_code: bool = False):
+    """Loads a .keras file; mmgenre's custom layers are registered first.
+
+    A model holding a TF-Hub/SavedModel layer (TFSMLayer) runs that SavedModel's
+    code when loaded, which Keras allows only with safe_mode=False: pass
+    ``allow_external_code=True`` for files you trust.
+    """
     registry.names()
-    return keras.models.load_model(path)
+    try:
+        return keras.models.load_model(path, safe_mode=not allow_external_code)
+    except ValueError as err:
+        if "safe_mode" in str(err) or "unsafe" in str(err).lower():
+            raise ValueError(
+                f"{path} holds a SavedModel (TF-Hub) layer; loading it runs external code. "
+                "If you trust the file, pass allow_external_code=True "
+                "(CLI: --allow-external-code).") from None
+        raise
 
 
 def predict_split(model, data_cfg, prepared, split, absent=None) -> np.ndarray:
     """(n, n_genres) probabilities; ``absent`` names a modality to blank out
     (zeros: the absent signal of fused models) to measure robustness."""
-    ds = make_split_dataset(data_cfg, prepared, split)
+    ds = make_split_dataset(data_cfg, prepared, split, raw_text=takes_raw_text(model))
     if absent is not None:
         import tensorflow as tf
 
@@ -243,7 +266,8 @@ def mean_gate(model, data_cfg, prepared, split) -> dict | None:
     if "gmu" not in [layer.name for layer in model.layers]:
         return None
     probe = keras.Model(model.inputs, model.get_layer("gmu").output[1])
-    z = probe.predict(make_split_dataset(data_cfg, prepared, split), verbose=0)
+    z = probe.predict(make_split_dataset(data_cfg, prepared, split, raw_text=takes_raw_text(model)),
+                      verbose=0)
     return {"poster": float(np.mean(z)), "overview": float(1.0 - np.mean(z))}
 
 

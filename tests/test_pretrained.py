@@ -1,0 +1,101 @@
+"""ResNet50 weights and TF-Hub/SavedModel encoders, offline: tests make their own files."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import assert_trains_and_round_trips
+from mmgenre.models import registry, resnet
+
+DATA_ARGS = dict(num_genres=3, image_size=(32, 32))
+
+
+def test_imagenet_weights_offline_fail_at_once_naming_the_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(resnet, "host_reachable", lambda *a, **k: False)
+    expected = str(tmp_path / "models" / resnet.WEIGHTS_FILE)
+    with pytest.raises(ValueError, match=f"place it at {expected}"):
+        registry.build_model("resnet", {"weights": "imagenet"}, **DATA_ARGS)
+
+
+def test_resnet_loads_a_local_weights_file_and_rejects_a_foreign_one(tmp_path):
+    import keras
+
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                           pooling="avg")
+    path = str(tmp_path / "resnet50_notop.weights.h5")
+    backbone.save_weights(path)
+    model = registry.build_model("resnet", {"weights": path, "dense_units": 8}, **DATA_ARGS)
+    loaded = model.get_layer("resnet50")
+    np.testing.assert_array_equal(loaded.get_weights()[0], backbone.get_weights()[0])
+    assert not any(w.trainable for w in loaded.weights)  # frozen by default
+    foreign = registry.build_model("cnn", {}, **DATA_ARGS)
+    foreign_path = str(tmp_path / "cnn.weights.h5")
+    foreign.save_weights(foreign_path)
+    with pytest.raises(ValueError, match="cnn.weights.h5: not ResNet50 notop weights"):
+        registry.build_model("resnet", {"weights": foreign_path}, **DATA_ARGS)
+
+
+def _export_image_encoder(path):
+    class Encoder(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.random.stateless_normal((3, 6), seed=(1, 2)))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+        def __call__(self, images):
+            return {"features": tf.matmul(tf.reduce_mean(images, axis=[1, 2]), self.w)}
+
+    module = Encoder()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.__call__})
+    return path
+
+
+def _export_text_encoder(path):
+    class Encoder(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, text):
+            words = tf.strings.split(text)
+            n = tf.cast(words.row_lengths(), tf.float32)
+            chars = tf.cast(tf.strings.length(text), tf.float32)
+            return {"embedding": tf.stack([n, chars, chars / (n + 1.0)], axis=1)}
+
+    module = Encoder()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.__call__})
+    return path
+
+
+def test_hub_image_encoder_from_a_local_savedmodel_round_trips(tmp_path):
+    handle = _export_image_encoder(str(tmp_path / "image_encoder"))
+    model = registry.build_model("hub_image", {"handle": handle, "dense_units": 8}, **DATA_ARGS)
+    inputs = {"poster": np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")}
+    targets = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    assert_trains_and_round_trips(model, inputs, targets, tmp_path, allow_external_code=True)
+
+
+def test_hub_text_encoder_takes_raw_strings_and_fuses(tmp_path):
+    handle = _export_text_encoder(str(tmp_path / "text_encoder"))
+    model = registry.build_model("fusion", {"text_branch": "hub_text", "text_params": {"handle": handle},
+                                            "fusion_units": 8}, **DATA_ARGS)
+    inputs = {"poster": np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32"),
+              "overview": np.array(["a short plot", "", "another plot here", "x"], dtype=object)}
+    targets = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    assert_trains_and_round_trips(model, inputs, targets, tmp_path, allow_external_code=True)
+
+
+def test_saved_hub_model_needs_explicit_permission_to_load(tmp_path):
+    from mmgenre.training.trainer import load_model
+
+    handle = _export_image_encoder(str(tmp_path / "image_encoder"))
+    model = registry.build_model("hub_image", {"handle": handle}, **DATA_ARGS)
+    model.save(tmp_path / "hub.keras")
+    with pytest.raises(ValueError, match="runs external code.*allow_external_code=True"):
+        load_model(str(tmp_path / "hub.keras"))
+
+
+def test_bad_handles_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="not a SavedModel folder"):
+        registry.build_model("hub_image", {"handle": str(tmp_path)}, **DATA_ARGS)
+    monkeypatch.setattr("mmgenre.models.hub.host_reachable", lambda *a, **k: False)
+    with pytest.raises(ValueError, match="tfhub.dev is unreachable"):
+        registry.build_model("hub_text", {"handle": "https://tfhub.dev/google/nnlm-en-dim50/2"},
+                             **DATA_ARGS)
