@@ -1,3 +1,5 @@
+import glob
+
 import pytest
 
 from mmgenre.config import ConfigError, load_config
@@ -40,7 +42,10 @@ def test_quick_without_block_is_an_error(tmp_path):
         load_config(str(path), quick=True)
 
 
-@pytest.mark.parametrize("name", ["cnn", "lstm"])
-def test_shipped_configs_load_in_both_variants(name):
-    assert load_config(f"configs/{name}.yaml").model.name == name
-    assert load_config(f"configs/{name}.yaml", quick=True).train.epochs == 1
+@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.yaml")))
+def test_shipped_configs_load_in_both_variants(path):
+    from mmgenre.models import registry
+
+    cfg = load_config(path)
+    registry.check_params(cfg.model.name, cfg.model.params)
+    assert load_config(path, quick=True).train.epochs == 1

@@ -113,7 +113,11 @@ def summarize_runs(runs, metrics, split: str = "test"):
         if "prior" in scores:
             rows.append({"model": "prior (train frequency)", "seed": seed,
                          **{m: scores["prior"][m] for m in metrics}})
-    per_run = pd.DataFrame(rows)
+        for label, variant in (results.get("missing_modality") or {}).items():
+            values = variant.get("tuned", variant.get("at_0.5"))
+            rows.append({"model": f"{name} ({label})", "seed": seed, **{m: values[m] for m in metrics}})
+    # The prior row repeats once per run; count it once per seed.
+    per_run = pd.DataFrame(rows).drop_duplicates(subset=["model", "seed"]).reset_index(drop=True)
     grouped = per_run.groupby("model", sort=False)
     summary = grouped[list(metrics)].mean()
     spread = grouped[list(metrics)].std(ddof=0).add_suffix("_std")
@@ -128,4 +132,4 @@ def summarize_runs(runs, metrics, split: str = "test"):
                                                    if c in summary]]]
     prior = summary["model"].str.startswith("prior")
     summary = pd.concat([summary[prior], summary[~prior]]).reset_index(drop=True)
-    return summary, per_run.drop_duplicates(subset=["model", "seed"])
+    return summary, per_run

@@ -273,74 +273,93 @@ def mean_gate(model, data_cfg, prepared, split) -> dict | None:
 
 def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, thresholds=None,
                       splits=("dev", "test"), extra=None) -> dict:
-    """Scores ``model`` on ``splits`` and writes tables, plots and error analysis.
+    """Scores ``model`` on ``splits`` and writes the run's tables and plots.
 
-    Thresholds are tuned on dev when ``thresholds`` is None (training) and
-    reused as given otherwise (evaluating a trained run on new data): test
-    never influences them.
+    Fused models (those accepting a missing modality) are also scored with each
+    input absent, and GMU models report their mean gate.
+    """
+    probs = {s: predict_split(model, cfg.data, prepared, s) for s in splits
+             if not prepared.splits[s][0].empty}
+    extra = dict(extra or {})
+    variants = {}
+    if prepared.allow_missing and cfg.data.task == "multilabel":
+        # Fused models, judged as a catalogue would meet them: one input absent.
+        final = "test" if "test" in probs else next(iter(probs))
+        variants = {f"{absent} missing": predict_split(model, cfg.data, prepared, final, absent)
+                    for absent in prepared.modalities}
+        extra["gmu_mean_gate"] = mean_gate(model, cfg.data, prepared, final)
+    return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, out_dir,
+                                thresholds, extra, variants)
+
+
+def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
+                         out_dir: str, thresholds=None, extra=None, variants=None) -> dict:
+    """Metrics, tables, plots and error analysis from per-split probabilities.
+
+    Any model's output goes through here (Keras, scikit-learn baselines, score
+    fusion), so every row of every table is computed the same way.
+
+    Args:
+        probs: {split: (n, n_genres) probabilities aligned with prepared.splits}.
+        thresholds: per-genre thresholds; None tunes them on probs["dev"] (and
+            saves thresholds.json). Test never influences them.
+        variants: {label: probabilities on the final split} scored as extra rows
+            (e.g. a fused model with its poster missing).
     """
     os.makedirs(out_dir, exist_ok=True)
     genres = prepared.vocab.genres
-    task = cfg.data.task
-    probs = {s: predict_split(model, cfg.data, prepared, s) for s in splits
-             if not prepared.splits[s][0].empty}
+    task = data_cfg.task
     if thresholds is None and task == "multilabel":
         thresholds = metrics_lib.tune_thresholds(prepared.splits["dev"][1], probs["dev"])
         with open(os.path.join(out_dir, "thresholds.json"), "w", encoding="utf-8") as f:
             json.dump(dict(zip(genres, map(float, thresholds))), f, indent=2)
     train_targets = prepared.splits["train"][1]
-    results = {"model": cfg.model.name, "name": cfg.name, "genres": genres, **(extra or {}),
-               "splits": {}}
+    results = {"model": model_name, "name": name, "genres": genres, **(extra or {}), "splits": {}}
     rows = []
     for split, prob in probs.items():
         truth = prepared.splits[split][1]
         split_metrics = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
         results["splits"][split] = {"n": len(truth), **split_metrics}
-        for row in reports.metrics_rows(cfg.name, split_metrics):
-            rows.append({"split": split, **row})
+        rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics)]
         if task == "multilabel" and len(train_targets):
             prior = metrics_lib.evaluate_split(
                 truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
             results["splits"][split]["prior"] = prior["at_0.5"]
             rows += [{"split": split, **r} for r in reports.metrics_rows("prior (train frequency)", prior)]
-    if prepared.allow_missing and task == "multilabel":
-        # Fused models, judged as a catalogue would meet them: one input absent.
-        split = "test" if "test" in probs else next(iter(probs))
-        truth = prepared.splits[split][1]
+    final = "test" if "test" in probs else next(iter(probs))
+    if variants:
         results["missing_modality"] = {}
-        for absent in prepared.modalities:
-            prob = predict_split(model, cfg.data, prepared, split, absent=absent)
-            scores = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
-            results["missing_modality"][f"{absent} missing"] = scores
-            rows += [{"split": split, **r}
-                     for r in reports.metrics_rows(f"{cfg.name} ({absent} missing)", scores)]
-        results["gmu_mean_gate"] = mean_gate(model, cfg.data, prepared, split)
+        for label, prob in variants.items():
+            scores = metrics_lib.evaluate_split(prepared.splits[final][1], prob, task, genres,
+                                                thresholds)
+            results["missing_modality"][label] = scores
+            rows += [{"split": final, **r} for r in reports.metrics_rows(f"{name} ({label})", scores)]
     table = pd.DataFrame(rows)
     table.to_csv(os.path.join(out_dir, "metrics.csv"), index=False)
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
-    report = [f"# {cfg.name} ({cfg.model.name})", "",
-              f"Dataset: `{cfg.data.path}`; inputs: {', '.join(prepared.modalities)}; "
+    report = [f"# {name} ({model_name})", "",
+              f"Dataset: `{data_cfg.path}`; inputs: {', '.join(prepared.modalities)}; "
               f"{len(genres)} genres; task: {task}.", "",
               reports.to_markdown(table), ""]
-    final = "test" if "test" in probs else next(iter(probs))
     if task == "multilabel":
         per_genre = metrics_lib.per_genre_table(prepared.splits[final][1], probs[final], genres,
                                                 thresholds)
         per_genre.to_csv(os.path.join(out_dir, "per_genre.csv"), index=False)
         plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
-                           f"{cfg.name}: per-genre F1 on {final}")
+                           f"{name}: per-genre F1 on {final}")
         report += [f"## Per-genre ({final}, thresholds tuned on dev)", "",
                    reports.to_markdown(per_genre), ""]
         with open(os.path.join(out_dir, "errors.md"), "w", encoding="utf-8") as f:
-            f.write(f"# Error analysis: {cfg.name} on {final}\n\n")
+            f.write(f"# Error analysis: {name} on {final}\n\n")
             f.write(reports.error_analysis(prepared.splits[final][0], prepared.splits[final][1],
                                            probs[final], genres, thresholds))
     else:
         report += ["Confusion matrix (rows true, columns predicted): see metrics.json.", ""]
     if results.get("gmu_mean_gate"):
         gate = results["gmu_mean_gate"]
-        report += [f"GMU mean gate on test: poster {gate['poster']:.3f}, overview {gate['overview']:.3f}.", ""]
+        report += [f"GMU mean gate on {final}: poster {gate['poster']:.3f}, "
+                   f"overview {gate['overview']:.3f}.", ""]
     if prepared.vocab.dropped:
         report += ["Dropped genres: " + "; ".join(f"{g} ({why})" for g, why in
                                                  prepared.vocab.dropped.items()), ""]
