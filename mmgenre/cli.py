@@ -43,16 +43,21 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     _quiet_tensorflow()
-    from mmgenre.inference import load_run, predict_movie
+    from mmgenre.inference import attention_words, load_run, predict_movie
 
     run = load_run(args.run_dir, args.allow_external_code)
     ranked = predict_movie(run, args.poster, args.overview)
+    words = attention_words(run, args.overview) if args.overview else []
     if args.json:
-        print(json.dumps([{"genre": g, "probability": p, "predicted": on} for g, p, on in ranked]))
+        print(json.dumps({"genres": [{"genre": g, "probability": p, "predicted": on}
+                                     for g, p, on in ranked],
+                          "attention": [{"word": w, "weight": a} for w, a in words]}))
         return
     print("predicted genres: " + (", ".join(g for g, _, on in ranked if on) or "(none above threshold)"))
     for genre, prob, on in ranked[: args.top]:
         print(f"  {'*' if on else ' '} {genre:<20} {prob:.3f}")
+    if words:
+        print("most attended words: " + ", ".join(f"{w} ({a:.2f})" for w, a in words))
 
 
 def cmd_validate(args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -115,3 +116,19 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
         thresholds = np.where(np.arange(len(probs)) == np.argmax(probs), 0.0, 1.1)
     order = np.argsort(-probs)
     return [(run.vocab.genres[i], float(probs[i]), bool(probs[i] >= thresholds[i])) for i in order]
+
+
+def attention_words(run: Run, overview: str, top: int = 5):
+    """[(word, weight)] the attention layer weighted most, or [] for models without one."""
+    from mmgenre.models.bilstm_attention import attention_weights
+
+    if "attention" not in [layer.name for layer in run.model.layers] or run.vectorizer is None:
+        return []
+    ids = run.vectorizer(tf.constant([overview])).numpy()
+    weights = attention_weights(run.model, ids)[0]
+    # Token i is the i-th word after TextVectorization's default standardisation
+    # (lowercase, punctuation stripped); showing that word keeps out-of-vocabulary
+    # words readable instead of "[UNK]".
+    words = re.sub(r"[^\w\s]", "", overview.lower()).split()
+    order = [i for i in np.argsort(-weights) if ids[0, i] != 0 and i < len(words)][:top]
+    return [(words[i], float(weights[i])) for i in order]

@@ -50,7 +50,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
 
     poster = sorted(os.path.join(other, "posters", p) for p in os.listdir(os.path.join(other, "posters")))[0]
     assert main(["predict", run_dir, "--poster", poster, "--json"]) == 0
-    ranked = json.loads(capsys.readouterr().out)
+    ranked = json.loads(capsys.readouterr().out)["genres"]
     assert len(ranked) == len(scores["genres"])
     assert ranked[0]["probability"] >= ranked[-1]["probability"]
 
@@ -59,3 +59,20 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
     assert "does not take a overview" in capsys.readouterr().err
     assert main(["predict", run_dir, "--poster", str(config)]) == 2
     assert "not_an_image" in capsys.readouterr().err
+
+
+def test_predict_shows_the_most_attended_words(synthetic_dir, tmp_path, capsys):
+    from conftest import tiny_config
+    from mmgenre.training.trainer import train_and_evaluate
+
+    cfg = tiny_config(synthetic_dir, "bilstm_attention", train={"epochs": 8})
+    train_and_evaluate(cfg, str(tmp_path / "att"), verbose=0)
+    capsys.readouterr()
+    text = "the haunted house had a demon and the old town"
+    assert main(["predict", str(tmp_path / "att"), "--overview", text, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    words = [a["word"] for a in out["attention"]]
+    assert words and set(words) <= set(text.split())
+    # A Horror overview: the planted keywords should be what the model looks at.
+    assert {"haunted", "demon"} & set(words[:3]), out["attention"]
+    assert out["genres"][0]["genre"] == "Horror", out["genres"][:3]
