@@ -80,6 +80,56 @@ def cmd_validate(args):
     return 0
 
 
+def cmd_tune(args):
+    _quiet_tensorflow()
+    from mmgenre.tuning import search as search_lib
+
+    search = search_lib.load_search_config(args.config, args.set, args.quick, args.tuner,
+                                           args.max_trials)
+    if args.workers:
+        argv = ["--config", args.config, *sum((["--set", a] for a in args.set), [])]
+        argv += ["--quick"] if args.quick else []
+        argv += ["--tuner", args.tuner] if args.tuner else []
+        argv += ["--max-trials", str(args.max_trials)] if args.max_trials else []
+        argv += ["--out", args.out] if args.out else []
+        code = search_lib.launch_local(argv, args.workers, args.host, args.port,
+                                       os.path.join(search_lib.search_dir(search), "logs"))
+        print(f"chief and {args.workers} workers finished (exit {code}); logs in "
+              f"{os.path.join(search_lib.search_dir(search), 'logs')}")
+        if code or not args.retrain_best:
+            return code
+        out = args.out or search_lib.search_dir(search)
+        return _retrain(os.path.join(out, "best_config.yaml"))
+    if args.role:
+        os.environ.update(search_lib.role_environment(args.role, args.host, args.port, args.worker_id))
+        if args.role == "chief":
+            search_lib.check_port_free(args.host, args.port)
+        else:
+            search_lib.wait_for_chief(args.host, args.port, args.chief_timeout)
+    table, best = search_lib.run_search(search, args.out)
+    if table is None:
+        print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished")
+        return 0
+    from mmgenre.evaluation.reports import to_markdown
+
+    print(to_markdown(table))
+    out = args.out or search_lib.search_dir(search)
+    print(f"trials table, plot and best_config.yaml in {out}")
+    if args.retrain_best and best is not None:
+        return _retrain(os.path.join(out, "best_config.yaml"))
+    return 0
+
+
+def _retrain(best_config: str):
+    from mmgenre.config import load_config
+    from mmgenre.training.trainer import train_and_evaluate
+
+    cfg = load_config(best_config)
+    train_and_evaluate(cfg)
+    print(open(os.path.join(cfg.run_dir, "report.md"), encoding="utf-8").read())
+    return 0
+
+
 def cmd_synth(args):
     from mmgenre.data.synth import make_synthetic
 
@@ -140,6 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, default=40_000_000)
     p.add_argument("--json", help="also write the report as JSON here")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("tune", help="hyperparameter search (keras-tuner), local or distributed")
+    p.add_argument("--config", required=True, help="search config (configs/search/*.yaml)")
+    p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), help="override the config's tuner")
+    p.add_argument("--max-trials", type=int, help="override the config's max_trials")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a search key (experiment.train.epochs=2 reaches the experiment)")
+    p.add_argument("--quick", action="store_true", help="apply the search config's quick block")
+    p.add_argument("--out", help="where to write trials.csv/.md, objective.png, best_config.yaml")
+    p.add_argument("--retrain-best", action="store_true", help="train the best config and evaluate on test")
+    p.add_argument("--role", choices=("chief", "worker"), help="one process of a distributed search")
+    p.add_argument("--worker-id", help="worker name, e.g. tuner0 (never containing 'chief')")
+    p.add_argument("--host", default="127.0.0.1", help="chief address (KERASTUNER_ORACLE_IP)")
+    p.add_argument("--port", type=int, default=8000, help="chief port (KERASTUNER_ORACLE_PORT)")
+    p.add_argument("--chief-timeout", type=float, default=120.0,
+                   help="seconds a worker waits for the chief before failing")
+    p.add_argument("--workers", type=int, default=0,
+                   help="launch a chief and this many workers on this machine")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("synth", help="write a synthetic dataset with a planted genre signal")
     p.add_argument("--out", required=True)

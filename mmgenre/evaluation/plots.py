@@ -55,3 +55,19 @@ def compare_models(table: pd.DataFrame, metrics, path: str, title: str = ""):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
+    """Each trial's objective, with the best-so-far line."""
+    done = trials.dropna(subset=["objective"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(range(1, len(done) + 1), done["objective"], "o", label="trial")
+    if len(done):
+        best = done["objective"].cummin() if "loss" in objective else done["objective"].cummax()
+        ax.plot(range(1, len(done) + 1), best, "-", label="best so far")
+    ax.set_xlabel("completed trial")
+    ax.set_ylabel(objective)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

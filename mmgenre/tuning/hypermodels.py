@@ -1,0 +1,156 @@
+"""keras-tuner HyperModel for every registered model: build(hp) reads the
+hyperparameters, then calls the plain builder; model code knows nothing of tuning.
+
+A search space maps dotted config keys to ranges:
+
+    space:
+      train.learning_rate: {type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}
+      model.params.dropout: {type: float, min: 0.1, max: 0.6, step: 0.1}
+      model.params.dense_units: {type: choice, values: [64, 128, 256]}
+      data.batch_size: {type: choice, values: [16, 32, 64]}
+
+Each hyperparameter's default is the base experiment's value, so
+build(HyperParameters()) gives the untuned model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+
+import keras
+import keras_tuner as kt
+
+from mmgenre import config as config_lib
+from mmgenre.models import registry
+from mmgenre.training import trainer
+
+# Keys outside model.params that a trial may change without rebuilding the data.
+TUNABLE_KEYS = ("train.learning_rate", "data.batch_size", "data.augment")
+TYPES = ("float", "int", "choice", "bool")
+
+
+def _get(raw: dict, dotted: str):
+    node = raw
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def check_space(space: dict, cfg: config_lib.ExperimentConfig) -> dict:
+    """Validates a search space against the experiment; returns it unchanged.
+
+    Raises:
+        config.ConfigError naming the key and the problem.
+    """
+    if not space:
+        raise config_lib.ConfigError("search space is empty: give at least one hyperparameter")
+    valid_params = registry.get(cfg.model.name).hyperparameters()
+    for key, spec in space.items():
+        if key.startswith("model.params."):
+            name = key[len("model.params."):]
+            if name not in valid_params:
+                raise config_lib.ConfigError(
+                    f"search space key {key!r}: model {cfg.model.name!r} has no hyperparameter "
+                    f"{name!r}; valid: {sorted(valid_params)}")
+        elif key not in TUNABLE_KEYS:
+            raise config_lib.ConfigError(
+                f"search space key {key!r} cannot be searched; use model.params.<name> or one of "
+                f"{list(TUNABLE_KEYS)}")
+        if not isinstance(spec, dict) or spec.get("type") not in TYPES:
+            raise config_lib.ConfigError(f"search space key {key!r}: 'type' must be one of {list(TYPES)}")
+        kind = spec["type"]
+        if kind in ("float", "int"):
+            if "min" not in spec or "max" not in spec:
+                raise config_lib.ConfigError(f"search space key {key!r}: {kind} needs min and max")
+            if not spec["min"] < spec["max"]:
+                raise config_lib.ConfigError(
+                    f"search space key {key!r}: empty range min={spec['min']} >= max={spec['max']}")
+            if spec.get("sampling", "linear") == "log" and spec["min"] <= 0:
+                raise config_lib.ConfigError(f"search space key {key!r}: log sampling needs min > 0")
+        if kind == "choice" and not spec.get("values"):
+            raise config_lib.ConfigError(f"search space key {key!r}: choice needs a non-empty values list")
+    return space
+
+
+def declare(hp: kt.HyperParameters, key: str, spec: dict, default):
+    """Declares one hyperparameter on ``hp``; ``default`` is the base config's value."""
+    kind = spec["type"]
+    if kind == "choice":
+        values = list(spec["values"])
+        return hp.Choice(key, values, default=default if default in values else values[0])
+    if kind == "bool":
+        return hp.Boolean(key, default=bool(default))
+    low, high = spec["min"], spec["max"]
+    inside = default is not None and low <= default <= high
+    if kind == "int":
+        return hp.Int(key, int(low), int(high), step=spec.get("step", 1),
+                      sampling=spec.get("sampling", "linear"), default=int(default) if inside else None)
+    step = spec.get("step")
+    if inside and step:  # keras-tuner needs a default on the step grid
+        default = low + round((default - low) / step) * step
+    return hp.Float(key, float(low), float(high), step=step, sampling=spec.get("sampling", "linear"),
+                    default=float(default) if inside and math.isfinite(default) else None)
+
+
+def config_for(base: dict, values: dict) -> config_lib.ExperimentConfig:
+    """The experiment config with hyperparameter ``values`` (dotted keys) applied."""
+    raw = copy.deepcopy(base)
+    for key, value in values.items():
+        config_lib.set_dotted(raw, key, value)
+    return config_lib.load_config(raw=raw)
+
+
+class GenreHyperModel(kt.HyperModel):
+    """Builds and fits one trial of a registered model on already-prepared data.
+
+    Args:
+        base: the experiment config as a plain mapping (resolved, no quick block).
+        space: validated search space.
+        prepared: trainer.PreparedData shared by all trials (vocabularies fitted on train).
+        objective: the validation metric trials are scored and early-stopped on.
+        log_path: JSON-lines file receiving each fit's hyperparameters, seconds and worker.
+    """
+
+    def __init__(self, base: dict, space: dict, prepared, objective: str, log_path=None, **kwargs):
+        super().__init__(**kwargs)
+        self.base, self.space, self.prepared, self.objective = base, space, prepared, objective
+        self.log_path = log_path
+
+    def values(self, hp) -> dict:
+        return {key: declare(hp, key, spec, _get(self.base, key)) for key, spec in self.space.items()}
+
+    def build(self, hp):
+        cfg = config_for(self.base, self.values(hp))
+        model = trainer.build_for_data(cfg, self.prepared)
+        return trainer.compile_model(model, cfg, len(self.prepared.vocab))
+
+    def fit(self, hp, model, *args, **kwargs):
+        cfg = config_for(self.base, self.values(hp))
+        raw_text = trainer.takes_raw_text(model)
+        train_ds = trainer.make_split_dataset(cfg.data, self.prepared, "train", training=True,
+                                              seed=cfg.train.seed, raw_text=raw_text)
+        dev_ds = trainer.make_split_dataset(cfg.data, self.prepared, "dev", raw_text=raw_text)
+        callbacks = list(kwargs.pop("callbacks", []))
+        # Early stopping inside trials, on the search objective.
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=self.objective, mode="min" if "loss" in self.objective else "max",
+            patience=cfg.train.patience, restore_best_weights=True))
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+        kwargs.setdefault("epochs", cfg.train.epochs)
+        started = time.time()
+        history = model.fit(train_ds, validation_data=dev_ds, callbacks=callbacks, shuffle=False,
+                            steps_per_epoch=cfg.train.steps_per_epoch, *args, **kwargs)
+        if self.log_path:
+            # keras-tuner keeps no timings or worker names; one JSON line per fit does.
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"values": hp.values, "seconds": round(time.time() - started, 2),
+                                    "worker": os.environ.get("KERASTUNER_TUNER_ID", "local")}) + "\n")
+        losses = history.history.get("loss", [])
+        if losses and not math.isfinite(losses[-1]):
+            # Raising makes keras-tuner record the trial as failed and go on.
+            raise FloatingPointError(f"trial diverged: loss {losses[-1]} with {self.values(hp)}")
+        return history

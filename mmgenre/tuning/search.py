@@ -1,0 +1,263 @@
+"""Searches: config, tuners, resume, trials table, best config; chief/worker launch.
+
+A search config (configs/search/*.yaml) names a base experiment and a space:
+
+    experiment: configs/cnn.yaml
+    tuner: random            # random | hyperband | bayesian
+    max_trials: 10
+    objective: val_micro_f1  # direction max unless the name contains "loss"
+    space: {...}             # see mmgenre.tuning.hypermodels
+    quick: {max_trials: 2, experiment.train.epochs: 1, experiment.data.limit: 64}
+
+The search directory is keras-tuner's own (overwrite=False), so rerunning the
+same command resumes without repeating finished trials. A trial that raises
+(NaN loss, out of memory, a bad combination) is recorded as FAILED and the
+search goes on.
+
+Distributed (keras-tuner's chief/worker mode): the same command runs
+everywhere with ``--role chief`` (only hands out trials) or ``--role worker
+--worker-id tuner0``, sharing one directory; ``launch_local`` starts a chief and
+N workers on this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import yaml
+
+from mmgenre import config as config_lib
+
+TUNERS = ("random", "hyperband", "bayesian")
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """A validated search config (see module docstring)."""
+
+    experiment: str = "configs/cnn.yaml"
+    tuner: str = "random"
+    max_trials: int = 10
+    objective: str = "auto"
+    executions_per_trial: int = 1
+    hyperband_max_epochs: int = 10
+    seed: int = 0
+    directory: str = "runs/search/{name}"
+    experiment_overrides: dict = dataclasses.field(default_factory=dict)
+    space: dict = dataclasses.field(default_factory=dict)
+    name: str = "search"
+
+    def check(self):
+        config_lib._choice("tuner", self.tuner, TUNERS)
+        if self.max_trials < 1:
+            raise config_lib.ConfigError(f"max_trials must be >= 1, got {self.max_trials}")
+        return self
+
+
+def load_search_config(path, overrides=(), quick=False, tuner=None, max_trials=None) -> SearchConfig:
+    """Reads a search YAML; ``quick`` applies its quick block ("experiment.x.y" keys
+    go to the base experiment), CLI ``tuner``/``max_trials`` win over the file."""
+    if not os.path.exists(path):
+        raise config_lib.ConfigError(f"search config not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    quick_block = raw.pop("quick", None) or {}
+    changes = list(quick_block.items()) if quick else []
+    changes += [tuple(a.split("=", 1)) for a in overrides]
+    raw.setdefault("experiment_overrides", {})
+    for key, value in changes:
+        value = yaml.safe_load(value) if isinstance(value, str) else value
+        if key.startswith("experiment."):
+            raw["experiment_overrides"][key[len("experiment."):]] = value
+        else:
+            raw[key] = value
+    if quick:
+        raw["directory"] = raw.get("directory", SearchConfig.directory).replace("{name}", "quick/{name}")
+    if tuner:
+        raw["tuner"] = tuner
+    if max_trials:
+        raw["max_trials"] = max_trials
+    return config_lib.from_dict(SearchConfig, raw).check()
+
+
+def experiment_config(search: SearchConfig) -> config_lib.ExperimentConfig:
+    overrides = [f"{k}={json.dumps(v)}" for k, v in search.experiment_overrides.items()]
+    return config_lib.load_config(search.experiment, overrides=overrides)
+
+
+def search_dir(search: SearchConfig) -> str:
+    return search.directory.format(name=search.name)
+
+
+def make_tuner(search: SearchConfig, hypermodel, objective: str):
+    import keras_tuner as kt
+
+    direction = "min" if "loss" in objective else "max"
+    common = dict(hypermodel=hypermodel, objective=kt.Objective(objective, direction),
+                  directory=search_dir(search), project_name="trials", overwrite=False,
+                  seed=search.seed,
+                  # Keep searching past failed trials (NaN, OOM, bad combinations): each is
+                  # recorded FAILED in the trials table; a failing trial costs little.
+                  max_consecutive_failed_trials=10**9)
+    if search.tuner == "hyperband":
+        return kt.Hyperband(max_epochs=search.hyperband_max_epochs, factor=3,
+                            hyperband_iterations=1, max_retries_per_trial=0, **common)
+    cls = kt.RandomSearch if search.tuner == "random" else kt.BayesianOptimization
+    return cls(max_trials=search.max_trials, executions_per_trial=search.executions_per_trial,
+               max_retries_per_trial=0, **common)
+
+
+def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None):
+    """Runs (or resumes) a search; the chief (or a single process) writes the reports.
+
+    Returns:
+        (trials DataFrame, best experiment config) or (None, None) on a worker.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mmgenre.models import registry
+    from mmgenre.training import trainer
+    from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
+
+    cfg = experiment_config(search)
+    check_space(search.space, cfg)
+    objective = cfg.monitor() if search.objective == "auto" else search.objective
+    if search.objective == "auto" and cfg.data.task == "multilabel":
+        objective = "val_micro_f1"
+    role = os.environ.get("KERASTUNER_TUNER_ID")
+    # The chief never trains, but keras-tuner builds the model once everywhere to
+    # discover the space, and building needs the data's vocabulary sizes.
+    prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name))
+    base = cfg.to_dict()
+    os.makedirs(search_dir(search), exist_ok=True)
+    hypermodel = GenreHyperModel(base, search.space, prepared, objective,
+                                 log_path=os.path.join(search_dir(search), "fits.jsonl"))
+    tuner = make_tuner(search, hypermodel, objective)
+    tuner.search(verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2))
+    if role and role != "chief":
+        return None, None
+    return write_reports(search, tuner, objective, base, out_dir or search_dir(search))
+
+
+def read_fit_log(path: str) -> dict:
+    """{json of hyperparameter values: log entry} from the hypermodel's fits.jsonl."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        entries = [json.loads(line) for line in f if line.strip()]
+    return {json.dumps(e["values"], sort_keys=True): e for e in entries}
+
+
+def trials_table(tuner, objective: str, fit_log: dict):
+    import pandas as pd
+
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        history = trial.metrics.get_history(objective) if trial.metrics.exists(objective) else []
+        fit = fit_log.get(json.dumps(trial.hyperparameters.values, sort_keys=True), {})
+        row = {"trial": trial.trial_id, "status": trial.status, "objective": trial.score,
+               "epochs": len(history), "best_epoch": trial.best_step,
+               "seconds": fit.get("seconds"), "worker": fit.get("worker")}
+        row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_reports(search, tuner, objective, base, out_dir):
+    """trials.csv/.md, objective-over-trials plot, and best_config.yaml."""
+    from mmgenre.evaluation import plots, reports
+    from mmgenre.tuning.hypermodels import config_for
+
+    os.makedirs(out_dir, exist_ok=True)
+    table = trials_table(tuner, objective, read_fit_log(os.path.join(search_dir(search), "fits.jsonl")))
+    table.to_csv(os.path.join(out_dir, "trials.csv"), index=False)
+    command = f"mmgenre tune --config <search config> (search {search.name!r}, tuner {search.tuner})"
+    with open(os.path.join(out_dir, "trials.md"), "w", encoding="utf-8") as f:
+        f.write(f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
+                f"{reports.provenance(command)}\n\n{reports.to_markdown(table)}\n\n"
+                "![objective over trials](objective.png)\n")
+    plots.objective_over_trials(table, objective, os.path.join(out_dir, "objective.png"))
+    best_hps = tuner.get_best_hyperparameters(1)
+    if not best_hps:
+        return table, None
+    values = {k: v for k, v in best_hps[0].values.items() if k in search.space}
+    best = config_for(base, values)
+    best.name = f"{search.name}-best"
+    best.workdir = "runs/{name}"
+    raw = best.to_dict()
+    raw["quick"] = {"workdir": "runs/quick/{name}", "data.limit": 64, "train.epochs": 1}
+    with open(os.path.join(out_dir, "best_config.yaml"), "w", encoding="utf-8") as f:
+        f.write(f"# Best trial of search {search.name!r} ({search.tuner}, {objective}).\n"
+                f"# Train: mmgenre train --config {os.path.join(out_dir, 'best_config.yaml')}\n")
+        yaml.safe_dump(raw, f, sort_keys=False)
+    return table, best
+
+
+# -- distributed -------------------------------------------------------------------------
+
+
+def check_port_free(host: str, port: int):
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise config_lib.ConfigError(f"oracle port {host}:{port} is already in use ({err.strerror}); "
+                                         "pick another with --port") from None
+
+
+def wait_for_chief(host: str, port: int, timeout: float = 60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise config_lib.ConfigError(f"chief not reachable at {host}:{port} after {timeout:.0f}s; "
+                                 "start it first (mmgenre tune --role chief) or check --host/--port")
+
+
+def role_environment(role: str, host: str, port: int, worker_id: Optional[str] = None) -> dict:
+    """keras-tuner's environment for one process of a distributed search."""
+    if role == "chief":
+        tuner_id = "chief"
+    else:
+        tuner_id = worker_id or "tuner0"
+        if "chief" in tuner_id:
+            raise config_lib.ConfigError(f"worker id {tuner_id!r} must not contain 'chief' "
+                                         "(keras-tuner would treat it as the chief)")
+    return {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": host,
+            "KERASTUNER_ORACLE_PORT": str(port)}
+
+
+def launch_local(argv_base: list, workers: int, host: str = "127.0.0.1", port: int = 8000,
+                 log_dir: Optional[str] = None, timeout: Optional[float] = None) -> int:
+    """Starts a chief and ``workers`` workers on this machine; waits for all.
+
+    ``argv_base`` is the ``mmgenre tune`` argument list without --role.
+    """
+    check_port_free(host, port)
+    log_dir = log_dir or "runs/search/logs"
+    os.makedirs(log_dir, exist_ok=True)
+    exe = [sys.executable, "-m", "mmgenre.cli", "tune", *argv_base, "--host", host, "--port", str(port)]
+    procs = []
+    with open(os.path.join(log_dir, "chief.log"), "w") as log:
+        procs.append(subprocess.Popen([*exe, "--role", "chief"], stdout=log, stderr=subprocess.STDOUT))
+    for i in range(workers):
+        with open(os.path.join(log_dir, f"tuner{i}.log"), "w") as log:
+            procs.append(subprocess.Popen([*exe, "--role", "worker", "--worker-id", f"tuner{i}"],
+                                          stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [p.wait(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        raise
+    return max(codes)

@@ -1,0 +1,111 @@
+import json
+import os
+import socket
+
+import keras_tuner as kt
+import pytest
+import yaml
+
+from mmgenre.config import ConfigError, load_config
+from mmgenre.models import registry
+from mmgenre.tuning import search as search_lib
+from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
+
+
+def _search_file(tmp_path, data, space, name="s", **extra):
+    experiment = tmp_path / f"{name}_exp.yaml"
+    experiment.write_text(yaml.safe_dump({
+        "name": "exp", "data": {"path": data, "image_size": [32, 32], "min_genre_count": 3,
+                                "batch_size": 16, "sequence_length": 24, "max_tokens": 200},
+        "model": {"name": "lstm", "params": {"units": 16, "embedding_dim": 16}},
+        "train": {"epochs": 2, "patience": 2}}))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"experiment": str(experiment), "tuner": "random",
+                                    "max_trials": 2, "space": space,
+                                    "directory": str(tmp_path / f"search_{name}"), **extra}))
+    return str(path)
+
+
+def test_space_errors_name_the_key():
+    cfg = load_config(raw={"model": {"name": "cnn"}})
+    with pytest.raises(ConfigError, match="model 'cnn' has no hyperparameter 'units'"):
+        check_space({"model.params.units": {"type": "int", "min": 1, "max": 4}}, cfg)
+    with pytest.raises(ConfigError, match="empty range min=0.5 >= max=0.1"):
+        check_space({"model.params.dropout": {"type": "float", "min": 0.5, "max": 0.1}}, cfg)
+    with pytest.raises(ConfigError, match="'data.path' cannot be searched"):
+        check_space({"data.path": {"type": "choice", "values": ["a"]}}, cfg)
+    with pytest.raises(ConfigError, match="search space is empty"):
+        check_space({}, cfg)
+    with pytest.raises(ConfigError, match="must not contain 'chief'"):
+        search_lib.role_environment("worker", "127.0.0.1", 1, "chief-2")
+
+
+def test_default_hyperparameters_rebuild_the_untuned_model(synthetic_dir, tmp_path):
+    from mmgenre.training import trainer
+
+    space = {"model.params.units": {"type": "choice", "values": [8, 16, 32]},
+             "train.learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"}}
+    search = search_lib.load_search_config(_search_file(tmp_path, synthetic_dir, space))
+    cfg = search_lib.experiment_config(search)
+    prepared = trainer.prepare_data(cfg.data, registry.get("lstm"))
+    hypermodel = GenreHyperModel(cfg.to_dict(), space, prepared, "val_micro_f1")
+    hp = kt.HyperParameters()
+    tuned = hypermodel.build(hp)
+    assert hp.values == {"model.params.units": 16, "train.learning_rate": cfg.train.learning_rate}
+    untuned = trainer.build_for_data(cfg, prepared)
+    assert tuned.count_params() == untuned.count_params()
+
+
+def test_search_resumes_and_records_failed_trials(synthetic_dir, tmp_path):
+    # dropout 1.5 is rejected by the builder: that trial fails, the search goes on.
+    space = {"model.params.dropout": {"type": "choice", "values": [0.2, 1.5]},
+             "model.params.units": {"type": "choice", "values": [8, 16]}}
+    path = _search_file(tmp_path, synthetic_dir, space)
+    table, best = search_lib.run_search(search_lib.load_search_config(path, max_trials=2), verbose=0)
+    fits_log = tmp_path / "search_s" / "fits.jsonl"
+    fits_before = fits_log.read_text().count("\n") if fits_log.exists() else 0
+    table, best = search_lib.run_search(search_lib.load_search_config(path, max_trials=4), verbose=0)
+    assert len(table) == 4
+    assert set(table["status"]) <= {"COMPLETED", "FAILED"}
+    assert (table.loc[table["status"] == "FAILED", "model.params.dropout"] == 1.5).all()
+    completed = (table["status"] == "COMPLETED").sum()
+    # Resumed: the finished trials of the first run were not fitted again.
+    assert fits_log.read_text().count("\n") == completed == 2
+    assert fits_before <= 2
+    assert best is not None and best.model.params["dropout"] == 0.2
+    out = tmp_path / "search_s"
+    for name in ("trials.csv", "trials.md", "objective.png", "best_config.yaml"):
+        assert (out / name).exists(), name
+    assert load_config(str(out / "best_config.yaml")).model.params["dropout"] == 0.2
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_port_in_use_and_unreachable_chief_are_clear_errors():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"oracle port 127.0.0.1:{port} is already in use"):
+            search_lib.check_port_free("127.0.0.1", port)
+    with pytest.raises(ConfigError, match="chief not reachable"):
+        search_lib.wait_for_chief("127.0.0.1", _free_port(), timeout=1)
+
+
+def test_distributed_search_on_loopback_runs_every_trial_once(synthetic_dir, tmp_path):
+    space = {"model.params.units": {"type": "choice", "values": [4, 8, 12, 16]}}
+    path = _search_file(tmp_path, synthetic_dir, space, name="dist", max_trials=4)
+    code = search_lib.launch_local(["--config", path], workers=2, port=_free_port(),
+                                   log_dir=str(tmp_path / "logs"), timeout=240)
+    logs = {n: (tmp_path / "logs" / n).read_text()[-2000:] for n in os.listdir(tmp_path / "logs")}
+    assert code == 0, logs
+    fits = [json.loads(line) for line in (tmp_path / "search_dist" / "fits.jsonl").read_text().splitlines()]
+    units = [f["values"]["model.params.units"] for f in fits]
+    assert sorted(units) == [4, 8, 12, 16]  # every trial exactly once
+    assert {f["worker"] for f in fits} == {"tuner0", "tuner1"}  # both workers contributed
+    trials = (tmp_path / "search_dist" / "trials.csv").read_text()
+    assert trials.count("COMPLETED") == 4
