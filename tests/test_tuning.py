@@ -12,13 +12,13 @@ from mmgenre.tuning import search as search_lib
 from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
 
 
-def _search_file(tmp_path, data, space, name="s", **extra):
+def _search_file(tmp_path, data, space, name="s", epochs=2, **extra):
     experiment = tmp_path / f"{name}_exp.yaml"
     experiment.write_text(yaml.safe_dump({
         "name": "exp", "data": {"path": data, "image_size": [32, 32], "min_genre_count": 3,
                                 "batch_size": 16, "sequence_length": 24, "max_tokens": 200},
         "model": {"name": "lstm", "params": {"units": 16, "embedding_dim": 16}},
-        "train": {"epochs": 2, "patience": 2}}))
+        "train": {"epochs": epochs, "patience": 2}}))
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"experiment": str(experiment), "tuner": "random",
                                     "max_trials": 2, "space": space,
@@ -98,7 +98,7 @@ def test_port_in_use_and_unreachable_chief_are_clear_errors():
 
 def test_distributed_search_on_loopback_runs_every_trial_once(synthetic_dir, tmp_path):
     space = {"model.params.units": {"type": "choice", "values": [4, 8, 12, 16]}}
-    path = _search_file(tmp_path, synthetic_dir, space, name="dist", max_trials=4)
+    path = _search_file(tmp_path, synthetic_dir, space, name="dist", epochs=1, max_trials=4)
     code = search_lib.launch_local(["--config", path], workers=2, port=_free_port(),
                                    log_dir=str(tmp_path / "logs"), timeout=240)
     logs = {n: (tmp_path / "logs" / n).read_text()[-2000:] for n in os.listdir(tmp_path / "logs")}

@@ -178,7 +178,9 @@ def write_reports(search, tuner, objective, base, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     table = trials_table(tuner, objective, read_fit_log(os.path.join(search_dir(search), "fits.jsonl")))
     table.to_csv(os.path.join(out_dir, "trials.csv"), index=False)
-    command = f"mmgenre tune --config <search config> (search {search.name!r}, tuner {search.tuner})"
+    import shlex
+
+    command = "mmgenre " + " ".join(map(shlex.quote, sys.argv[1:]))
     with open(os.path.join(out_dir, "trials.md"), "w", encoding="utf-8") as f:
         f.write(f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
                 f"{reports.provenance(command)}\n\n{reports.to_markdown(table)}\n\n"
