@@ -109,3 +109,4 @@ def test_distributed_search_on_loopback_runs_every_trial_once(synthetic_dir, tmp
     assert {f["worker"] for f in fits} == {"tuner0", "tuner1"}  # both workers contributed
     trials = (tmp_path / "search_dist" / "trials.csv").read_text()
     assert trials.count("COMPLETED") == 4
+    assert all(f["epochs"] == 1 for f in fits)

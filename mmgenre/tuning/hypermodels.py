@@ -148,6 +148,7 @@ class GenreHyperModel(kt.HyperModel):
             # keras-tuner keeps no timings or worker names; one JSON line per fit does.
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"values": hp.values, "seconds": round(time.time() - started, 2),
+                                    "epochs": len(history.history.get("loss", [])),
                                     "worker": os.environ.get("KERASTUNER_TUNER_ID", "local")}) + "\n")
         losses = history.history.get("loss", [])
         if losses and not math.isfinite(losses[-1]):

@@ -160,10 +160,9 @@ def trials_table(tuner, objective: str, fit_log: dict):
 
     rows = []
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
-        history = trial.metrics.get_history(objective) if trial.metrics.exists(objective) else []
         fit = fit_log.get(json.dumps(trial.hyperparameters.values, sort_keys=True), {})
         row = {"trial": trial.trial_id, "status": trial.status, "objective": trial.score,
-               "epochs": len(history), "best_epoch": trial.best_step,
+               "epochs": fit.get("epochs"), "best_epoch": trial.best_step,
                "seconds": fit.get("seconds"), "worker": fit.get("worker")}
         row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
         rows.append(row)
@@ -183,7 +182,7 @@ def write_reports(search, tuner, objective, base, out_dir):
     command = "mmgenre " + " ".join(map(shlex.quote, sys.argv[1:]))
     with open(os.path.join(out_dir, "trials.md"), "w", encoding="utf-8") as f:
         f.write(f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
-                f"{reports.provenance(command)}\n\n{reports.to_markdown(table)}\n\n"
+                f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
                 "![objective over trials](objective.png)\n")
     plots.objective_over_trials(table, objective, os.path.join(out_dir, "objective.png"))
     best_hps = tuner.get_best_hyperparameters(1)
