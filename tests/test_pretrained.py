@@ -1,6 +1,9 @@
 """ResNet50 weights and TF-Hub/SavedModel encoders, offline: tests make their own files."""
 
+import os
+
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -26,7 +29,7 @@ def test_resnet_loads_a_local_weights_file_and_rejects_a_foreign_one(tmp_path):
     path = str(tmp_path / "resnet50_notop.weights.h5")
     backbone.save_weights(path)
     model = registry.build_model("resnet", {"weights": path, "dense_units": 8}, **DATA_ARGS)
-    loaded = model.get_layer("resnet50")
+    loaded = model.get_layer("backbone")
     np.testing.assert_array_equal(loaded.get_weights()[0], backbone.get_weights()[0])
     assert not any(w.trainable for w in loaded.weights)  # frozen by default
     foreign = registry.build_model("cnn", {}, **DATA_ARGS)
@@ -99,3 +102,47 @@ def test_bad_handles_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="tfhub.dev is unreachable"):
         registry.build_model("hub_text", {"handle": "https://tfhub.dev/google/nnlm-en-dim50/2"},
                              **DATA_ARGS)
+
+
+def test_frozen_backbone_features_are_cached_and_reused(synthetic_dir, tmp_path, capsys):
+    from conftest import tiny_config
+    from mmgenre.training.trainer import load_model, train_and_evaluate
+
+    handle = _export_image_encoder(str(tmp_path / "image_encoder"))
+    cache_dir = str(tmp_path / "features")
+    train = {"epochs": 3, "cache_features": True, "feature_cache_dir": cache_dir}
+    cfg = tiny_config(synthetic_dir, "hub_image", {"handle": handle, "dense_units": 16}, train=train)
+    train_and_evaluate(cfg, str(tmp_path / "run1"), verbose=0)
+    assert "caching backbone features" in capsys.readouterr().out
+    assert len(os.listdir(cache_dir)) == 2  # train and dev
+    assert pd.read_csv(tmp_path / "run1" / "history.csv")["epoch"].tolist() == [0, 1, 2]
+    model = load_model(str(tmp_path / "run1" / "best.keras"), allow_external_code=True)
+    assert "poster" in model.input  # the saved model is the full one, not the head
+    # Another run with the same data and model settings trains from the cache.
+    train_and_evaluate(cfg, str(tmp_path / "run2"), verbose=0)
+    assert "caching backbone features" not in capsys.readouterr().out
+
+
+def test_resnet_second_phase_fine_tunes_the_last_stage(synthetic_dir, tmp_path):
+    from conftest import tiny_config
+    from mmgenre.training.trainer import load_model, train_and_evaluate
+
+    cfg = tiny_config(synthetic_dir, "resnet", {"weights": None, "dense_units": 16},
+                      train={"epochs": 1, "fine_tune_epochs": 1, "fine_tune_blocks": 1})
+    train_and_evaluate(cfg, str(tmp_path / "run"), verbose=0)
+    assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [0, 1]
+    # The hook the second phase calls: only conv5 (not its BatchNorm) becomes trainable.
+    model = load_model(str(tmp_path / "run" / "best.keras"))
+    assert not model.get_layer("backbone").trainable_weights
+    registry.get("resnet").fine_tune(model, 1)
+    trainable = {w.path for w in model.get_layer("backbone").trainable_weights}
+    assert trainable and all("conv5_" in p and "_bn" not in p for p in trainable), sorted(trainable)[:4]
+
+
+def test_caching_a_trainable_backbone_is_refused(synthetic_dir, tmp_path):
+    from conftest import tiny_config
+    from mmgenre.training.trainer import train_and_evaluate
+
+    cfg = tiny_config(synthetic_dir, "cnn", train={"cache_features": True})
+    with pytest.raises(ValueError, match="cache_features needs a frozen backbone"):
+        train_and_evaluate(cfg, str(tmp_path / "run"), verbose=0)

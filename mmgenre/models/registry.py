@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from typing import Callable
+from typing import Callable, Optional
 
 # Arguments the trainer derives from the data; not settable in model.params.
 DATA_ARGS = ("num_genres", "task", "image_size", "vocab_size", "sequence_length")
@@ -41,6 +41,7 @@ class ModelSpec:
     modalities: tuple
     description: str
     accepts_missing: bool = False  # takes rows lacking one modality (fusion)
+    fine_tune: Optional[Callable] = None  # fine_tune(model, blocks): unfreeze for phase two
 
     def hyperparameters(self) -> dict:
         """Plain hyperparameters of the builder with their defaults."""
@@ -53,13 +54,15 @@ class ModelSpec:
 _REGISTRY: dict = {}
 
 
-def register(name: str, modalities, description: str = "", accepts_missing: bool = False):
+def register(name: str, modalities, description: str = "", accepts_missing: bool = False,
+             fine_tune: Optional[Callable] = None):
     """Decorator registering ``builder`` under ``name``."""
 
     def wrap(builder):
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, builder, tuple(modalities), description, accepts_missing)
+        _REGISTRY[name] = ModelSpec(name, builder, tuple(modalities), description, accepts_missing,
+                                    fine_tune)
         return builder
 
     return wrap

@@ -60,7 +60,20 @@ def resolve_weights(weights):
     return weights
 
 
-@register("resnet", modalities=("poster",), description="keras.applications ResNet50 backbone")
+def unfreeze_last_blocks(model, blocks: int):
+    """Phase two: make the last ``blocks`` stages of the backbone trainable (not BatchNorm)."""
+    if not 1 <= blocks <= len(STAGES):
+        raise ValueError(f"fine_tune_blocks must be in [1, {len(STAGES)}], got {blocks}")
+    backbone = model.get_layer("backbone")
+    for layer in backbone.layers:
+        if layer.name.startswith(STAGES[:blocks]) and not isinstance(
+                layer, keras.layers.BatchNormalization):
+            layer.trainable = True
+    return model
+
+
+@register("resnet", modalities=("poster",), description="keras.applications ResNet50 backbone",
+          fine_tune=unfreeze_last_blocks)
 def build_resnet(num_genres: int, task: str = "multilabel", image_size=(224, 224),
                  weights="imagenet", trainable_blocks: int = 0, dense_units: int = 256,
                  dropout: float = 0.3):
@@ -86,7 +99,7 @@ def build_resnet(num_genres: int, task: str = "multilabel", image_size=(224, 224
     local = resolved not in (None, "imagenet")
     backbone = keras.applications.ResNet50(
         include_top=False, weights=None if local else resolved, input_shape=(*image_size, 3),
-        pooling="avg")
+        pooling="avg", name="backbone")
     if local:
         try:
             backbone.load_weights(resolved)

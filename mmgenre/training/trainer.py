@@ -37,6 +37,7 @@ from mmgenre.data.validate import select_modalities, validate
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
 from mmgenre.models import heads, registry
+from mmgenre.training import feature_cache
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -126,8 +127,8 @@ def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
         sequence_length=cfg.data.sequence_length)
 
 
-def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int):
-    model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int, learning_rate=None):
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate or cfg.train.learning_rate),
                   loss=heads.loss_for(cfg.data.task),
                   metrics=heads.metrics_for(cfg.data.task, num_genres))
     return model
@@ -146,14 +147,33 @@ def _best_so_far(history_path, monitor):
     return float(values.min() if "loss" in monitor else values.max())
 
 
-def _callbacks(run_dir, monitor, patience, extra=()):
+class SaveBestModel(keras.callbacks.Callback):
+    """Saves ``target`` (not necessarily the model being fitted) when ``monitor`` improves.
+
+    With cached features the fitted model is the head, but best.keras must be
+    the full model that takes posters; the two share their head layers.
+    """
+
+    def __init__(self, target, path, monitor, mode, best=None):
+        super().__init__()
+        self.target, self.path, self.monitor, self.mode, self.best = target, path, monitor, mode, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value):
+            return
+        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+            self.best = float(value)
+            self.target.save(self.path)
+
+
+def _callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup"):
     mode = "min" if "loss" in monitor else "max"
     history_path = os.path.join(run_dir, "history.csv")
     return [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.keras"), monitor=monitor, mode=mode, save_best_only=True,
-            initial_value_threshold=_best_so_far(history_path, monitor)),
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, backup)),
+        SaveBestModel(target, os.path.join(run_dir, "best.keras"), monitor, mode,
+                      _best_so_far(history_path, monitor)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                       restore_best_weights=True),
         keras.callbacks.CSVLogger(history_path, append=True),
@@ -161,6 +181,36 @@ def _callbacks(run_dir, monitor, patience, extra=()):
         keras.callbacks.TerminateOnNaN(),
         *extra,
     ]
+
+
+def _fit(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose, cache,
+         initial_epoch=0):
+    """One training phase; with ``cache`` only the head trains, on cached backbone features."""
+    raw_text = takes_raw_text(model)
+    train_ds = make_split_dataset(cfg.data, prepared, "train", training=not cache,
+                                  seed=cfg.train.seed, raw_text=raw_text)
+    dev_ds = make_split_dataset(cfg.data, prepared, "dev", raw_text=raw_text)
+    fit_model = model
+    if cache:
+        extractor, head = feature_cache.split_at_embedding(model)
+        fit_model = compile_model(head, cfg, len(prepared.vocab))
+        data = {}
+        for split, ds in (("train", train_ds), ("dev", dev_ds)):
+            rows, targets = prepared.splits[split]
+            key = feature_cache.cache_key(os.path.abspath(cfg.data.path), split, cfg.data.image_size,
+                                          cfg.model.name, cfg.model.params, list(rows["id"]))
+            features = feature_cache.cached_features(
+                extractor, ds, os.path.join(cfg.train.feature_cache_dir, f"{key}.npy"))
+            data[split] = feature_cache.feature_dataset(features, targets, cfg.data.batch_size,
+                                                        training=split == "train", seed=cfg.train.seed)
+        train_ds, dev_ds = data["train"], data["dev"]
+    monitor = cfg.monitor()
+    fit_model.fit(train_ds, validation_data=dev_ds, epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=cfg.train.steps_per_epoch,
+                  shuffle=False,  # the tf.data pipeline shuffles
+                  verbose=verbose or _verbose(),
+                  callbacks=_callbacks(run_dir, monitor, cfg.train.patience, extra_callbacks,
+                                       target=model, backup=backup))
 
 
 def _check_run_dir(run_dir, cfg):
@@ -208,20 +258,29 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
 
     model = compile_model(build_for_data(cfg, prepared), cfg, len(prepared.vocab))
-    raw_text = takes_raw_text(model)
-    train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
-                                  raw_text=raw_text)
-    dev_ds = make_split_dataset(cfg.data, prepared, "dev", raw_text=raw_text)
     monitor = cfg.monitor()
     started = time.time()
-    model.fit(train_ds, validation_data=dev_ds, epochs=cfg.train.epochs,
-              steps_per_epoch=cfg.train.steps_per_epoch, shuffle=False, verbose=verbose or _verbose(),
-              callbacks=_callbacks(run_dir, monitor, cfg.train.patience, callbacks))
     best_path = os.path.join(run_dir, "best.keras")
-    if not os.path.exists(best_path):
-        # Every epoch had a NaN monitor value: keep the last weights, say so.
-        print(f"warning: {monitor} never improved; saving the last epoch's model", file=sys.stderr)
-        model.save(best_path)
+    phase_one_done = os.path.join(run_dir, "phase1.done")
+    if not os.path.exists(phase_one_done):
+        _fit(model, cfg, prepared, run_dir, "backup", cfg.train.epochs, callbacks, verbose,
+             cache=cfg.train.cache_features)
+        if not os.path.exists(best_path):
+            # Every epoch had a NaN monitor value: keep the last weights, say so.
+            print(f"warning: {monitor} never improved; saving the last epoch's model", file=sys.stderr)
+            model.save(best_path)
+        open(phase_one_done, "w").close()
+    if cfg.train.fine_tune_epochs:
+        # Phase two (fine-tuning): unfreeze the last blocks, train on posters at a lower rate.
+        if spec.fine_tune is None:
+            raise config_lib.ConfigError(f"model {cfg.model.name!r} has no fine-tuning phase; "
+                                         "set train.fine_tune_epochs: 0")
+        model = load_model(best_path, allow_external_code=True)
+        spec.fine_tune(model, cfg.train.fine_tune_blocks)
+        compile_model(model, cfg, len(prepared.vocab), cfg.train.fine_tune_learning_rate)
+        done = len(pd.read_csv(os.path.join(run_dir, "history.csv")))
+        _fit(model, cfg, prepared, run_dir, "backup_finetune", done + cfg.train.fine_tune_epochs,
+             callbacks, verbose, cache=False, initial_epoch=done)
     model = load_model(best_path, allow_external_code=True)  # our own file, just written
     plots.training_curves(pd.read_csv(os.path.join(run_dir, "history.csv")),
                           os.path.join(run_dir, "training_curves.png"), cfg.name)
