@@ -110,3 +110,36 @@ def test_distributed_search_on_loopback_runs_every_trial_once(synthetic_dir, tmp
     trials = (tmp_path / "search_dist" / "trials.csv").read_text()
     assert trials.count("COMPLETED") == 4
     assert all(f["epochs"] == 1 for f in fits)
+
+
+def test_worker_killed_mid_trial_resumes_and_the_search_finishes(synthetic_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    space = {"model.params.units": {"type": "choice", "values": [4, 8]}}
+    path = _search_file(tmp_path, synthetic_dir, space, name="kill", epochs=3, max_trials=2)
+    port = _free_port()
+    base = [sys.executable, "-m", "mmgenre.cli", "tune", "--config", path, "--port", str(port)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    chief = subprocess.Popen([*base, "--role", "chief"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([*base, "--role", "worker", "--worker-id", "tuner0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_trial = tmp_path / "search_kill" / "trials" / "trial_0" / "trial.json"
+    deadline = time.time() + 120
+    while not first_trial.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert first_trial.exists(), "the worker never started a trial"
+    worker.kill()  # mid-trial: its trial is handed out but not finished
+    worker.wait()
+    fits = tmp_path / "search_kill" / "fits.jsonl"
+    assert not fits.exists() or fits.read_text().count("\n") == 0
+    restarted = subprocess.run([*base, "--role", "worker", "--worker-id", "tuner0"], env=env,
+                               capture_output=True, text=True, timeout=240)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert chief.wait(timeout=120) == 0  # the chief finishes, no hang
+    trials = (tmp_path / "search_kill" / "trials.csv").read_text()
+    assert trials.count("COMPLETED") == 2
+    units = sorted(json.loads(line)["values"]["model.params.units"] for line in fits.read_text().splitlines())
+    assert units == [4, 8]  # the interrupted trial ran again once, nothing twice
