@@ -42,6 +42,8 @@ def main(argv=None):
     parser.add_argument("--score-fusion", nargs=2, action="append", default=[],
                         metavar=("IMAGE_CONFIG_NAME", "TEXT_CONFIG_NAME"),
                         help="fuse the probabilities of two trained configs (names from --configs)")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy for every config (multiworker reads TF_CONFIG)")
     parser.add_argument("--out", default="results/baselines")
     parser.add_argument("--workdir", default="runs/bench")
     args = parser.parse_args(argv)
@@ -53,6 +55,7 @@ def main(argv=None):
         run_dirs = {}
         for path in args.configs:
             overrides = [f"train.seed={seed}", *args.set] + ([f"data.path={args.data}"] if args.data else [])
+            overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
             cfg = load_config(path, overrides=overrides, quick=args.quick)
             run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
             runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))

@@ -46,7 +46,7 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline):
+def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline, strategy_name):
     """Runs every measurement for one config in this process; returns a dict row."""
     import keras
     import numpy as np
@@ -55,7 +55,7 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     from mmgenre.config import load_config
     from mmgenre.inference import Run, predict_movie
     from mmgenre.models import registry
-    from mmgenre.training import trainer
+    from mmgenre.training import distributed, trainer
 
     gpus = tf.config.list_physical_devices("GPU")
     if precision != "float32" or xla:
@@ -72,7 +72,9 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     train_rows, targets = prepared.splits["train"]
     if batch_size > len(train_rows):
         raise SystemExit(f"batch size {batch_size} is larger than the train split ({len(train_rows)} rows)")
-    model = trainer.compile_model(trainer.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+    strategy = distributed.make_strategy(strategy_name)
+    with strategy.scope():
+        model = trainer.compile_model(trainer.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
     model.jit_compile = bool(xla)
 
     def dataset(cache):
@@ -83,7 +85,8 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     cached = dataset("memory")
     cold = _timed(lambda: [None for _ in cached])
     warm = _timed(lambda: [None for _ in cached])
-    row = {"config": os.path.basename(config_path), "model": cfg.model.name,
+    row = {"config": os.path.basename(config_path), "model": cfg.model.name, "strategy": strategy_name,
+           "replicas": strategy.num_replicas_in_sync,
            "inputs": "+".join(spec.modalities), "batch_size": batch_size, "precision": precision,
            "xla": bool(xla), "params": model.count_params(),
            "pipeline_cold_sps": _rate(n, cold), "pipeline_cached_sps": _rate(n, warm)}
@@ -179,6 +182,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     parser.add_argument("--numpy-baseline", action="store_true",
                         help="also time the study's NumPy-array feeding (poster models)")
+    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                        help="tf.distribute strategy (model.fit based, so not multiworker)")
     parser.add_argument("--out", default="results/throughput")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
@@ -186,7 +191,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         row = measure(args.child, args.data, args.batch_size, args.steps, args.precision, args.xla,
-                      args.numpy_baseline)
+                      args.numpy_baseline, args.strategy)
         print("RESULT " + json.dumps(row))
         return
     missing = [c for c in args.configs if not os.path.exists(c)]
@@ -205,7 +210,7 @@ def main(argv=None):
     for config in args.configs:
         for precision, xla in variants:
             cmd = [sys.executable, __file__, "--child", config, "--batch-size", str(args.batch_size),
-                   "--steps", str(args.steps), "--precision", precision]
+                   "--steps", str(args.steps), "--precision", precision, "--strategy", args.strategy]
             cmd += ["--xla"] if xla else []
             cmd += ["--data", args.data] if args.data else []
             cmd += ["--numpy-baseline"] if args.numpy_baseline and not xla and precision == "float32" else []
@@ -217,14 +222,14 @@ def main(argv=None):
             row = json.loads(result[0][len("RESULT "):])
             row["device"] = device
             if n_gpus:
-                row["train_in_memory_sps_per_gpu"] = round(row["train_in_memory_sps"] / n_gpus, 1)
+                row["train_in_memory_sps_per_gpu"] = round(row["train_in_memory_sps"] / row["replicas"], 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
     table = pd.DataFrame(rows)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     table.to_csv(args.out + ".csv", index=False)
     command = "python benchmarks/throughput.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
-    main_cols = ["config", "inputs", "batch_size", "precision", "xla", "pipeline_cold_sps",
+    main_cols = ["config", "inputs", "strategy", "batch_size", "precision", "xla", "pipeline_cold_sps",
                  "pipeline_cached_sps", "train_from_files_sps", "train_cached_pipeline_sps",
                  "train_in_memory_sps", "pipeline_efficiency", "inference_sps", "latency_p50_ms",
                  "latency_p95_ms", "latency_p99_ms", "peak_memory_mb"]

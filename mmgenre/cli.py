@@ -21,7 +21,8 @@ def cmd_train(args):
     from mmgenre.config import load_config
     from mmgenre.training.trainer import train_and_evaluate
 
-    cfg = load_config(args.config, overrides=args.set, quick=args.quick)
+    overrides = list(args.set) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
+    cfg = load_config(args.config, overrides=overrides, quick=args.quick)
     results = train_and_evaluate(cfg, args.workdir)
     run_dir = args.workdir or cfg.run_dir
     print(open(os.path.join(run_dir, "report.md"), encoding="utf-8").read())
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--quick", action="store_true", help="apply the config's quick (smoke-run) block")
     p.add_argument("--workdir", help="run folder (default: the config's workdir)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a trained run on a split of any dataset")

@@ -119,6 +119,9 @@ class TrainConfig:
     fine_tune_epochs: epochs of a second phase that unfreezes the last
         ``fine_tune_blocks`` blocks (models that define it, e.g. resnet) and
         trains at ``fine_tune_learning_rate``; 0 skips it.
+    strategy: "default", "mirrored" (local devices, model.fit) or "multiworker"
+        (TF_CONFIG cluster, custom distributed step; trains all epochs, no early
+        stopping, keeps the last epoch). See mmgenre.training.distributed.
     """
 
     epochs: int = 20
@@ -132,6 +135,7 @@ class TrainConfig:
     fine_tune_epochs: int = 0
     fine_tune_blocks: int = 1
     fine_tune_learning_rate: float = 1e-5
+    strategy: str = "default"
 
     def check(self):
         if self.epochs < 1:
@@ -140,6 +144,10 @@ class TrainConfig:
             raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
+        _choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
+        if self.strategy == "multiworker" and (self.cache_features or self.fine_tune_epochs):
+            raise ConfigError("train.strategy multiworker does not combine with cache_features "
+                              "or fine_tune_epochs")
 
 
 @dataclasses.dataclass

@@ -37,7 +37,7 @@ from mmgenre.data.validate import select_modalities, validate
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
 from mmgenre.models import heads, registry
-from mmgenre.training import feature_cache
+from mmgenre.training import distributed, feature_cache
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -213,6 +213,21 @@ def _fit(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose
                                        target=model, backup=backup))
 
 
+def _fit_multiworker(model, strategy, cfg, prepared, run_dir):
+    """Multi-worker phase: custom distributed step (model.fit fails there, keras issue
+    20585); keeps the last epoch as best.keras since there is no dev-based selection."""
+    train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
+                                  raw_text=takes_raw_text(model))
+    epochs = distributed.fit_multiworker(
+        model, strategy, heads.loss_for(cfg.data.task), cfg.train.learning_rate, train_ds,
+        len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,
+        os.path.join(run_dir, "backup_multiworker"))
+    history_path = os.path.join(run_dir, "history.csv")
+    pd.DataFrame(epochs, columns=["epoch", "loss"]).to_csv(
+        history_path, mode="a", header=not os.path.exists(history_path), index=False)
+    model.save(os.path.join(run_dir, "best.keras"))
+
+
 def _check_run_dir(run_dir, cfg):
     """Refuses to mix two configs in one folder; returns True if the run is finished."""
     saved = os.path.join(run_dir, "config.yaml")
@@ -242,6 +257,8 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         print(f"{run_dir} is already finished; returning its metrics.json")
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
             return json.load(f)
+    # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
+    strategy = distributed.make_strategy(cfg.train.strategy)
     os.makedirs(run_dir, exist_ok=True)
     config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
     keras.utils.set_random_seed(cfg.train.seed)
@@ -257,14 +274,18 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     if prepared.vectorizer is not None:
         pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
 
-    model = compile_model(build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+    with strategy.scope():
+        model = compile_model(build_for_data(cfg, prepared), cfg, len(prepared.vocab))
     monitor = cfg.monitor()
     started = time.time()
     best_path = os.path.join(run_dir, "best.keras")
     phase_one_done = os.path.join(run_dir, "phase1.done")
     if not os.path.exists(phase_one_done):
-        _fit(model, cfg, prepared, run_dir, "backup", cfg.train.epochs, callbacks, verbose,
-             cache=cfg.train.cache_features)
+        if cfg.train.strategy == "multiworker":
+            _fit_multiworker(model, strategy, cfg, prepared, run_dir)
+        else:
+            _fit(model, cfg, prepared, run_dir, "backup", cfg.train.epochs, callbacks, verbose,
+                 cache=cfg.train.cache_features)
         if not os.path.exists(best_path):
             # Every epoch had a NaN monitor value: keep the last weights, say so.
             print(f"warning: {monitor} never improved; saving the last epoch's model", file=sys.stderr)
