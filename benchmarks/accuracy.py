@@ -7,7 +7,7 @@ several seeds, one results table (test split; thresholds and weights tuned on de
         --classical tfidf poster tfidf+poster --score-fusion cnn lstm --seeds 0 1 2 \
         --out results/comparison
 
-Writes OUT.csv (summary), OUT_runs.csv (every run), OUT.md (mean ± spread over
+Writes OUT.csv (summary), OUT_runs.csv (every run), OUT_per_genre.csv, OUT.md (mean ± spread over
 seeds, with the constant train-frequency prior as a baseline row) and OUT.png.
 """
 
@@ -50,7 +50,7 @@ def main(argv=None):
 
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""
-    runs, data_cfg = [], None
+    runs, folders, data_cfg = [], [], None
     for seed in args.seeds:
         run_dirs = {}
         for path in args.configs:
@@ -59,27 +59,34 @@ def main(argv=None):
             cfg = load_config(path, overrides=overrides, quick=args.quick)
             run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
             runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
+            folders.append((cfg.name, seed, run_dirs[cfg.name]))
             data_cfg = cfg.data
         for kind in args.classical:
             out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
             runs.append((f"{kind} + logistic regression", seed, run_classical(data_cfg, kind, out, seed)))
+            folders.append((runs[-1][0], seed, out))
         for image_name, text_name in args.score_fusion:
             out = os.path.join(args.workdir, f"{tag}score-{image_name}-{text_name}-seed{seed}")
             results = run_score_fusion(run_dirs[image_name], run_dirs[text_name], out)
             runs.append((f"score fusion {image_name}+{text_name}", seed, results))
+            folders.append((runs[-1][0], seed, out))
     summary, per_run = reports.summarize_runs(runs, HEADLINE)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     summary.to_csv(args.out + ".csv", index=False)
     per_run.to_csv(args.out + "_runs.csv", index=False)
     plots.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
                          "test split, thresholds tuned on dev (mean over seeds)")
+    per_genre = reports.per_genre_summary(folders)
+    per_genre.to_csv(args.out + "_per_genre.csv")
     table = reports.to_markdown(reports.format_summary(summary, HEADLINE))
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
                 f"Seeds: {args.seeds}. F1 at per-genre thresholds tuned on dev; mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n![comparison]({os.path.basename(args.out)}.png)\n")
+                f"absent.\n\n{table}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
+                f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
     print(table)
 
 

@@ -71,3 +71,26 @@ def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def scaling(by_batch: pd.DataFrame, by_size: pd.DataFrame, path: str):
+    """Left: training samples/s against batch size; right: pipeline posters/s against dataset size."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for config, rows in by_batch.groupby("config"):
+        for column, style in (("train_cached_pipeline_sps", "-o"), ("train_in_memory_sps", "--x")):
+            left.plot(rows["batch_size"], rows[column], style,
+                      label=f"{config} {column.replace('train_', '').replace('_sps', '')}")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("batch size")
+    left.set_ylabel("training samples/s")
+    left.legend(fontsize=7)
+    for cache, rows in by_size.groupby("cache"):
+        right.plot(rows["movies"], rows["second_pass_sps"], "-o", label=f"{cache} cache, 2nd pass")
+        right.plot(rows["movies"], rows["first_pass_sps"], ":", label=f"{cache} cache, 1st pass")
+    right.set_xscale("log")
+    right.set_xlabel("movies in dataset")
+    right.set_ylabel("pipeline posters/s")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

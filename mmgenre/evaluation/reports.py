@@ -133,3 +133,27 @@ def summarize_runs(runs, metrics, split: str = "test"):
     prior = summary["model"].str.startswith("prior")
     summary = pd.concat([summary[prior], summary[~prior]]).reset_index(drop=True)
     return summary, per_run
+
+
+def per_genre_summary(folders) -> pd.DataFrame:
+    """Genres x models table of test F1 (mean over seeds) from each run's per_genre.csv.
+
+    Args:
+        folders: list of (model name, seed, run folder).
+    """
+    import os
+
+    frames = []
+    for name, seed, folder in folders:
+        path = os.path.join(folder, "per_genre.csv")
+        if os.path.exists(path):
+            frame = pd.read_csv(path)
+            frames.append(frame.assign(model=name, seed=seed))
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames)
+    table = frame.pivot_table(index=["genre", "support"], columns="model", values="f1",
+                              aggfunc="mean", sort=False)
+    table.index = [f"{g} [{s}]" for g, s in table.index]
+    table.index.name = "genre"
+    return table[[name for name in dict.fromkeys(n for n, _, _ in folders) if name in table]]
