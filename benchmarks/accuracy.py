@@ -84,7 +84,7 @@ def main(argv=None):
                 f"Seeds: {args.seeds}. F1 at per-genre thresholds tuned on dev; mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                f"absent.\n\n{table}\n\n{reports.fusion_verdict(summary)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
                 f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
     print(table)

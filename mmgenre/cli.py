@@ -131,6 +131,16 @@ def _retrain(best_config: str):
     return 0
 
 
+def cmd_score_fusion(args):
+    _quiet_tensorflow()
+    from mmgenre.evaluation.score_fusion import run_score_fusion
+
+    out = args.out or os.path.join(args.image_run, "score_fusion")
+    results = run_score_fusion(args.image_run, args.text_run, out)
+    print(open(os.path.join(out, "report.md"), encoding="utf-8").read())
+    print(f"image weight chosen on dev: {results['image_weight']:.2f}; results: {out}")
+
+
 def cmd_synth(args):
     from mmgenre.data.synth import make_synthetic
 
@@ -212,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0,
                    help="launch a chief and this many workers on this machine")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("score-fusion", help="late fusion of two trained runs' probabilities (weight on dev)")
+    p.add_argument("image_run", help="run folder of a poster model")
+    p.add_argument("text_run", help="run folder of an overview model")
+    p.add_argument("--out", help="output folder (default IMAGE_RUN/score_fusion)")
+    p.set_defaults(func=cmd_score_fusion)
 
     p = sub.add_parser("synth", help="write a synthetic dataset with a planted genre signal")
     p.add_argument("--out", required=True)

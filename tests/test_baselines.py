@@ -34,3 +34,14 @@ def test_summary_has_prior_first_and_spread_over_seeds():
     assert summary["model"].tolist() == ["prior (train frequency)", "a", "b"]
     assert summary.loc[1, "mAP"] == 0.6 and round(summary.loc[1, "mAP_std"], 6) == 0.1
     assert summary.loc[0, "seeds"] == 2 and len(per_run) == 5
+
+
+def test_fusion_verdict_says_when_fusion_does_not_win():
+    import pandas as pd
+
+    summary = pd.DataFrame({"model": ["prior (train frequency)", "cnn", "lstm", "fusion_gmu",
+                                      "fusion_gmu (poster missing)", "tfidf+poster + logistic regression"],
+                            "mAP": [0.1, 0.2, 0.3, 0.25, 0.9, 0.9], "macro_f1": [0.1, 0.2, 0.2, 0.3, 0.9, 0.9]})
+    verdict = reports.fusion_verdict(summary)
+    assert "mAP: best fused model fusion_gmu (0.250) does NOT beat the best unimodal model lstm (0.300)" in verdict
+    assert "macro_f1: best fused model fusion_gmu (0.300) beats" in verdict

@@ -157,3 +157,25 @@ def per_genre_summary(folders) -> pd.DataFrame:
     table.index = [f"{g} [{s}]" for g, s in table.index]
     table.index.name = "genre"
     return table[[name for name in dict.fromkeys(n for n, _, _ in folders) if name in table]]
+
+
+def fusion_verdict(summary: pd.DataFrame, metrics=("mAP", "macro_f1")) -> str:
+    """One sentence per metric: does the best fused model beat the best unimodal one?
+
+    Fused rows contain "fusion" (learned or score-level); rows scoring a missing
+    input and the prior are neither.
+    """
+    names = summary["model"]
+    clean = ~names.str.contains("missing") & ~names.str.startswith("prior")
+    fused = summary[clean & names.str.contains("fusion")]
+    single = summary[clean & ~names.str.contains("fusion") & ~names.str.contains(r"\+")]
+    if fused.empty or single.empty:
+        return ""
+    lines = []
+    for metric in metrics:
+        best_f = fused.loc[fused[metric].idxmax()]
+        best_s = single.loc[single[metric].idxmax()]
+        verb = "beats" if best_f[metric] > best_s[metric] else "does NOT beat"
+        lines.append(f"- {metric}: best fused model {best_f['model']} ({best_f[metric]:.3f}) {verb} "
+                     f"the best unimodal model {best_s['model']} ({best_s[metric]:.3f}).")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""The benchmark scripts: bad input fails clearly (fast); the full harness runs under -m benchmark."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_rejects_gpu_only_options_and_oversized_batches(synthetic_dir):
+    import tensorflow as tf
+
+    throughput = _load("throughput")
+    config = os.path.join(ROOT, "configs", "cnn.yaml")
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(SystemExit, match="GPU-only options and this machine has no GPU"):
+            throughput.measure(config, synthetic_dir, 8, 1, "mixed_float16", False, False, "default")
+    with pytest.raises(SystemExit, match=r"batch size 5000 is larger than the train split \(168 rows\)"):
+        throughput.measure(config, synthetic_dir, 5000, 1, "float32", False, False, "default")
+    with pytest.raises(SystemExit, match="config not found"):
+        throughput.main(["--configs", "configs/nope.yaml"])
+
+
+@pytest.mark.benchmark
+def test_benchmark_harnesses_run_end_to_end(synthetic_dir, tmp_path):
+    _load("throughput").main(["--configs", os.path.join(ROOT, "configs", "lstm.yaml"), "--data",
+                              synthetic_dir, "--batch-size", "16", "--steps", "2",
+                              "--out", str(tmp_path / "tp")])
+    assert (tmp_path / "tp.md").read_text().count("lstm.yaml") >= 1
+    _load("scaling").main(["--configs", os.path.join(ROOT, "configs", "lstm.yaml"), "--batch-sizes", "8",
+                           "--sizes", "50", "--steps", "1", "--work-dir", str(tmp_path / "w"),
+                           "--out", str(tmp_path / "sc")])
+    assert (tmp_path / "sc.png").exists()
