@@ -162,13 +162,13 @@ def per_genre_summary(folders) -> pd.DataFrame:
 def fusion_verdict(summary: pd.DataFrame, metrics=("mAP", "macro_f1")) -> str:
     """One sentence per metric: does the best fused model beat the best unimodal one?
 
-    Fused rows contain "fusion" (learned or score-level); rows scoring a missing
-    input and the prior are neither.
+    Fused rows use both inputs: learned or score-level fusion, and the classical
+    tfidf+poster concatenation. Rows scoring a missing input and the prior are neither.
     """
     names = summary["model"]
     clean = ~names.str.contains("missing") & ~names.str.startswith("prior")
-    fused = summary[clean & names.str.contains("fusion")]
-    single = summary[clean & ~names.str.contains("fusion") & ~names.str.contains(r"\+")]
+    both = names.str.contains("fusion") | names.str.contains("tfidf+poster", regex=False)
+    fused, single = summary[clean & both], summary[clean & ~both]
     if fused.empty or single.empty:
         return ""
     lines = []
