@@ -122,6 +122,8 @@ class TrainConfig:
     strategy: "default", "mirrored" (local devices, model.fit) or "multiworker"
         (TF_CONFIG cluster, custom distributed step; trains all epochs, no early
         stopping, keeps the last epoch). See mmgenre.training.distributed.
+    loss: "crossentropy" or "focal" (class-balanced focal loss for rare genres).
+    label_smoothing: label smoothing of the loss, in [0, 1).
     """
 
     epochs: int = 20
@@ -136,6 +138,8 @@ class TrainConfig:
     fine_tune_blocks: int = 1
     fine_tune_learning_rate: float = 1e-5
     strategy: str = "default"
+    loss: str = "crossentropy"
+    label_smoothing: float = 0.0
 
     def check(self):
         if self.epochs < 1:
@@ -145,6 +149,9 @@ class TrainConfig:
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
         _choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
+        _choice("train.loss", self.loss, ("crossentropy", "focal"))
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.strategy == "multiworker" and (self.cache_features or self.fine_tune_epochs):
             raise ConfigError("train.strategy multiworker does not combine with cache_features "
                               "or fine_tune_epochs")

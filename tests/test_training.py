@@ -135,3 +135,10 @@ def test_two_workers_on_loopback_train_identically(synthetic_dir, tmp_path):
     multi = json.load(open(tmp_path / "worker0" / "metrics.json"))
     assert multi["genres"] == one["genres"]
     assert multi["splits"]["test"].keys() == one["splits"]["test"].keys()
+
+
+def test_bag_of_words_with_focal_loss_learns_the_text_signal(synthetic_dir, tmp_path):
+    cfg = tiny_config(synthetic_dir, "bag_of_words", train={"loss": "focal", "label_smoothing": 0.05})
+    results = train_and_evaluate(cfg, str(tmp_path / "bow"), verbose=0)
+    test = results["splits"]["test"]
+    assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.3, test

@@ -25,10 +25,26 @@ def genre_head(features, num_genres: int, task: str = "multilabel"):
                               name="genres")(features)
 
 
-def loss_for(task: str):
+LOSSES = ("crossentropy", "focal")
+
+
+def loss_for(task: str, loss: str = "crossentropy", label_smoothing: float = 0.0):
+    """Cross-entropy, or focal loss (Lin et al. 2017) for imbalanced genres.
+
+    The multi-label focal loss uses class balancing (alpha=0.25 on positives) and
+    gamma=2, the paper's defaults; it down-weights the many easy negatives.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"train.loss must be one of {list(LOSSES)}, got {loss!r}")
     if task == "multilabel":
-        return keras.losses.BinaryCrossentropy(name="bce")
-    return keras.losses.CategoricalCrossentropy(name="cce")
+        if loss == "focal":
+            return keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25,
+                                                        gamma=2.0, label_smoothing=label_smoothing,
+                                                        name="focal")
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing, name="bce")
+    if loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(label_smoothing=label_smoothing, name="focal")
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, name="cce")
 
 
 def metrics_for(task: str, num_genres: int):

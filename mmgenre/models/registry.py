@@ -30,6 +30,7 @@ _MODULES = (
     "mmgenre.models.hub",
     "mmgenre.models.lstm",
     "mmgenre.models.bilstm_attention",
+    "mmgenre.models.bag_of_words",
     "mmgenre.models.fusion",
 )
 

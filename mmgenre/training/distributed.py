@@ -62,7 +62,7 @@ def fit_multiworker(model, strategy, loss, learning_rate, train_ds, n_train, bat
     Returns:
         [(epoch index, mean training loss)] for the epochs run in this call.
     """
-    per_example = loss.__class__(reduction=None)
+    per_example = loss.__class__.from_config({**loss.get_config(), "reduction": None})
     with strategy.scope():
         optimizer = keras.optimizers.Adam(learning_rate)
     options = tf.data.Options()

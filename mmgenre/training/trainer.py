@@ -129,7 +129,7 @@ def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
 
 def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int, learning_rate=None):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate or cfg.train.learning_rate),
-                  loss=heads.loss_for(cfg.data.task),
+                  loss=heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing),
                   metrics=heads.metrics_for(cfg.data.task, num_genres))
     return model
 
@@ -219,7 +219,8 @@ def _fit_multiworker(model, strategy, cfg, prepared, run_dir):
     train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
                                   raw_text=takes_raw_text(model))
     epochs = distributed.fit_multiworker(
-        model, strategy, heads.loss_for(cfg.data.task), cfg.train.learning_rate, train_ds,
+        model, strategy, heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing),
+        cfg.train.learning_rate, train_ds,
         len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,
         os.path.join(run_dir, "backup_multiworker"))
     history_path = os.path.join(run_dir, "history.csv")

@@ -29,7 +29,8 @@ from mmgenre.models import registry
 from mmgenre.training import trainer
 
 # Keys outside model.params that a trial may change without rebuilding the data.
-TUNABLE_KEYS = ("train.learning_rate", "data.batch_size", "data.augment")
+TUNABLE_KEYS = ("train.learning_rate", "train.loss", "train.label_smoothing", "data.batch_size",
+                "data.augment")
 TYPES = ("float", "int", "choice", "bool")
 
 
