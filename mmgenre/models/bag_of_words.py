@@ -28,9 +28,13 @@ class BagOfWords(keras.layers.Layer):
     def __init__(self, vocab_size: int, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
+        # A bincount, not a (batch, seq_len, vocab) one-hot: one training run on the
+        # sample set took 5.5 min with one_hot and 55 s with this (2 CPU cores).
+        self.counter = keras.layers.CategoryEncoding(vocab_size, output_mode="count",
+                                                     name="counter")
 
     def call(self, ids):
-        counts = ops.sum(ops.one_hot(ops.cast(ids, "int32"), self.vocab_size), axis=1)
+        counts = self.counter(ids)
         # ids 0 (padding) and 1 (out of vocabulary) carry no word identity
         mask = ops.concatenate([ops.zeros((2,)), ops.ones((self.vocab_size - 2,))])
         return ops.log1p(counts * mask)
