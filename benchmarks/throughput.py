@@ -33,7 +33,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_CONFIGS = ["configs/cnn.yaml", "configs/lstm.yaml", "configs/compact_resnet.yaml",
-                   "configs/bilstm_attention.yaml", "configs/fusion_concat.yaml"]
+                   "configs/bilstm_attention.yaml", "configs/bag_of_words.yaml",
+                   "configs/fusion_concat.yaml"]
 
 
 def _rate(n_samples, seconds):

@@ -33,6 +33,9 @@ class BagOfWords(keras.layers.Layer):
         self.counter = keras.layers.CategoryEncoding(vocab_size, output_mode="count",
                                                      name="counter")
 
+    def build(self, input_shape):
+        self.counter.build(input_shape)
+
     def call(self, ids):
         counts = self.counter(ids)
         # ids 0 (padding) and 1 (out of vocabulary) carry no word identity
