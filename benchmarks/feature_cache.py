@@ -36,7 +36,9 @@ def main(argv=None):
     from mmgenre.models import registry
     from mmgenre.training import feature_cache, trainer
 
-    cfg = load_config(args.config, overrides=["data.augment=false", *args.set])
+    # Random weights unless told otherwise: timings do not depend on weight values.
+    cfg = load_config(args.config, overrides=["data.augment=false", "model.params.weights=none",
+                                              *args.set])
     prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name), show_progress=False)
     model = trainer.compile_model(trainer.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
     train_ds = trainer.make_split_dataset(cfg.data, prepared, "train")
