@@ -123,16 +123,26 @@ def test_frozen_backbone_features_are_cached_and_reused(synthetic_dir, tmp_path,
     assert "caching backbone features" not in capsys.readouterr().out
 
 
-def test_resnet_second_phase_fine_tunes_the_last_stage(synthetic_dir, tmp_path):
-    from conftest import tiny_config
-    from mmgenre.training.trainer import load_model, train_and_evaluate
+def test_second_phase_fine_tunes_after_the_first(synthetic_dir, tmp_path, monkeypatch):
+    """The trainer's phase two, with a cheap model given a fine-tuning hook."""
+    import dataclasses
 
-    cfg = tiny_config(synthetic_dir, "resnet", {"weights": None, "dense_units": 16},
-                      train={"epochs": 1, "fine_tune_epochs": 1, "fine_tune_blocks": 1})
+    from conftest import tiny_config
+    from mmgenre.training.trainer import train_and_evaluate
+
+    calls = []
+    spec = registry.get("cnn")
+    monkeypatch.setitem(registry._REGISTRY, "cnn", dataclasses.replace(
+        spec, fine_tune=lambda model, blocks: calls.append((model.name, blocks))))
+    cfg = tiny_config(synthetic_dir, "cnn", train={"epochs": 2, "fine_tune_epochs": 1,
+                                                   "fine_tune_blocks": 2})
     train_and_evaluate(cfg, str(tmp_path / "run"), verbose=0)
-    assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [0, 1]
-    # The hook the second phase calls: only conv5 (not its BatchNorm) becomes trainable.
-    model = load_model(str(tmp_path / "run" / "best.keras"))
+    assert calls == [("cnn", 2)]
+    assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [0, 1, 2]
+
+
+def test_resnet_fine_tuning_hook_unfreezes_only_the_last_stage():
+    model = registry.build_model("resnet", {"weights": None, "dense_units": 8}, **DATA_ARGS)
     assert not model.get_layer("backbone").trainable_weights
     registry.get("resnet").fine_tune(model, 1)
     trainable = {w.path for w in model.get_layer("backbone").trainable_weights}

@@ -105,7 +105,7 @@ def test_distributed_search_with_a_worker_killed_mid_trial(synthetic_dir, tmp_pa
     import time
 
     space = {"model.params.units": {"type": "choice", "values": [4, 8, 12, 16]}}
-    path = _search_file(tmp_path, synthetic_dir, space, name="dist", epochs=2, max_trials=4)
+    path = _search_file(tmp_path, synthetic_dir, space, name="dist", epochs=1, max_trials=4)
     port = _free_port()
     base = [sys.executable, "-m", "mmgenre.cli", "tune", "--config", path, "--port", str(port)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
