@@ -50,7 +50,7 @@ def test_bad_hyperparameter_value_is_quoted():
 
 # (cnn, lstm, concat) is the default fusion, covered by the registry-wide test above.
 @pytest.mark.parametrize("image_branch,text_branch,method", [
-    ("compact_resnet", "bilstm_attention", "gmu"),
+    ("cnn", "bilstm_attention", "gmu"),
 ])
 def test_fusion_combinations_train_and_round_trip(image_branch, text_branch, method, tmp_path):
     params = {"image_branch": image_branch, "text_branch": text_branch, "method": method,

@@ -60,7 +60,7 @@ def test_search_resumes_and_records_failed_trials(synthetic_dir, tmp_path):
     # dropout 1.5 is rejected by the builder: that trial fails, the search goes on.
     space = {"model.params.dropout": {"type": "choice", "values": [0.2, 1.5]},
              "model.params.units": {"type": "choice", "values": [8, 16]}}
-    path = _search_file(tmp_path, synthetic_dir, space)
+    path = _search_file(tmp_path, synthetic_dir, space, epochs=1)
     table, best = search_lib.run_search(search_lib.load_search_config(path, max_trials=2), verbose=0)
     fits_log = tmp_path / "search_s" / "fits.jsonl"
     fits_before = fits_log.read_text().count("\n") if fits_log.exists() else 0
@@ -104,8 +104,8 @@ def test_distributed_search_with_a_worker_killed_mid_trial(synthetic_dir, tmp_pa
     import sys
     import time
 
-    space = {"model.params.units": {"type": "choice", "values": [4, 8, 12, 16]}}
-    path = _search_file(tmp_path, synthetic_dir, space, name="dist", epochs=1, max_trials=4)
+    space = {"model.params.units": {"type": "choice", "values": [4, 8]}}
+    path = _search_file(tmp_path, synthetic_dir, space, name="dist", epochs=1, max_trials=2)
     port = _free_port()
     base = [sys.executable, "-m", "mmgenre.cli", "tune", "--config", path, "--port", str(port)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -125,7 +125,7 @@ def test_distributed_search_with_a_worker_killed_mid_trial(synthetic_dir, tmp_pa
     assert workers["tuner0"].wait(timeout=240) == 0
     assert chief.wait(timeout=120) == 0  # no hang
     fits = [json.loads(line) for line in (tmp_path / "search_dist" / "fits.jsonl").read_text().splitlines()]
-    assert sorted(f["values"]["model.params.units"] for f in fits) == [4, 8, 12, 16]  # each once
+    assert sorted(f["values"]["model.params.units"] for f in fits) == [4, 8]  # each once
     assert {f["worker"] for f in fits} == {"tuner0", "tuner1"}  # both contributed
     assert all(f["epochs"] >= 1 for f in fits)
-    assert (tmp_path / "search_dist" / "trials.csv").read_text().count("COMPLETED") == 4
+    assert (tmp_path / "search_dist" / "trials.csv").read_text().count("COMPLETED") == 2
