@@ -187,6 +187,11 @@ class ExperimentConfig:
         return out
 
 
+def metric_direction(name: str) -> str:
+    """"min" for losses, "max" for every other monitored metric (F1, PR-AUC, accuracy)."""
+    return "min" if "loss" in name else "max"
+
+
 def _choice(key, value, choices):
     if value not in choices:
         raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")

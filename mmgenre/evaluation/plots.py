@@ -8,6 +8,8 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mmgenre.config import metric_direction  # noqa: E402
+
 
 def training_curves(history: pd.DataFrame, path: str, title: str = ""):
     """Loss and every validation metric against epoch, train and val side by side."""
@@ -63,7 +65,8 @@ def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(range(1, len(done) + 1), done["objective"], "o", label="trial")
     if len(done):
-        best = done["objective"].cummin() if "loss" in objective else done["objective"].cummax()
+        best = (done["objective"].cummin() if metric_direction(objective) == "min"
+                else done["objective"].cummax())
         ax.plot(range(1, len(done) + 1), best, "-", label="best so far")
     ax.set_xlabel("completed trial")
     ax.set_ylabel(objective)

@@ -144,7 +144,7 @@ def _best_so_far(history_path, monitor):
     values = history[monitor].dropna()
     if values.empty:
         return None
-    return float(values.min() if "loss" in monitor else values.max())
+    return float(values.min() if config_lib.metric_direction(monitor) == "min" else values.max())
 
 
 class SaveBestModel(keras.callbacks.Callback):
@@ -168,7 +168,7 @@ class SaveBestModel(keras.callbacks.Callback):
 
 
 def _callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup"):
-    mode = "min" if "loss" in monitor else "max"
+    mode = config_lib.metric_direction(monitor)
     history_path = os.path.join(run_dir, "history.csv")
     return [
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, backup)),

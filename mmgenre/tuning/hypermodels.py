@@ -138,7 +138,7 @@ class GenreHyperModel(kt.HyperModel):
         callbacks = list(kwargs.pop("callbacks", []))
         # Early stopping inside trials, on the search objective.
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=self.objective, mode="min" if "loss" in self.objective else "max",
+            monitor=self.objective, mode=config_lib.metric_direction(self.objective),
             patience=cfg.train.patience, restore_best_weights=True))
         callbacks.append(keras.callbacks.TerminateOnNaN())
         kwargs.setdefault("epochs", cfg.train.epochs)

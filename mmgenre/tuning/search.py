@@ -100,7 +100,7 @@ def search_dir(search: SearchConfig) -> str:
 def make_tuner(search: SearchConfig, hypermodel, objective: str):
     import keras_tuner as kt
 
-    direction = "min" if "loss" in objective else "max"
+    direction = config_lib.metric_direction(objective)
     common = dict(hypermodel=hypermodel, objective=kt.Objective(objective, direction),
                   directory=search_dir(search), project_name="trials", overwrite=False,
                   seed=search.seed,
