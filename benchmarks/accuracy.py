@@ -7,6 +7,15 @@ several seeds, one results table (test split; thresholds and weights tuned on de
         --classical tfidf poster tfidf+poster --score-fusion cnn lstm --seeds 0 1 2 \
         --out results/comparison
 
+An ablation is a YAML list of variants, each a config plus overrides under its own row name:
+
+    python benchmarks/accuracy.py --configs --variants configs/ablations/text.yaml --seeds 0 1 2
+
+    # configs/ablations/text.yaml
+    - {name: bow_balanced, config: configs/bag_of_words.yaml, set: [train.loss=balanced]}
+
+--score-fusion takes two row names; a classical kind (tfidf, poster) is a row name too.
+
 Writes OUT.csv (summary), OUT_runs.csv (every run), OUT_per_genre.csv, OUT.md (mean ± spread over
 seeds, with the constant train-frequency prior as a baseline row) and OUT.png.
 """
@@ -29,9 +38,26 @@ from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 HEADLINE = ["micro_f1", "macro_f1", "mAP", "weighted_f1", "samples_f1", "top1_accuracy"]
 
 
+def read_variants(path):
+    """[(config path, overrides)] from a variants file; each row's name becomes the config name."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        entries = yaml.safe_load(f) or []
+    rows = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not {"name", "config"} <= set(entry) \
+                or set(entry) - {"name", "config", "set", "note"}:
+            raise SystemExit(f"{path}: entry {i} must be {{name, config, set: [KEY=VALUE], note}}, "
+                             f"got {entry!r}")
+        rows.append((entry["config"], [f"name={entry['name']}", *entry.get("set", [])]))
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["configs/cnn.yaml", "configs/lstm.yaml"])
+    parser.add_argument("--configs", nargs="*", default=["configs/cnn.yaml", "configs/lstm.yaml"])
+    parser.add_argument("--variants", help="YAML list of {name, config, set: [KEY=VALUE, ...]} rows")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--data", help="dataset path overriding each config's data.path")
     parser.add_argument("--quick", action="store_true", help="use each config's quick block")
@@ -40,8 +66,9 @@ def main(argv=None):
     parser.add_argument("--classical", nargs="*", default=[],
                         help="classical baselines: tfidf, poster, tfidf+poster")
     parser.add_argument("--score-fusion", nargs=2, action="append", default=[],
-                        metavar=("IMAGE_CONFIG_NAME", "TEXT_CONFIG_NAME"),
-                        help="fuse the probabilities of two trained configs (names from --configs)")
+                        metavar=("IMAGE_ROW", "TEXT_ROW"),
+                        help="fuse the probabilities of two rows (config names, variant names or "
+                             "classical kinds)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                         help="tf.distribute strategy for every config (multiworker reads TF_CONFIG)")
     parser.add_argument("--out", default="results/baselines")
@@ -50,13 +77,16 @@ def main(argv=None):
 
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""
+    rows = [(path, []) for path in args.configs] + (read_variants(args.variants) if args.variants else [])
+    if not rows:
+        parser.error("nothing to run: give --configs and/or --variants")
     runs, folders, data_cfg = [], [], None
     for seed in args.seeds:
         run_dirs = {}
-        for path in args.configs:
+        for path, variant in rows:
             overrides = [f"train.seed={seed}", *args.set] + ([f"data.path={args.data}"] if args.data else [])
             overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
-            cfg = load_config(path, overrides=overrides, quick=args.quick)
+            cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
             run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
             runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
             folders.append((cfg.name, seed, run_dirs[cfg.name]))
@@ -64,10 +94,14 @@ def main(argv=None):
         for kind in args.classical:
             out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
             runs.append((f"{kind} + logistic regression", seed, run_classical(data_cfg, kind, out, seed)))
+            run_dirs[kind] = out
             folders.append((runs[-1][0], seed, out))
         for image_name, text_name in args.score_fusion:
             out = os.path.join(args.workdir, f"{tag}score-{image_name}-{text_name}-seed{seed}")
-            results = run_score_fusion(run_dirs[image_name], run_dirs[text_name], out)
+            missing = [n for n in (image_name, text_name) if n not in run_dirs]
+            if missing:
+                parser.error(f"--score-fusion {missing}: not a row of this run ({sorted(run_dirs)})")
+            results = run_score_fusion(run_dirs[image_name], run_dirs[text_name], out, data_cfg)
             runs.append((f"score fusion {image_name}+{text_name}", seed, results))
             folders.append((runs[-1][0], seed, out))
     summary, per_run = reports.summarize_runs(runs, HEADLINE)

@@ -55,6 +55,9 @@ class DataConfig:
     augment: random flips / crops / colour jitter on train posters only.
     batch_size: examples per batch.
     limit: keep at most this many rows per split (smoke runs); None keeps all.
+    train_limit: keep this many train rows, drawn by one fixed shuffle (seed 0)
+        so smaller subsets sit inside larger ones (learning curves); dev and
+        test are untouched. None keeps all.
     """
 
     path: str = "../shared/datasets/posters-overviews"
@@ -70,6 +73,7 @@ class DataConfig:
     augment: bool = False
     batch_size: int = 32
     limit: Optional[int] = None
+    train_limit: Optional[int] = None
 
     def check(self):
         _choice("data.task", self.task, TASKS)
@@ -84,8 +88,9 @@ class DataConfig:
                 raise ConfigError(f"data.{key} must be >= 1, got {getattr(self, key)}")
         if self.min_genre_count < 1:
             raise ConfigError(f"data.min_genre_count must be >= 1, got {self.min_genre_count}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"data.limit must be >= 1 or null, got {self.limit}")
+        for key in ("limit", "train_limit"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1 or null, got {getattr(self, key)}")
 
 
 @dataclasses.dataclass
@@ -122,8 +127,14 @@ class TrainConfig:
     strategy: "default", "mirrored" (local devices, model.fit) or "multiworker"
         (TF_CONFIG cluster, custom distributed step; trains all epochs, no early
         stopping, keeps the last epoch). See mmgenre.training.distributed.
-    loss: "crossentropy" or "focal" (class-balanced focal loss for rare genres).
+    loss: "crossentropy", "balanced" (cross-entropy with each genre's positives
+        and negatives weighted by train frequency, like scikit-learn's
+        class_weight="balanced") or "focal" (focal loss for rare genres).
     label_smoothing: label smoothing of the loss, in [0, 1).
+    init_from: a trained run folder (or .keras file) whose layers initialise
+        this model's layers of the same name, the genre head excepted (e.g. a
+        poster branch pretrained on posters-movielens). None starts from scratch.
+    init_frozen: keep the layers copied from ``init_from`` fixed.
     """
 
     epochs: int = 20
@@ -140,6 +151,8 @@ class TrainConfig:
     strategy: str = "default"
     loss: str = "crossentropy"
     label_smoothing: float = 0.0
+    init_from: Optional[str] = None
+    init_frozen: bool = False
 
     def check(self):
         if self.epochs < 1:
@@ -149,9 +162,11 @@ class TrainConfig:
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
         _choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
-        _choice("train.loss", self.loss, ("crossentropy", "focal"))
+        _choice("train.loss", self.loss, ("crossentropy", "balanced", "focal"))
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.init_frozen and not self.init_from:
+            raise ConfigError("train.init_frozen needs train.init_from (the run to copy layers from)")
         if self.strategy == "multiworker" and (self.cache_features or self.fine_tune_epochs):
             raise ConfigError("train.strategy multiworker does not combine with cache_features "
                               "or fine_tune_epochs")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from conftest import tiny_config
 from mmgenre.evaluation import reports, score_fusion
@@ -11,6 +12,16 @@ def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_
     test = results["splits"]["test"]
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.3
     assert (tmp_path / "tfidf" / "report.md").exists() and results["C"] > 0
+
+    # Score fusion reads any run's saved probabilities, classical ones included.
+    poster = run_classical(cfg.data, "poster", str(tmp_path / "poster"))
+    fused = score_fusion.run_score_fusion(str(tmp_path / "poster"), str(tmp_path / "tfidf"),
+                                          str(tmp_path / "fused"), cfg.data)
+    dev = {r["name"]: r["splits"]["dev"]["tuned"]["mAP"] for r in (results, poster, fused)}
+    assert dev[fused["name"]] >= max(dev.values()) - 1e-9  # the dev-chosen weight can only help dev
+    assert 0 <= fused["image_weight"] <= 1 and fused["splits"]["test"]["n"] == test["n"]
+    with pytest.raises(ValueError, match="no probabilities.npz"):
+        score_fusion.run_score_fusion(str(tmp_path), str(tmp_path / "tfidf"), str(tmp_path / "x"))
 
 
 def test_score_fusion_weight_is_chosen_on_dev():

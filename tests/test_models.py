@@ -81,8 +81,29 @@ def test_fusion_rejects_incompatible_branches_and_foreign_weights(tmp_path):
         registry.build_model("fusion", {"method": "sum"}, **DATA_ARGS)
     lstm = registry.build_model("lstm", {}, **DATA_ARGS)
     lstm.save(tmp_path / "lstm.keras")
-    with pytest.raises(ValueError, match=r"lstm.keras: weights do not fit branch 'cnn'"):
+    with pytest.raises(ValueError, match=r"lstm.keras: layer 'embedding' does not fit model 'cnn'"):
         registry.build_model("fusion", {"image_weights": str(tmp_path / "lstm.keras")}, **DATA_ARGS)
+
+
+def test_pretrained_layers_transfer_across_genre_sets(tmp_path):
+    """A branch trained on other genres (posters-movielens) initialises every layer but the head."""
+    from mmgenre.models.weights import load_pretrained
+
+    source = registry.build_model("compact_resnet", {"widths": [8, 16]},
+                                  **{**DATA_ARGS, "num_genres": 7})
+    source.save(tmp_path / "source.keras")
+    target = registry.build_model("compact_resnet", {"widths": [8, 16]}, **DATA_ARGS)
+    head_before = target.get_layer("genres").get_weights()[0].copy()
+    copied = load_pretrained(target, str(tmp_path / "source.keras"), frozen=True)
+    assert "genres" not in copied and {"stem_conv", "embedding"} <= set(copied)
+    for name in copied:
+        for got, want in zip(target.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+        assert not target.get_layer(name).trainable
+    np.testing.assert_array_equal(target.get_layer("genres").get_weights()[0], head_before)
+    assert target.get_layer("genres").trainable
+    with pytest.raises(ValueError, match="pretrained weights not found: .*missing/ \\(a run folder"):
+        load_pretrained(target, str(tmp_path / "missing") + "/")
 
 
 def test_attention_ignores_padding_and_sums_to_one():

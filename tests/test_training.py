@@ -137,8 +137,39 @@ def test_two_workers_on_loopback_train_identically(synthetic_dir, tmp_path):
     assert multi["splits"]["test"].keys() == one["splits"]["test"].keys()
 
 
-def test_bag_of_words_with_focal_loss_learns_the_text_signal(synthetic_dir, tmp_path):
-    cfg = tiny_config(synthetic_dir, "bag_of_words", train={"loss": "focal", "label_smoothing": 0.05})
+@pytest.mark.parametrize("loss", ["focal", "balanced"])
+def test_bag_of_words_with_imbalance_losses_learns_the_text_signal(loss, synthetic_dir, tmp_path):
+    cfg = tiny_config(synthetic_dir, "bag_of_words", train={"loss": loss, "label_smoothing": 0.05})
     results = train_and_evaluate(cfg, str(tmp_path / "bow"), verbose=0)
     test = results["splits"]["test"]
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.3, test
+    # The saved model (with its registered loss) reloads and predicts the saved probabilities.
+    from mmgenre.training.trainer import load_model
+
+    model = load_model(str(tmp_path / "bow" / "best.keras"))
+    assert model.loss.name == {"focal": "focal", "balanced": "balanced_bce"}[loss]
+
+
+def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_path):
+    """The posters-movielens recipe in miniature: pretrain, copy layers, freeze, cache, train the head."""
+    import numpy as np
+
+    from mmgenre.training.trainer import load_model
+
+    source = tiny_config(synthetic_dir, "cnn", train={"epochs": 4})
+    train_and_evaluate(source, str(tmp_path / "source"), verbose=0)
+    cfg = tiny_config(synthetic_dir, "cnn", data={"train_limit": 60},
+                      train={"init_from": str(tmp_path / "source"), "init_frozen": True,
+                             "cache_features": True, "epochs": 6,
+                             "feature_cache_dir": str(tmp_path / "cache")})
+    results = train_and_evaluate(cfg, str(tmp_path / "transfer"), verbose=0)
+    before, after = (load_model(str(tmp_path / d / "best.keras")) for d in ("source", "transfer"))
+    for name in ("conv1", "conv2", "embedding"):
+        for got, want in zip(after.get_layer(name).get_weights(), before.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    assert not np.allclose(after.get_layer("genres").get_weights()[0],
+                           before.get_layer("genres").get_weights()[0])
+    test = results["splits"]["test"]
+    assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.25, test
+    rows = json.load(open(tmp_path / "transfer" / "validation.json"))["rows_per_split"]
+    assert rows["train"] == 60 and rows["dev"] > 0

@@ -97,3 +97,26 @@ def scaling(by_batch: pd.DataFrame, by_size: pd.DataFrame, path: str):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def learning_curves(table: pd.DataFrame, metrics, path: str):
+    """One row of panels per branch, one panel per metric: score against training examples,
+    one line per model (the prior dashed), spread over seeds as error bars."""
+    branches = list(dict.fromkeys(table["branch"]))
+    fig, axes = plt.subplots(len(branches), len(metrics), figsize=(4.5 * len(metrics), 3.4 * len(branches)),
+                             squeeze=False)
+    for row, branch in zip(axes, branches):
+        part = table[table["branch"] == branch]
+        for ax, metric in zip(row, metrics):
+            for model, line in part.groupby("model", sort=False):
+                prior = model.startswith("prior")
+                ax.errorbar(line["train_examples"], line[metric], yerr=line.get(f"{metric}_std"),
+                            marker="" if prior else "o", linestyle="--" if prior else "-",
+                            color="grey" if prior else None, capsize=2, label=model)
+            ax.set_xlabel("posters-movielens pretraining posters" if branch == "poster"
+                          else "paired train overviews")
+            ax.set_title(f"{branch} branch: {metric} (test)")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

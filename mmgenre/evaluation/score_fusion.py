@@ -13,6 +13,7 @@ import numpy as np
 
 from mmgenre.evaluation.metrics import mean_average_precision
 
+PROBABILITIES = "probabilities.npz"
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
 
@@ -29,33 +30,57 @@ def fuse(probs_a: dict, probs_b: dict, dev_y: np.ndarray):
     return {s: weight * probs_a[s] + (1 - weight) * probs_b[s] for s in probs_a}, weight
 
 
-def run_score_fusion(image_run: str, text_run: str, out_dir: str) -> dict:
-    """Fuses two trained runs' dev/test probabilities on the movies both can score."""
-    from mmgenre.inference import load_run
-    from mmgenre.models import registry
+def saved_probabilities(run_dir: str):
+    """{split: (ids, (n, n_genres) probabilities)} and genres written by any run
+    (Keras, classical, score fusion) through trainer.report_probabilities."""
+    import json
+
+    path = os.path.join(run_dir, PROBABILITIES)
+    if not os.path.exists(path):
+        raise ValueError(f"{run_dir}: no {PROBABILITIES}; runs write it since score fusion reads "
+                         "saved probabilities; rerun the model in a new folder")
+    saved = np.load(path, allow_pickle=False)
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        genres = json.load(f)["genres"]
+    return {s: (saved[f"{s}_ids"].tolist(), saved[s]) for s in ("dev", "test")}, genres
+
+
+def run_score_fusion(image_run: str, text_run: str, out_dir: str, data_cfg=None) -> dict:
+    """Fuses two runs' saved dev/test probabilities on the movies both scored.
+
+    Either run may be a Keras model or a classical baseline. ``data_cfg`` (the
+    dataset the runs used) defaults to the first run's config.yaml.
+    """
+    from mmgenre import config as config_lib
+    from mmgenre.models.registry import ModelSpec
     from mmgenre.training import trainer
 
-    probs, prepared_by_run = [], []
-    for run_dir in (image_run, text_run):
-        run = load_run(run_dir)
-        prepared = trainer.prepare_data(run.config.data, registry.get(run.config.model.name),
-                                        vocab=run.vocab, vectorizer=run.vectorizer)
-        probs.append({s: trainer.predict_split(run.model, run.config.data, prepared, s)
-                      for s in ("dev", "test")})
-        prepared_by_run.append((run, prepared))
-    (run_a, prep_a), (_, prep_b) = prepared_by_run
+    (probs_a, genres_a), (probs_b, genres_b) = map(saved_probabilities, (image_run, text_run))
+    if genres_a != genres_b:
+        raise ValueError(f"{image_run} and {text_run} predict different genres "
+                         f"({genres_a} vs {genres_b}); train both on the same data settings")
+    if data_cfg is None:
+        source = next((r for r in (image_run, text_run)
+                       if os.path.exists(os.path.join(r, "config.yaml"))), None)
+        if source is None:
+            raise ValueError("neither run has a config.yaml; pass the data config")
+        data_cfg = config_lib.load_config(os.path.join(source, "config.yaml")).data
+    both = ModelSpec("score_fusion", None, ("poster", "overview"), "", accepts_missing=True)
+    prepared = trainer.prepare_data(data_cfg, both, show_progress=False)
+    if prepared.vocab.genres != genres_a:
+        raise ValueError(f"{data_cfg.path} gives genres {prepared.vocab.genres}, the runs "
+                         f"predict {genres_a}: not the dataset they were trained on")
+    fused_in = ({}, {})
     # Align on movie id: a poster-only run and a text-only run may keep different rows.
     for split in ("dev", "test"):
-        ids_a = list(prep_a.splits[split][0]["id"])
-        index_b = {movie: i for i, movie in enumerate(prep_b.splits[split][0]["id"])}
-        keep = [i for i, movie in enumerate(ids_a) if movie in index_b]
-        probs[0][split] = probs[0][split][keep]
-        probs[1][split] = probs[1][split][[index_b[ids_a[i]] for i in keep]]
-        rows, targets = prep_a.splits[split]
-        prep_a.splits[split] = (rows.iloc[keep].reset_index(drop=True), targets[keep])
-    fused, weight = fuse(probs[0], probs[1], prep_a.splits["dev"][1])
-    prep_a.modalities = ("poster", "overview")
+        rows, targets = prepared.splits[split]
+        index = [{movie: i for i, movie in enumerate(probs[split][0])} for probs in (probs_a, probs_b)]
+        keep = [i for i, movie in enumerate(rows["id"]) if all(movie in ix for ix in index)]
+        for probs, ix, out in zip((probs_a, probs_b), index, fused_in):
+            out[split] = probs[split][1][[ix[rows["id"][i]] for i in keep]]
+        prepared.splits[split] = (rows.iloc[keep].reset_index(drop=True), targets[keep])
+    fused, weight = fuse(*fused_in, prepared.splits["dev"][1])
     name = f"score fusion ({os.path.basename(os.path.normpath(image_run))} + " \
            f"{os.path.basename(os.path.normpath(text_run))})"
-    return trainer.report_probabilities(name, "score_fusion", run_a.config.data, prep_a, fused,
+    return trainer.report_probabilities(name, "score_fusion", data_cfg, prepared, fused,
                                         out_dir, extra={"image_weight": weight})

@@ -17,13 +17,12 @@ present inputs during training so the model learns to use either alone.
 
 from __future__ import annotations
 
-import os
-
 import keras
 
 from mmgenre.models import registry
 from mmgenre.models.heads import genre_head
 from mmgenre.models.layers import GatedMultimodalUnit, MissingModality
+from mmgenre.models.weights import load_pretrained
 
 
 def concat_fusion(image, text, units):
@@ -41,26 +40,6 @@ def gmu_fusion(image, text, units):
 FUSIONS = {"concat": concat_fusion, "gmu": gmu_fusion}
 
 
-def load_branch_weights(model, source: str):
-    """Copies weights from a trained run (folder or .keras file) into ``model``.
-
-    Raises:
-        ValueError naming the file when the saved architecture differs.
-    """
-    path = os.path.join(source, "best.keras") if os.path.isdir(source) else source
-    if not os.path.exists(path):
-        raise ValueError(f"branch weights not found: {path}")
-    trained = keras.models.load_model(path)
-    want = [tuple(w.shape) for w in model.weights]
-    have = [tuple(w.shape) for w in trained.weights]
-    if want != have:
-        raise ValueError(
-            f"{path}: weights do not fit branch {model.name!r} (architecture differs: "
-            f"{len(have)} tensors {have[:3]}... vs {len(want)} tensors {want[:3]}...); "
-            "train the branch with the same model name, params and data settings")
-    model.set_weights(trained.get_weights())
-
-
 def _branch(kind, name, params, weights, frozen, data_args, out_name):
     spec = registry.get(name)
     if spec.modalities != (kind,):
@@ -72,7 +51,7 @@ def _branch(kind, name, params, weights, frozen, data_args, out_name):
             f"{[n for n in registry.names() if registry.get(n).modalities == ('overview',)]})")
     model = registry.build_model(name, params or {}, **data_args)
     if weights:
-        load_branch_weights(model, weights)
+        load_pretrained(model, weights)
     encoder = keras.Model(model.inputs, model.get_layer("embedding").output, name=out_name)
     encoder.trainable = not frozen
     return encoder
@@ -85,7 +64,7 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
                  text_branch: str = "lstm", method: str = "concat", image_params=None,
                  text_params=None, fusion_units: int = 128, dropout: float = 0.3,
                  modality_dropout: float = 0.0, image_weights=None, text_weights=None,
-                 freeze_branches: bool = False):
+                 freeze_branches: bool = False, freeze_image: bool = False):
     """Builds a fused poster + overview model.
 
     Args:
@@ -99,8 +78,12 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
         modality_dropout: float. training-time probability of dropping each
             modality (replaced by its learned stand-in). Defaults to 0.
         image_weights / text_weights: str. a trained unimodal run folder (or
-            .keras file) to start the branch from; None trains from scratch.
-        freeze_branches: bool. keep the branches' weights fixed. Defaults to False.
+            .keras file) to start the branch from, matched layer by layer, so a
+            branch trained on other genres fits (mmgenre.models.weights); None
+            trains from scratch.
+        freeze_branches: bool. keep both branches' weights fixed. Defaults to False.
+        freeze_image: bool. keep only the image branch fixed (a pretrained poster
+            branch beside a text branch that still learns). Defaults to False.
 
     Returns:
         keras.Model: {"poster": (batch, h, w, 3), "overview": (batch, seq_len)} ->
@@ -112,8 +95,8 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     data_args = dict(num_genres=num_genres, task=task, image_size=image_size,
                      vocab_size=vocab_size, sequence_length=sequence_length)
-    image_encoder = _branch("poster", image_branch, image_params, image_weights, freeze_branches,
-                            data_args, "image_branch")
+    image_encoder = _branch("poster", image_branch, image_params, image_weights,
+                            freeze_branches or freeze_image, data_args, "image_branch")
     text_encoder = _branch("overview", text_branch, text_params, text_weights, freeze_branches,
                            data_args, "text_branch")
     # Inputs mirror each branch's own (token ids, or raw strings for hub text encoders).

@@ -50,6 +50,16 @@ def split_at_embedding(model):
     return extractor, keras.Model(features, x, name=f"{model.name}_head")
 
 
+def weights_identity(source):
+    """What identifies pretrained weights copied into the backbone (None: the model's own):
+    the file's path, size and modification time, so retraining the source invalidates the cache."""
+    if not source:
+        return None
+    path = os.path.join(source, "best.keras") if os.path.isdir(source) else source
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
 def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

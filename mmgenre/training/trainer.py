@@ -9,6 +9,7 @@ A run folder holds everything needed to judge and reuse the model:
     best.keras          the best model on the monitored dev metric
     history.csv         per-epoch metrics (CSVLogger, appended on resume)
     thresholds.json     per-genre thresholds tuned on dev
+    probabilities.npz   dev and test probabilities with movie ids (score fusion)
     metrics.json        dev and test metrics, with the prior baseline
     report.md / metrics.csv / errors.md / per_genre.csv / *.png
     backup/, logs/      BackupAndRestore state and TensorBoard logs
@@ -36,7 +37,7 @@ from mmgenre.data.records import load_records
 from mmgenre.data.validate import select_modalities, validate
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
-from mmgenre.models import heads, registry
+from mmgenre.models import heads, registry, weights
 from mmgenre.training import distributed, feature_cache
 
 SPLIT_NAMES = ("train", "dev", "test")
@@ -78,6 +79,8 @@ def prepare_data(data_cfg: config_lib.DataConfig, spec: registry.ModelSpec, voca
     splits, skipped = {}, 0
     for split in SPLIT_NAMES:
         rows = table[table["split"] == split].reset_index(drop=True)
+        if split == "train" and data_cfg.train_limit:
+            rows = subsample(rows, data_cfg.train_limit)
         if data_cfg.limit:
             rows = rows.head(data_cfg.limit)
         targets = labels_lib.targets(vocab, rows, data_cfg.task, data_cfg.single_label_rule)
@@ -95,6 +98,13 @@ def prepare_data(data_cfg: config_lib.DataConfig, spec: registry.ModelSpec, voca
     unseen = vocab.unseen(outside_train) if len(table) else {}
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
                         spec.accepts_missing, skipped, dict(unseen))
+
+
+def subsample(rows, n: int):
+    """The first ``n`` rows of one fixed shuffle (seed 0, independent of train.seed):
+    the subsets of a learning curve are nested and identical across seeds."""
+    order = np.random.default_rng(0).permutation(len(rows))
+    return rows.iloc[np.sort(order[:n])].reset_index(drop=True)
 
 
 def takes_raw_text(model) -> bool:
@@ -127,10 +137,19 @@ def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
         sequence_length=cfg.data.sequence_length)
 
 
-def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int, learning_rate=None):
+def loss_for(cfg: config_lib.ExperimentConfig, prepared: PreparedData | None = None):
+    """The configured loss; "balanced" weighs genres by ``prepared``'s train frequency."""
+    rate = None
+    if prepared is not None and cfg.data.task == "multilabel":
+        rate = prepared.splits["train"][1].mean(axis=0)
+    return heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing, rate)
+
+
+def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int, learning_rate=None,
+                  prepared: PreparedData | None = None):
+    """Adam + the configured loss + training metrics; pass ``prepared`` for loss "balanced"."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate or cfg.train.learning_rate),
-                  loss=heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing),
-                  metrics=heads.metrics_for(cfg.data.task, num_genres))
+                  loss=loss_for(cfg, prepared), metrics=heads.metrics_for(cfg.data.task, num_genres))
     return model
 
 
@@ -193,12 +212,13 @@ def _fit(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose
     fit_model = model
     if cache:
         extractor, head = feature_cache.split_at_embedding(model)
-        fit_model = compile_model(head, cfg, len(prepared.vocab))
+        fit_model = compile_model(head, cfg, len(prepared.vocab), prepared=prepared)
         data = {}
         for split, ds in (("train", train_ds), ("dev", dev_ds)):
             rows, targets = prepared.splits[split]
             key = feature_cache.cache_key(os.path.abspath(cfg.data.path), split, cfg.data.image_size,
-                                          cfg.model.name, cfg.model.params, list(rows["id"]))
+                                          cfg.model.name, cfg.model.params, list(rows["id"]),
+                                          feature_cache.weights_identity(cfg.train.init_from))
             features = feature_cache.cached_features(
                 extractor, ds, os.path.join(cfg.train.feature_cache_dir, f"{key}.npy"))
             data[split] = feature_cache.feature_dataset(features, targets, cfg.data.batch_size,
@@ -219,7 +239,7 @@ def _fit_multiworker(model, strategy, cfg, prepared, run_dir):
     train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
                                   raw_text=takes_raw_text(model))
     epochs = distributed.fit_multiworker(
-        model, strategy, heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing),
+        model, strategy, loss_for(cfg, prepared),
         cfg.train.learning_rate, train_ds,
         len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,
         os.path.join(run_dir, "backup_multiworker"))
@@ -276,7 +296,12 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
 
     with strategy.scope():
-        model = compile_model(build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+        model = build_for_data(cfg, prepared)
+        if cfg.train.init_from:
+            copied = weights.load_pretrained(model, cfg.train.init_from, frozen=cfg.train.init_frozen)
+            print(f"initialised {len(copied)} layers from {cfg.train.init_from}"
+                  f"{' (frozen)' if cfg.train.init_frozen else ''}")
+        model = compile_model(model, cfg, len(prepared.vocab), prepared=prepared)
     monitor = cfg.monitor()
     started = time.time()
     best_path = os.path.join(run_dir, "best.keras")
@@ -299,7 +324,8 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
                                          "set train.fine_tune_epochs: 0")
         model = load_model(best_path, allow_external_code=True)
         spec.fine_tune(model, cfg.train.fine_tune_blocks)
-        compile_model(model, cfg, len(prepared.vocab), cfg.train.fine_tune_learning_rate)
+        compile_model(model, cfg, len(prepared.vocab), cfg.train.fine_tune_learning_rate,
+                      prepared=prepared)
         done = len(pd.read_csv(os.path.join(run_dir, "history.csv")))
         _fit(model, cfg, prepared, run_dir, "backup_finetune", done + cfg.train.fine_tune_epochs,
              callbacks, verbose, cache=False, initial_epoch=done)
@@ -394,6 +420,9 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         thresholds = metrics_lib.tune_thresholds(prepared.splits["dev"][1], probs["dev"])
         with open(os.path.join(out_dir, "thresholds.json"), "w", encoding="utf-8") as f:
             json.dump(dict(zip(genres, map(float, thresholds))), f, indent=2)
+    np.savez(os.path.join(out_dir, "probabilities.npz"),  # score fusion reads these
+             **{s: p for s, p in probs.items()},
+             **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs})
     train_targets = prepared.splits["train"][1]
     results = {"model": model_name, "name": name, "genres": genres, **(extra or {}), "splits": {}}
     rows = []

@@ -127,7 +127,7 @@ class GenreHyperModel(kt.HyperModel):
     def build(self, hp):
         cfg = config_for(self.base, self.values(hp))
         model = trainer.build_for_data(cfg, self.prepared)
-        return trainer.compile_model(model, cfg, len(self.prepared.vocab))
+        return trainer.compile_model(model, cfg, len(self.prepared.vocab), prepared=self.prepared)
 
     def fit(self, hp, model, *args, **kwargs):
         cfg = config_for(self.base, self.values(hp))

@@ -1,0 +1,63 @@
+"""Start a model from another trained model's layers (transfer, pretraining, fusion branches).
+
+Layers are matched by name, which every builder sets explicitly, so a poster
+branch pretrained on posters-movielens (18 MovieLens genres) initialises the
+same branch for the paired set's 16 TMDB genres: every layer but the genre head
+("genres") fits.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+HEAD = "genres"
+
+
+def _resolve(source: str) -> str:
+    path = os.path.join(source, "best.keras") if os.path.isdir(source) else source
+    if not os.path.exists(path):
+        raise ValueError(f"pretrained weights not found: {path} (a run folder with best.keras, "
+                         "or a .keras file)")
+    return path
+
+
+def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,)) -> list:
+    """Copies the weights of every layer of ``source`` whose name is a layer of ``model``.
+
+    Args:
+        model: keras.Model to initialise in place.
+        source: a run folder (its best.keras) or a .keras file.
+        frozen: set the copied layers' ``trainable`` to False.
+        skip: layer names never copied (the genre head: its genres differ).
+
+    Returns:
+        list of str: the names of the copied layers.
+
+    Raises:
+        ValueError naming the file and layer when a shared layer's weights have
+        other shapes, or when no layer is shared at all.
+    """
+    from mmgenre.training.trainer import load_model  # registers custom layers; no cycle at import
+
+    path = _resolve(source)
+    trained = {layer.name: layer for layer in load_model(path).layers}
+    copied = []
+    for layer in model.layers:
+        if layer.name in skip or not layer.weights or layer.name not in trained:
+            continue
+        want = [tuple(w.shape) for w in layer.weights]
+        have = [tuple(w.shape) for w in trained[layer.name].weights]
+        if want != have:
+            raise ValueError(
+                f"{path}: layer {layer.name!r} does not fit model {model.name!r} (weights {have} "
+                f"vs {want}); train the source with the same model name and params")
+        layer.set_weights(trained[layer.name].get_weights())
+        if frozen:
+            layer.trainable = False
+        copied.append(layer.name)
+    if not copied:
+        raise ValueError(f"{path}: no layer of model {model.name!r} is in the saved model "
+                         f"(saved layers: {sorted(trained)[:8]}...); is it the same architecture?")
+    return copied
