@@ -71,6 +71,8 @@ def main(argv=None):
                              "classical kinds)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                         help="tf.distribute strategy for every config (multiworker reads TF_CONFIG)")
+    parser.add_argument("--errors", metavar="ROW",
+                        help="copy this row's seed error analysis (first seed) to OUT_errors.md")
     parser.add_argument("--out", default="results/baselines")
     parser.add_argument("--workdir", default="runs/bench")
     args = parser.parse_args(argv)
@@ -121,6 +123,15 @@ def main(argv=None):
                 f"absent.\n\n{table}\n\n{reports.fusion_verdict(summary)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
                 f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
+    if args.errors:
+        source = next((d for name, _, d in folders if name == args.errors), None)
+        if source is None:
+            parser.error(f"--errors {args.errors!r}: not a row of this run")
+        with open(os.path.join(source, "errors.md"), encoding="utf-8") as f:
+            analysis = f.read()
+        with open(args.out + "_errors.md", "w", encoding="utf-8") as f:
+            f.write(f"{reports.provenance(command)}\n\nRun folder: `{source}` (seed {args.seeds[0]}).\n\n"
+                    f"{analysis}")
     print(table)
 
 

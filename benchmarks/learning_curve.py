@@ -66,9 +66,10 @@ def main(argv=None):
     for n in args.posters:
         pretrain_dir = None
         if n != 0:
-            pretrain_dir = os.path.join(args.workdir, f"{tag}pretrain-{n or 'all'}")
             pre = load_config(args.pretrain_config, overrides=[f"data.train_limit={n or 'null'}"],
                               quick=args.quick)
+            # "all" is the config's own run (the one the fused configs start from): reused if done.
+            pretrain_dir = os.path.join(args.workdir, f"{tag}pretrain-{n}") if n else pre.run_dir
             train_and_evaluate(pre, pretrain_dir)
         for seed in args.seeds:
             overrides = [f"train.seed={seed}"]

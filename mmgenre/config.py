@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 TASKS = ("multilabel", "single")
 BAD_INPUT_POLICIES = ("skip", "strict")
 SINGLE_LABEL_RULES = ("rarest", "first")
+LOSSES = ("crossentropy", "balanced", "focal")  # built by mmgenre.models.heads.loss_for
 
 
 @dataclasses.dataclass
@@ -76,9 +77,9 @@ class DataConfig:
     train_limit: Optional[int] = None
 
     def check(self):
-        _choice("data.task", self.task, TASKS)
-        _choice("data.bad_input", self.bad_input, BAD_INPUT_POLICIES)
-        _choice("data.single_label_rule", self.single_label_rule, SINGLE_LABEL_RULES)
+        check_choice("data.task", self.task, TASKS)
+        check_choice("data.bad_input", self.bad_input, BAD_INPUT_POLICIES)
+        check_choice("data.single_label_rule", self.single_label_rule, SINGLE_LABEL_RULES)
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ConfigError(
                 f"data.image_size must be [height, width] with both >= 8, got {list(self.image_size)}"
@@ -161,8 +162,8 @@ class TrainConfig:
             raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
-        _choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
-        _choice("train.loss", self.loss, ("crossentropy", "balanced", "focal"))
+        check_choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
+        check_choice("train.loss", self.loss, LOSSES)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.init_frozen and not self.init_from:
@@ -207,7 +208,8 @@ def metric_direction(name: str) -> str:
     return "min" if "loss" in name else "max"
 
 
-def _choice(key, value, choices):
+def check_choice(key, value, choices):
+    """Raises ConfigError naming ``key`` and listing ``choices`` when ``value`` is not one."""
     if value not in choices:
         raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
 

@@ -39,3 +39,32 @@ def test_benchmark_harnesses_run_end_to_end(synthetic_dir, tmp_path):
                            "--sizes", "50", "--steps", "1", "--work-dir", str(tmp_path / "w"),
                            "--out", str(tmp_path / "sc")])
     assert (tmp_path / "sc.png").exists()
+
+
+def test_ablation_variants_become_named_rows(tmp_path):
+    accuracy = _load("accuracy")
+    good = tmp_path / "good.yaml"
+    good.write_text("- {name: bow_balanced, config: configs/bag_of_words.yaml, set: [train.loss=balanced]}\n")
+    assert accuracy.read_variants(str(good)) == [
+        ("configs/bag_of_words.yaml", ["name=bow_balanced", "train.loss=balanced"])]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {name: x, config: c.yaml, sets: [a=1]}\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml: entry 0 must be \{name, config"):
+        accuracy.read_variants(str(bad))
+
+
+def test_learning_curve_table_averages_seeds_per_size():
+    curve = _load("learning_curve")
+
+    def result(value):
+        scores = {m: value for m in curve.METRICS}
+        return {"splits": {"test": {"tuned": scores, "prior": {m: 0.1 for m in curve.METRICS}}}}
+
+    points = [("text", "bow", 250, 0, result(0.2)), ("text", "bow", 250, 1, result(0.4)),
+              ("text", "bow", 1044, 0, result(0.5))]
+    table = curve.curve_table(points)
+    bow = table[table["model"] == "bow"].set_index("train_examples")
+    assert bow.loc[250, "mAP"] == pytest.approx(0.3) and bow.loc[250, "seeds"] == 2
+    assert bow.loc[250, "mAP_std"] == pytest.approx(0.1) and bow.loc[1044, "mAP"] == 0.5
+    prior = table[table["model"].str.startswith("prior")]
+    assert list(prior["train_examples"]) == [250, 1044] and (prior["mAP"] == 0.1).all()

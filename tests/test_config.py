@@ -42,7 +42,16 @@ def test_quick_without_block_is_an_error(tmp_path):
         load_config(str(path), quick=True)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.yaml")))
+def test_init_frozen_needs_a_source_and_losses_are_listed():
+    with pytest.raises(ConfigError, match="train.init_frozen needs train.init_from"):
+        load_config(raw={"train": {"init_frozen": True}})
+    with pytest.raises(ConfigError, match=r"train.loss must be one of \['crossentropy', 'balanced', 'focal'\]"):
+        load_config(raw={"train": {"loss": "weighted"}})
+    with pytest.raises(ConfigError, match="data.train_limit must be >= 1 or null, got 0"):
+        load_config(raw={"data": {"train_limit": 0}})
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.yaml") + glob.glob("configs/pretrain/*.yaml")))
 def test_shipped_configs_load_in_both_variants(path):
     from mmgenre.models import registry
 

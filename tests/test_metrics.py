@@ -39,3 +39,19 @@ def test_single_label_metrics():
     m = metrics.single_label_metrics(y_true, y_prob, ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(0.75)
     assert m["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_error_analysis_counts_false_positives_and_negatives_per_genre():
+    import pandas as pd
+
+    from mmgenre.evaluation.reports import error_analysis
+
+    table = pd.DataFrame({"id": ["a", "b", "c"], "title": ["A", "B", "C"],
+                          "overview": ["one", "two", None]})
+    y_true = np.array([[1, 0], [1, 1], [0, 1]], float)
+    y_prob = np.array([[0.9, 0.95], [0.2, 0.9], [0.1, 0.7]])
+    text = error_analysis(table, y_true, y_prob, ["Drama", "Horror"], [0.5, 0.5])
+    assert "| Drama | 2 | 0 | 1 |" in text and "| Horror | 2 | 1 | 0 |" in text
+    assert "2 of 3 movies have at least one wrong genre" in text
+    # A is off by 0.1 + 0.95, B by 0.8 + 0.1: the more confident mistake comes first
+    assert text.index("**A**") < text.index("**B**") and "**C**" not in text

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mmgenre.config import LOSSES
+
 ACTIVATIONS = {"multilabel": "sigmoid", "single": "softmax"}
 
 
@@ -27,7 +29,6 @@ def genre_head(features, num_genres: int, task: str = "multilabel"):
                               name="genres")(features)
 
 
-LOSSES = ("crossentropy", "balanced", "focal")
 
 
 @keras.saving.register_keras_serializable(package="mmgenre")

@@ -202,9 +202,31 @@ def _callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup
     ]
 
 
+def _discard_unreadable_backup(run_dir, backup, initial_epoch):
+    """A run killed while BackupAndRestore was writing leaves a truncated weights file that
+    would crash the resume; restart this phase instead, saying so, and drop its history rows."""
+    import h5py
+    import shutil
+
+    path = os.path.join(run_dir, backup, "latest.weights.h5")
+    if not os.path.exists(path):
+        return
+    try:
+        h5py.File(path, "r").close()
+    except OSError as err:
+        print(f"warning: {path} is unreadable ({err}): the run was stopped while saving it; "
+              f"restarting this phase from epoch {initial_epoch}", file=sys.stderr)
+        shutil.rmtree(os.path.join(run_dir, backup))
+        history_path = os.path.join(run_dir, "history.csv")
+        if os.path.exists(history_path):
+            history = pd.read_csv(history_path)
+            history[history["epoch"] < initial_epoch].to_csv(history_path, index=False)
+
+
 def _fit(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose, cache,
          initial_epoch=0):
     """One training phase; with ``cache`` only the head trains, on cached backbone features."""
+    _discard_unreadable_backup(run_dir, backup, initial_epoch)
     raw_text = takes_raw_text(model)
     train_ds = make_split_dataset(cfg.data, prepared, "train", training=not cache,
                                   seed=cfg.train.seed, raw_text=raw_text)

@@ -55,7 +55,7 @@ class SearchConfig:
     name: str = "search"
 
     def check(self):
-        config_lib._choice("tuner", self.tuner, TUNERS)
+        config_lib.check_choice("tuner", self.tuner, TUNERS)
         if self.max_trials < 1:
             raise config_lib.ConfigError(f"max_trials must be >= 1, got {self.max_trials}")
         return self
