@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-import keras
-
 HEAD = "genres"
 
 
@@ -39,7 +37,8 @@ def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,)) -> l
         ValueError naming the file and layer when a shared layer's weights have
         other shapes, or when no layer is shared at all.
     """
-    from mmgenre.training.trainer import load_model  # registers custom layers; no cycle at import
+    # Imported here: trainer imports this module. load_model registers mmgenre's layers first.
+    from mmgenre.training.trainer import load_model
 
     path = _resolve(source)
     trained = {layer.name: layer for layer in load_model(path).layers}
