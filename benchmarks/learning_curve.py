@@ -102,9 +102,9 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     table.to_csv(args.out + ".csv", index=False)
     plots.learning_curves(table, ["macro_f1", "mAP"], args.out + ".png")
-    shown = table.copy()
+    shown = collapse_constant_prior(table)
     for m in METRICS:
-        shown[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(table[m], table[f"{m}_std"])]
+        shown[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(shown[m], shown[f"{m}_std"])]
     shown = shown[["branch", "model", "train_examples", "seeds", *METRICS]]
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(f"# Learning curves on the paired test split\n\n{reports.provenance(command)}\n\n"
@@ -115,6 +115,22 @@ def main(argv=None):
                 "thresholds tuned on dev; mAP is threshold-free.\n\n"
                 f"{reports.to_markdown(shown)}\n\n![learning curves]({os.path.basename(args.out)}.png)\n")
     print(reports.to_markdown(shown))
+
+
+def collapse_constant_prior(table: pd.DataFrame) -> pd.DataFrame:
+    """One prior row per branch when it scores the same at every size (the poster branch's
+    prior never changes: pretraining size does not touch the paired train split)."""
+    prior = table["model"].str.startswith("prior")
+    keep = []
+    for branch, rows in table[prior].groupby("branch", sort=False):
+        if len(rows[METRICS].round(6).drop_duplicates()) == 1:
+            row = rows.iloc[[0]].astype({"train_examples": object})
+            row["train_examples"] = "every size"
+            keep.append(row)
+        else:
+            keep.append(rows)
+    out = pd.concat([table[~prior], *keep]).astype({"train_examples": object})
+    return out.sort_values(["branch"], kind="stable").reset_index(drop=True)
 
 
 def curve_table(points) -> pd.DataFrame:

@@ -68,3 +68,5 @@ def test_learning_curve_table_averages_seeds_per_size():
     assert bow.loc[250, "mAP_std"] == pytest.approx(0.1) and bow.loc[1044, "mAP"] == 0.5
     prior = table[table["model"].str.startswith("prior")]
     assert list(prior["train_examples"]) == [250, 1044] and (prior["mAP"] == 0.1).all()
+    shown = curve.collapse_constant_prior(table)
+    assert shown[shown["model"].str.startswith("prior")]["train_examples"].tolist() == ["every size"]
