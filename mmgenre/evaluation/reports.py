@@ -51,7 +51,7 @@ def format_summary(summary: pd.DataFrame, metrics) -> pd.DataFrame:
     """Markdown-ready copy of a summarize_runs table: "mean ± std" cells."""
     out = pd.DataFrame({"model": summary["model"], "seeds": summary["seeds"]})
     for m in metrics:
-        out[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(summary[m], summary[f"{m}_std"])]
+        out[m] = [f"{v:.3f} ± {s:.3f}" if v == v else "" for v, s in zip(summary[m], summary[f"{m}_std"])]
     if "params" in summary:
         out["params"] = [f"{int(p):,}" if p == p else "" for p in summary["params"]]
     if "train_seconds" in summary:
