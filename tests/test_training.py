@@ -61,7 +61,7 @@ def test_interrupted_run_resumes_where_it_stopped(synthetic_dir, tmp_path):
 
 
 def test_run_killed_while_saving_its_backup_restarts_with_a_warning(synthetic_dir, tmp_path, capsys):
-    cfg = tiny_config(synthetic_dir, "cnn", train={"epochs": 3, "patience": 10})
+    cfg = tiny_config(synthetic_dir, "cnn", data={"limit": 64}, train={"epochs": 2, "patience": 10})
     run_dir = str(tmp_path / "killed")
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_and_evaluate(cfg, run_dir, callbacks=[_Crash()], verbose=0)
@@ -72,7 +72,7 @@ def test_run_killed_while_saving_its_backup_restarts_with_a_warning(synthetic_di
     results = train_and_evaluate(cfg, run_dir, callbacks=[probe], verbose=0)
     assert "latest.weights.h5 is unreadable" in capsys.readouterr().err
     assert probe.first == 0 and "test" in results["splits"]
-    assert pd.read_csv(os.path.join(run_dir, "history.csv"))["epoch"].tolist() == [0, 1, 2]
+    assert pd.read_csv(os.path.join(run_dir, "history.csv"))["epoch"].tolist() == [0, 1]
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
 
     from mmgenre.training.trainer import load_model
 
-    source = tiny_config(synthetic_dir, "cnn", train={"epochs": 4})
+    source = tiny_config(synthetic_dir, "cnn", train={"epochs": 3})
     train_and_evaluate(source, str(tmp_path / "source"), verbose=0)
     cfg = tiny_config(synthetic_dir, "cnn", data={"train_limit": 60},
                       train={"init_from": str(tmp_path / "source"), "init_frozen": True,
