@@ -118,6 +118,7 @@ train_and_evaluate(cfg, sys.argv[4], verbose=0)
 """
 
 
+@pytest.mark.benchmark  # several TensorFlow processes: ~30-60 s on 2 cores; run with -m benchmark
 def test_two_workers_on_loopback_train_identically(synthetic_dir, tmp_path):
     import socket
     import subprocess

@@ -99,6 +99,7 @@ def test_port_in_use_and_unreachable_chief_are_clear_errors():
         search_lib.wait_for_chief("127.0.0.1", _free_port(), timeout=1)
 
 
+@pytest.mark.benchmark  # several TensorFlow processes: ~30-60 s on 2 cores; run with -m benchmark
 def test_distributed_search_with_a_worker_killed_mid_trial(synthetic_dir, tmp_path):
     """Chief + two workers on loopback; tuner1 is killed mid-trial and restarted with
     its id: it resumes its trial, the chief finishes, every trial runs exactly once and

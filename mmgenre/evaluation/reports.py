@@ -121,7 +121,8 @@ def summarize_runs(runs, metrics, split: str = "test"):
         if "prior" in scores:
             rows.append({"model": "prior (train frequency)", "seed": seed,
                          **{m: scores["prior"][m] for m in metrics}})
-        for label, variant in (results.get("missing_modality") or {}).items():
+        # Missing-modality rows are scored on the final (test) split only.
+        for label, variant in ((results.get("missing_modality") or {}).items() if split == "test" else ()):
             values = variant.get("tuned", variant.get("at_0.5"))
             rows.append({"model": f"{name} ({label})", "seed": seed, **{m: values[m] for m in metrics}})
     # The prior row repeats once per run; count it once per seed.
