@@ -36,7 +36,7 @@ from mmgenre.data import pipeline
 from mmgenre.data.records import load_records
 from mmgenre.data.validate import select_modalities, validate
 from mmgenre.evaluation import metrics as metrics_lib
-from mmgenre.evaluation import plots, reports
+from mmgenre.evaluation import plots, reports, score_fusion
 from mmgenre.models import heads, registry, weights
 from mmgenre.training import distributed, feature_cache
 
@@ -442,7 +442,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         thresholds = metrics_lib.tune_thresholds(prepared.splits["dev"][1], probs["dev"])
         with open(os.path.join(out_dir, "thresholds.json"), "w", encoding="utf-8") as f:
             json.dump(dict(zip(genres, map(float, thresholds))), f, indent=2)
-    np.savez(os.path.join(out_dir, "probabilities.npz"),  # score fusion reads these
+    np.savez(os.path.join(out_dir, score_fusion.PROBABILITIES),  # score fusion reads these
              **{s: p for s, p in probs.items()},
              **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs})
     train_targets = prepared.splits["train"][1]
