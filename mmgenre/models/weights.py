@@ -13,7 +13,8 @@ import os
 HEAD = "genres"
 
 
-def _resolve(source: str) -> str:
+def resolve_source(source: str) -> str:
+    """The .keras file behind ``source``: a run folder's best.keras, or the file itself."""
     path = os.path.join(source, "best.keras") if os.path.isdir(source) else source
     if not os.path.exists(path):
         raise ValueError(f"pretrained weights not found: {path} (a run folder with best.keras, "
@@ -40,7 +41,7 @@ def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,)) -> l
     # Imported here: trainer imports this module. load_model registers mmgenre's layers first.
     from mmgenre.training.trainer import load_model
 
-    path = _resolve(source)
+    path = resolve_source(source)
     trained = {layer.name: layer for layer in load_model(path).layers}
     copied = []
     for layer in model.layers:

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmgenre.models.weights import resolve_source
+
 
 def split_at_embedding(model):
     """(extractor, head) sharing layers with ``model``.
@@ -55,7 +57,7 @@ def weights_identity(source):
     the file's path, size and modification time, so retraining the source invalidates the cache."""
     if not source:
         return None
-    path = os.path.join(source, "best.keras") if os.path.isdir(source) else source
+    path = resolve_source(source)
     stat = os.stat(path)
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
