@@ -14,7 +14,9 @@ An ablation is a YAML list of variants, each a config plus overrides under its o
     # configs/ablations/text.yaml
     - {name: bow_balanced, config: configs/bag_of_words.yaml, set: [train.loss=balanced]}
 
---score-fusion takes two row names; a classical kind (tfidf, poster) is a row name too.
+--score-fusion takes two or more row names (two: weight chosen on dev; more: equal weights); a
+classical kind (tfidf, poster) is a row name too. --thresholds picks the rule behind the F1 columns
+(evaluation.thresholds); a second table shows F1 under every rule for every row.
 
 Writes OUT.csv (summary), OUT_runs.csv (every run), OUT_per_genre.csv, OUT.md (mean ± spread over
 seeds, with the constant train-frequency prior as a baseline row) and OUT.png.
@@ -29,7 +31,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mmgenre.config import load_config  # noqa: E402
+from mmgenre.config import THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
 from mmgenre.models.classical import run_classical  # noqa: E402
@@ -65,10 +67,11 @@ def main(argv=None):
                         help="override applied to every config")
     parser.add_argument("--classical", nargs="*", default=[],
                         help="classical baselines: tfidf, poster, tfidf+poster")
-    parser.add_argument("--score-fusion", nargs=2, action="append", default=[],
-                        metavar=("IMAGE_ROW", "TEXT_ROW"),
-                        help="fuse the probabilities of two rows (config names, variant names or "
-                             "classical kinds)")
+    parser.add_argument("--score-fusion", nargs="+", action="append", default=[], metavar="ROW",
+                        help="fuse the probabilities of two or more rows (config names, variant "
+                             "names or classical kinds)")
+    parser.add_argument("--thresholds", choices=THRESHOLD_RULES, default=THRESHOLD_RULES[0],
+                        help="threshold rule of every row's F1 columns (evaluation.thresholds)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                         help="tf.distribute strategy for every config (multiworker reads TF_CONFIG)")
     parser.add_argument("--errors", metavar="ROW",
@@ -86,7 +89,8 @@ def main(argv=None):
     for seed in args.seeds:
         run_dirs = {}
         for path, variant in rows:
-            overrides = [f"train.seed={seed}", *args.set] + ([f"data.path={args.data}"] if args.data else [])
+            overrides = [f"train.seed={seed}", f"evaluation.thresholds={args.thresholds}", *args.set]
+            overrides += [f"data.path={args.data}"] if args.data else []
             overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
             cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
             run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
@@ -95,16 +99,18 @@ def main(argv=None):
             data_cfg = cfg.data
         for kind in args.classical:
             out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
-            runs.append((f"{kind} + logistic regression", seed, run_classical(data_cfg, kind, out, seed)))
+            runs.append((f"{kind} + logistic regression", seed,
+                         run_classical(data_cfg, kind, out, seed, args.thresholds)))
             run_dirs[kind] = out
             folders.append((runs[-1][0], seed, out))
-        for image_name, text_name in args.score_fusion:
-            out = os.path.join(args.workdir, f"{tag}score-{image_name}-{text_name}-seed{seed}")
-            missing = [n for n in (image_name, text_name) if n not in run_dirs]
-            if missing:
-                parser.error(f"--score-fusion {missing}: not a row of this run ({sorted(run_dirs)})")
-            results = run_score_fusion(run_dirs[image_name], run_dirs[text_name], out, data_cfg)
-            runs.append((f"score fusion {image_name}+{text_name}", seed, results))
+        for members in args.score_fusion:
+            missing = [n for n in members if n not in run_dirs]
+            if missing or len(members) < 2:
+                parser.error(f"--score-fusion {members}: needs two or more rows of this run "
+                             f"({sorted(run_dirs)}); not rows: {missing}")
+            out = os.path.join(args.workdir, f"{tag}score-{'-'.join(members)}-seed{seed}")
+            results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds)
+            runs.append((f"score fusion {'+'.join(members)}", seed, results))
             folders.append((runs[-1][0], seed, out))
     summary, per_run = reports.summarize_runs(runs, HEADLINE)
     # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
@@ -115,16 +121,21 @@ def main(argv=None):
     summary.to_csv(args.out + ".csv", index=False)
     per_run.to_csv(args.out + "_runs.csv", index=False)
     plots.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
-                         "test split, thresholds tuned on dev (mean over seeds)")
+                         f"test split, thresholds by rule {args.thresholds!r} on dev "
+                         "(mean over seeds)")
     per_genre = reports.per_genre_summary(folders)
     per_genre.to_csv(args.out + "_per_genre.csv")
     table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
+    rules = reports.threshold_rule_table(runs)
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
-                f"Seeds: {args.seeds}. F1 at per-genre thresholds tuned on dev; mAP is "
+                f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
+                f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
                 f"absent.\n\n{table}\n\n{reports.fusion_verdict(summary)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                "## F1 on test under each threshold rule (mean over seeds)\n\n"
+                f"{reports.to_markdown(rules)}\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
                 f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
     if args.errors:

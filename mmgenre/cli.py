@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+from mmgenre.config import THRESHOLD_RULES
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -135,10 +137,11 @@ def cmd_score_fusion(args):
     _quiet_tensorflow()
     from mmgenre.evaluation.score_fusion import run_score_fusion
 
-    out = args.out or os.path.join(args.image_run, "score_fusion")
-    results = run_score_fusion(args.image_run, args.text_run, out)
+    out = args.out or os.path.join(args.runs[0], "score_fusion")
+    results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds)
     print(open(os.path.join(out, "report.md"), encoding="utf-8").read())
-    print(f"image weight chosen on dev: {results['image_weight']:.2f}; results: {out}")
+    weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
+    print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
 
 
 def cmd_synth(args):
@@ -223,10 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="launch a chief and this many workers on this machine")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("score-fusion", help="late fusion of two trained runs' probabilities (weight on dev)")
-    p.add_argument("image_run", help="run folder of a poster model")
-    p.add_argument("text_run", help="run folder of an overview model")
-    p.add_argument("--out", help="output folder (default IMAGE_RUN/score_fusion)")
+    p = sub.add_parser("score-fusion", help="late fusion of trained runs' probabilities "
+                                            "(two: weight on dev; more: equal weights)")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders (e.g. a poster model and an overview model)")
+    p.add_argument("--thresholds", choices=THRESHOLD_RULES,
+                   help="threshold rule (default: the first run's evaluation.thresholds)")
+    p.add_argument("--out", help="output folder (default FIRST_RUN/score_fusion)")
     p.set_defaults(func=cmd_score_fusion)
 
     p = sub.add_parser("synth", help="write a synthetic dataset with a planted genre signal")

@@ -32,6 +32,8 @@ TASKS = ("multilabel", "single")
 BAD_INPUT_POLICIES = ("skip", "strict")
 SINGLE_LABEL_RULES = ("rarest", "first")
 LOSSES = ("crossentropy", "balanced", "focal")  # built by mmgenre.models.heads.loss_for
+# Threshold rules of mmgenre.evaluation.metrics.choose_thresholds; the first is the default.
+THRESHOLD_RULES = ("prevalence", "per_genre")
 
 
 @dataclasses.dataclass
@@ -174,6 +176,24 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class EvaluationConfig:
+    """How scores become genre labels (multi-label only); probabilities and mAP do not depend on it.
+
+    thresholds: "prevalence" (flag each genre on about factor x its train
+        frequency of movies, one factor picked on dev; robust when a genre has
+        few dev positives) or "per_genre" (each genre's threshold maximises its
+        own dev F1). Every run also records test metrics under both rules.
+        Changing only this section in a finished run's config re-scores its
+        saved model instead of retraining.
+    """
+
+    thresholds: str = "prevalence"
+
+    def check(self):
+        check_choice("evaluation.thresholds", self.thresholds, THRESHOLD_RULES)
+
+
+@dataclasses.dataclass
 class ExperimentConfig:
     """One experiment: data, model, training, and where the run folder goes."""
 
@@ -182,10 +202,12 @@ class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
 
     def check(self):
         self.data.check()
         self.train.check()
+        self.evaluation.check()
         return self
 
     @property

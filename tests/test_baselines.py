@@ -15,13 +15,19 @@ def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_
 
     # Score fusion reads any run's saved probabilities, classical ones included.
     poster = run_classical(cfg.data, "poster", str(tmp_path / "poster"))
-    fused = score_fusion.run_score_fusion(str(tmp_path / "poster"), str(tmp_path / "tfidf"),
-                                          str(tmp_path / "fused"), cfg.data)
+    runs = [str(tmp_path / "poster"), str(tmp_path / "tfidf")]
+    fused = score_fusion.run_score_fusion(runs, str(tmp_path / "fused"), cfg.data, "per_genre")
     dev = {r["name"]: r["splits"]["dev"]["tuned"]["mAP"] for r in (results, poster, fused)}
     assert dev[fused["name"]] >= max(dev.values()) - 1e-9  # the dev-chosen weight can only help dev
-    assert 0 <= fused["image_weight"] <= 1 and fused["splits"]["test"]["n"] == test["n"]
+    assert fused["threshold_rule"] == "per_genre" and fused["splits"]["test"]["n"] == test["n"]
+    assert sum(fused["weights"].values()) == pytest.approx(1.0)
+    # Three runs (a score fusion is a run too): equal weights.
+    three = score_fusion.run_score_fusion([*runs, str(tmp_path / "fused")], str(tmp_path / "three"),
+                                          cfg.data)
+    assert list(three["weights"].values()) == pytest.approx([1 / 3] * 3)
+    assert three["threshold_rule"] == "prevalence"  # the default rule of cfg.evaluation
     with pytest.raises(ValueError, match="no probabilities.npz"):
-        score_fusion.run_score_fusion(str(tmp_path), str(tmp_path / "tfidf"), str(tmp_path / "x"))
+        score_fusion.run_score_fusion([str(tmp_path), runs[1]], str(tmp_path / "x"))
 
 
 def test_score_fusion_weight_is_chosen_on_dev():
@@ -31,8 +37,11 @@ def test_score_fusion_weight_is_chosen_on_dev():
     noise = rng.random((50, 3))
     weight, score = score_fusion.choose_weight(informative, noise, y)
     assert weight > 0.5 and score > 0.95  # leans on the informative model
-    fused, w = score_fusion.fuse({"dev": noise, "test": noise}, {"dev": informative, "test": informative}, y)
-    assert w < 0.5 and np.allclose(fused["test"], w * noise + (1 - w) * informative)
+    fused, (w, rest) = score_fusion.fuse([{"dev": noise, "test": noise},
+                                          {"dev": informative, "test": informative}], y)
+    assert w < 0.5 and rest == 1 - w and np.allclose(fused["test"], w * noise + (1 - w) * informative)
+    with pytest.raises(ValueError, match="at least two runs"):
+        score_fusion.fuse([{"dev": noise}], y)
 
 
 def test_summary_has_prior_first_and_spread_over_seeds():

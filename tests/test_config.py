@@ -23,6 +23,8 @@ def test_wrong_type_names_the_key():
 def test_bad_choice_lists_the_choices():
     with pytest.raises(ConfigError, match=r"data.task must be one of \['multilabel', 'single'\]"):
         load_config(raw={"data": {"task": "multiclass"}})
+    with pytest.raises(ConfigError, match=r"evaluation.thresholds must be one of \['prevalence', 'per_genre'\]"):
+        load_config(raw={"evaluation": {"thresholds": "global"}})
 
 
 def test_set_overrides_parse_yaml_values_and_quick_block(tmp_path):

@@ -24,6 +24,23 @@ def test_thresholds_are_tuned_per_genre_and_default_without_positives():
     assert thresholds[1] == 0.5  # no positive: nothing to tune
 
 
+def test_prevalence_thresholds_flag_a_multiple_of_the_train_frequency():
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((200, 3)) < [0.5, 0.1, 0.02]).astype(int)
+    y_prob = np.clip(y_true * 0.3 + rng.random((200, 3)) * 0.7, 0, 1)  # informative, overlapping
+    thresholds = metrics.prevalence_thresholds(y_true, y_prob, y_true.mean(axis=0), factors=(1.0,))
+    # factor 1: each genre is flagged on about its frequency of movies, rare ones included
+    assert (y_prob >= thresholds).mean(axis=0) == pytest.approx(y_true.mean(axis=0), abs=0.011)
+    # the factor picked on dev macro-F1 is at least as good as factor 1 on dev
+    chosen = metrics.choose_thresholds("prevalence", y_true, y_prob, y_true)
+    score = metrics.multilabel_metrics(y_true, y_prob, chosen)["macro_f1"]
+    assert score >= metrics.multilabel_metrics(y_true, y_prob, thresholds)["macro_f1"]
+    assert np.array_equal(metrics.choose_thresholds("per_genre", y_true, y_prob, y_true),
+                          metrics.tune_thresholds(y_true, y_prob))
+    with pytest.raises(ValueError, match="threshold rule must be one of"):
+        metrics.choose_thresholds("global", y_true, y_prob, y_true)
+
+
 def test_prior_predicts_majority_genres_and_scores_prevalence_ap():
     train = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 1, 0]], np.float32)
     prior = metrics.prior_probabilities(train, 5)

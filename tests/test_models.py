@@ -18,10 +18,14 @@ def _inputs(spec, batch=4, seed=0):
 
 
 # resnet and hub models need weight files or SavedModels: tests/test_pretrained.py.
+# Non-default options that add layers, so their serialization is covered too.
+PARAMS = {"lstm": {"word_dropout": 0.2}}
+
+
 @pytest.mark.parametrize("name", [n for n in registry.names() if n not in ("resnet", "hub_image", "hub_text")])
 def test_every_registered_model_trains_and_round_trips(name, tmp_path):
     spec = registry.get(name)
-    model = registry.build_model(name, {}, task="multilabel", **DATA_ARGS)
+    model = registry.build_model(name, PARAMS.get(name, {}), task="multilabel", **DATA_ARGS)
     assert model.get_layer("embedding") is not None  # fusion reuses it
     assert model.get_layer("genres").output.shape == (None, 4)
     targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")

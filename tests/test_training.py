@@ -58,6 +58,13 @@ def test_interrupted_run_resumes_where_it_stopped(synthetic_dir, tmp_path):
     other = tiny_config(synthetic_dir, "lstm", train={"epochs": 5})
     with pytest.raises(ValueError, match="different config"):
         train_and_evaluate(other, run_dir, verbose=0)
+    # Another threshold rule re-scores the saved model: same probabilities, no training.
+    rescored = train_and_evaluate(tiny_config(synthetic_dir, "lstm", train={"epochs": 4, "patience": 10},
+                                              evaluation={"thresholds": "per_genre"}), run_dir)
+    assert (again["threshold_rule"], rescored["threshold_rule"]) == ("prevalence", "per_genre")
+    assert rescored["splits"]["test"]["at_0.5"] == again["splits"]["test"]["at_0.5"]
+    assert rescored["splits"]["test"]["tuned"] == again["splits"]["test"]["by_rule"]["per_genre"]
+    assert len(pd.read_csv(os.path.join(run_dir, "history.csv"))) == 4
 
 
 def test_run_killed_while_saving_its_backup_restarts_with_a_warning(synthetic_dir, tmp_path, capsys):

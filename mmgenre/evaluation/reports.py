@@ -144,6 +144,20 @@ def summarize_runs(runs, metrics, split: str = "test"):
     return summary, per_run
 
 
+def threshold_rule_table(runs, metrics=("macro_f1", "micro_f1"), split: str = "test") -> pd.DataFrame:
+    """Models x (metric, threshold rule): test scores under every rule, mean over seeds.
+
+    Reads each run's ``by_rule`` metrics (runs record every rule); runs without
+    them are left out.
+    """
+    rows = [{"model": name, "seed": seed, **{f"{m} ({rule})": values[m] for rule, values in
+                                            results["splits"][split]["by_rule"].items() for m in metrics}}
+            for name, seed, results in runs if "by_rule" in results["splits"][split]]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).groupby("model", sort=False).mean().drop(columns="seed").reset_index()
+
+
 def per_genre_summary(folders) -> pd.DataFrame:
     """Genres x models table of test F1 (mean over seeds) from each run's per_genre.csv.
 

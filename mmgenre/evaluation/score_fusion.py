@@ -1,8 +1,10 @@
-"""Score-level late fusion: a weighted average of two trained models' probabilities.
+"""Score-level late fusion: a weighted average of trained models' probabilities.
 
-p = w * p_image + (1 - w) * p_text, with w picked on dev mean average precision
-from a grid, then per-genre thresholds tuned on the fused dev probabilities.
-Test never influences w or the thresholds.
+Two runs: p = w * p_a + (1 - w) * p_b, with w picked on dev mean average
+precision from a grid. Three or more runs (an ensemble, e.g. a poster model and
+two text models): equal weights, since fitting several weights on a small dev
+split (193 movies on the sample set) would fit its noise. Thresholds are then
+chosen on the fused dev probabilities. Test never influences weights or thresholds.
 """
 
 from __future__ import annotations
@@ -24,10 +26,19 @@ def choose_weight(dev_a: np.ndarray, dev_b: np.ndarray, dev_y: np.ndarray, grid=
     return float(grid[best]), float(scores[best])
 
 
-def fuse(probs_a: dict, probs_b: dict, dev_y: np.ndarray):
-    """{split: probs} x 2 -> ({split: fused probs}, weight of a)."""
-    weight, _ = choose_weight(probs_a["dev"], probs_b["dev"], dev_y)
-    return {s: weight * probs_a[s] + (1 - weight) * probs_b[s] for s in probs_a}, weight
+def fuse(members: list, dev_y: np.ndarray):
+    """[{split: probs}, ...] -> ({split: fused probs}, [weight per member]).
+
+    Two members: the first one's weight is chosen on dev; more: equal weights.
+    """
+    if len(members) < 2:
+        raise ValueError(f"score fusion needs at least two runs, got {len(members)}")
+    if len(members) == 2:
+        first, _ = choose_weight(members[0]["dev"], members[1]["dev"], dev_y)
+        weights = [first, 1.0 - first]
+    else:
+        weights = [1.0 / len(members)] * len(members)
+    return {s: sum(w * m[s] for w, m in zip(weights, members)) for s in members[0]}, weights
 
 
 def saved_probabilities(run_dir: str):
@@ -45,42 +56,62 @@ def saved_probabilities(run_dir: str):
     return {s: (saved[f"{s}_ids"].tolist(), saved[s]) for s in ("dev", "test")}, genres
 
 
-def run_score_fusion(image_run: str, text_run: str, out_dir: str, data_cfg=None) -> dict:
-    """Fuses two runs' saved dev/test probabilities on the movies both scored.
+def aligned_probabilities(runs: list, data_cfg=None):
+    """(prepared data, [{split: probs}] per run, data config, threshold rule) on the movies
+    every run scored.
 
-    Either run may be a Keras model or a classical baseline. ``data_cfg`` (the
-    dataset the runs used) defaults to the first run's config.yaml.
+    ``data_cfg`` (the dataset the runs used) and the threshold rule come from
+    the first run with a config.yaml (the rule defaults to the default rule).
+    ``prepared.splits`` dev/test keep only those movies, in the same order as
+    the probabilities.
     """
     from mmgenre import config as config_lib
     from mmgenre.models.registry import ModelSpec
     from mmgenre.training import trainer
 
-    (probs_a, genres_a), (probs_b, genres_b) = map(saved_probabilities, (image_run, text_run))
-    if genres_a != genres_b:
-        raise ValueError(f"{image_run} and {text_run} predict different genres "
-                         f"({genres_a} vs {genres_b}); train both on the same data settings")
+    loaded = [saved_probabilities(run) for run in runs]
+    genres = loaded[0][1]
+    for run, (_, other) in zip(runs[1:], loaded[1:]):
+        if other != genres:
+            raise ValueError(f"{runs[0]} and {run} predict different genres "
+                             f"({genres} vs {other}); train all on the same data settings")
+    source = next((r for r in runs if os.path.exists(os.path.join(r, "config.yaml"))), None)
+    saved_cfg = source and config_lib.load_config(os.path.join(source, "config.yaml"))
     if data_cfg is None:
-        source = next((r for r in (image_run, text_run)
-                       if os.path.exists(os.path.join(r, "config.yaml"))), None)
-        if source is None:
-            raise ValueError("neither run has a config.yaml; pass the data config")
-        data_cfg = config_lib.load_config(os.path.join(source, "config.yaml")).data
+        if not saved_cfg:
+            raise ValueError("no run has a config.yaml; pass the data config")
+        data_cfg = saved_cfg.data
+    rule = saved_cfg.evaluation.thresholds if saved_cfg else config_lib.THRESHOLD_RULES[0]
     both = ModelSpec("score_fusion", None, ("poster", "overview"), "", accepts_missing=True)
     prepared = trainer.prepare_data(data_cfg, both, show_progress=False)
-    if prepared.vocab.genres != genres_a:
+    if prepared.vocab.genres != genres:
         raise ValueError(f"{data_cfg.path} gives genres {prepared.vocab.genres}, the runs "
-                         f"predict {genres_a}: not the dataset they were trained on")
-    fused_in = ({}, {})
+                         f"predict {genres}: not the dataset they were trained on")
+    members = [{} for _ in runs]
     # Align on movie id: a poster-only run and a text-only run may keep different rows.
     for split in ("dev", "test"):
         rows, targets = prepared.splits[split]
-        index = [{movie: i for i, movie in enumerate(probs[split][0])} for probs in (probs_a, probs_b)]
+        index = [{movie: i for i, movie in enumerate(probs[split][0])} for probs, _ in loaded]
         keep = [i for i, movie in enumerate(rows["id"]) if all(movie in ix for ix in index)]
-        for probs, ix, out in zip((probs_a, probs_b), index, fused_in):
+        for (probs, _), ix, out in zip(loaded, index, members):
             out[split] = probs[split][1][[ix[rows["id"][i]] for i in keep]]
         prepared.splits[split] = (rows.iloc[keep].reset_index(drop=True), targets[keep])
-    fused, weight = fuse(*fused_in, prepared.splits["dev"][1])
-    name = f"score fusion ({os.path.basename(os.path.normpath(image_run))} + " \
-           f"{os.path.basename(os.path.normpath(text_run))})"
-    return trainer.report_probabilities(name, "score_fusion", data_cfg, prepared, fused,
-                                        out_dir, extra={"image_weight": weight})
+    return prepared, members, data_cfg, rule
+
+
+def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
+                     threshold_rule: str | None = None) -> dict:
+    """Fuses the saved dev/test probabilities of ``runs`` (folders) on the movies all scored.
+
+    Any run may be a Keras model, a classical baseline or another score fusion.
+    ``data_cfg`` and ``threshold_rule`` default as in ``aligned_probabilities``.
+    """
+    from mmgenre.training import trainer
+
+    prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)
+    fused, weights = fuse(members, prepared.splits["dev"][1])
+    names = [os.path.basename(os.path.normpath(run)) for run in runs]
+    return trainer.report_probabilities(
+        f"score fusion ({' + '.join(names)})", "score_fusion", data_cfg,
+        prepared, fused, out_dir, extra={"weights": dict(zip(names, weights))},
+        threshold_rule=threshold_rule or saved_rule)

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
+from mmgenre.config import THRESHOLD_RULES
 from mmgenre.evaluation.metrics import mean_average_precision
 
 KINDS = {"tfidf": ("overview",), "poster": ("poster",), "tfidf+poster": ("poster", "overview")}
@@ -82,7 +83,8 @@ class ClassicalBaseline:
         return self.model.predict_proba(self._features(rows))
 
 
-def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0) -> dict:
+def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
+                  threshold_rule: str = THRESHOLD_RULES[0]) -> dict:
     """Fits baseline ``kind`` on train (C on dev) and writes a run folder like a deep model's."""
     from mmgenre.models.registry import ModelSpec
     from mmgenre.training.trainer import prepare_data, report_probabilities
@@ -93,4 +95,5 @@ def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0) -> dict:
     baseline.fit(train, y_train, dev, y_dev)
     probs = {s: baseline.predict_proba(prepared.splits[s][0]) for s in ("dev", "test")}
     return report_probabilities(f"{kind} + logistic regression", f"classical:{kind}", data_cfg,
-                                prepared, probs, out_dir, extra={"C": baseline.c})
+                                prepared, probs, out_dir, extra={"C": baseline.c},
+                                threshold_rule=threshold_rule)

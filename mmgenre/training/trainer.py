@@ -8,14 +8,16 @@ A run folder holds everything needed to judge and reuse the model:
     vectorizer.json     the overview vocabulary (adapted on train only)
     best.keras          the best model on the monitored dev metric
     history.csv         per-epoch metrics (CSVLogger, appended on resume)
-    thresholds.json     per-genre thresholds tuned on dev
+    thresholds.json     per-genre thresholds chosen on dev (evaluation.thresholds)
     probabilities.npz   dev and test probabilities with movie ids (score fusion)
     metrics.json        dev and test metrics, with the prior baseline
     report.md / metrics.csv / errors.md / per_genre.csv / *.png
     backup/, logs/      BackupAndRestore state and TensorBoard logs
 
 Rerunning the same config in the same folder resumes an interrupted run where
-it stopped (BackupAndRestore) and returns the stored metrics of a finished one.
+it stopped (BackupAndRestore) and returns the stored metrics of a finished one;
+a finished run whose config differs only in its ``evaluation`` section is
+re-scored from its best.keras, not retrained.
 """
 
 from __future__ import annotations
@@ -272,11 +274,16 @@ def _fit_multiworker(model, strategy, cfg, prepared, run_dir):
 
 
 def _check_run_dir(run_dir, cfg):
-    """Refuses to mix two configs in one folder; returns True if the run is finished."""
+    """Refuses to mix two configs in one folder; returns True if the run is finished.
+
+    The ``evaluation`` section may differ: it changes how a trained model is
+    scored, not the model.
+    """
     saved = os.path.join(run_dir, "config.yaml")
     if os.path.exists(saved):
-        previous = config_lib.load_config(saved)
-        if previous.to_dict() != cfg.to_dict():
+        previous, current = config_lib.load_config(saved).to_dict(), cfg.to_dict()
+        previous.pop("evaluation"), current.pop("evaluation")
+        if previous != current:
             raise ValueError(
                 f"{run_dir} holds a run with a different config ({saved}); "
                 "use another workdir or delete the folder")
@@ -297,9 +304,13 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     run_dir = workdir or cfg.run_dir
     spec = registry.check_params(cfg.model.name, cfg.model.params)
     if _check_run_dir(run_dir, cfg):
-        print(f"{run_dir} is already finished; returning its metrics.json")
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-            return json.load(f)
+            stored = json.load(f)
+        # Runs from before evaluation.thresholds existed used per-genre thresholds.
+        if stored.get("threshold_rule", "per_genre") in (cfg.evaluation.thresholds, "given"):
+            print(f"{run_dir} is already finished; returning its metrics.json")
+            return stored
+        return _rescore(cfg, spec, run_dir, stored)
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
     strategy = distributed.make_strategy(cfg.train.strategy)
     os.makedirs(run_dir, exist_ok=True)
@@ -360,6 +371,18 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     return results
 
 
+def _rescore(cfg, spec, run_dir, stored) -> dict:
+    """Scores a finished run's best.keras again under ``cfg.evaluation`` (no training)."""
+    print(f"{run_dir} is finished with thresholds by rule "
+          f"{stored.get('threshold_rule', 'per_genre')!r}; re-scoring its best.keras with rule "
+          f"{cfg.evaluation.thresholds!r}")
+    config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    prepared = prepare_data(cfg.data, spec, show_progress=False)
+    model = load_model(os.path.join(run_dir, "best.keras"), allow_external_code=True)
+    return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
+                             extra={k: stored[k] for k in ("params", "train_seconds") if k in stored})
+
+
 def load_model(path: str, allow_external_code: bool = False):
     """Loads a .keras file; mmgenre's custom layers are registered first.
 
@@ -418,11 +441,12 @@ def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, threshol
                     for absent in prepared.modalities}
         extra["gmu_mean_gate"] = mean_gate(model, cfg.data, prepared, final)
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, out_dir,
-                                thresholds, extra, variants)
+                                thresholds, extra, variants, cfg.evaluation.thresholds)
 
 
 def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
-                         out_dir: str, thresholds=None, extra=None, variants=None) -> dict:
+                         out_dir: str, thresholds=None, extra=None, variants=None,
+                         threshold_rule: str = config_lib.THRESHOLD_RULES[0]) -> dict:
     """Metrics, tables, plots and error analysis from per-split probabilities.
 
     Any model's output goes through here (Keras, scikit-learn baselines, score
@@ -430,28 +454,40 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
 
     Args:
         probs: {split: (n, n_genres) probabilities aligned with prepared.splits}.
-        thresholds: per-genre thresholds; None tunes them on probs["dev"] (and
-            saves thresholds.json). Test never influences them.
+        thresholds: per-genre thresholds; None chooses them on probs["dev"] by
+            ``threshold_rule`` (and saves thresholds.json). Test never influences
+            them. Metrics under every rule are recorded too (``by_rule``).
         variants: {label: probabilities on the final split} scored as extra rows
             (e.g. a fused model with its poster missing).
     """
     os.makedirs(out_dir, exist_ok=True)
     genres = prepared.vocab.genres
     task = data_cfg.task
-    if thresholds is None and task == "multilabel":
-        thresholds = metrics_lib.tune_thresholds(prepared.splits["dev"][1], probs["dev"])
+    train_targets = prepared.splits["train"][1]
+    by_rule = {}
+    if task == "multilabel" and "dev" in probs:
+        by_rule = {rule: metrics_lib.choose_thresholds(rule, prepared.splits["dev"][1], probs["dev"],
+                                                       train_targets)
+                   for rule in config_lib.THRESHOLD_RULES}
+    if thresholds is not None:
+        threshold_rule = "given"  # e.g. a trained run's thresholds applied to new data
+    elif task == "multilabel":
+        thresholds = by_rule[threshold_rule]
         with open(os.path.join(out_dir, "thresholds.json"), "w", encoding="utf-8") as f:
             json.dump(dict(zip(genres, map(float, thresholds))), f, indent=2)
     np.savez(os.path.join(out_dir, score_fusion.PROBABILITIES),  # score fusion reads these
              **{s: p for s, p in probs.items()},
              **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs})
-    train_targets = prepared.splits["train"][1]
-    results = {"model": model_name, "name": name, "genres": genres, **(extra or {}), "splits": {}}
+    results = {"model": model_name, "name": name, "genres": genres, **(extra or {}),
+               "threshold_rule": threshold_rule, "splits": {}}
     rows = []
     for split, prob in probs.items():
         truth = prepared.splits[split][1]
         split_metrics = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
         results["splits"][split] = {"n": len(truth), **split_metrics}
+        if by_rule:  # the threshold-rule ablation, free for every run
+            results["splits"][split]["by_rule"] = {
+                rule: metrics_lib.multilabel_metrics(truth, prob, t) for rule, t in by_rule.items()}
         rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics)]
         if task == "multilabel" and len(train_targets):
             prior = metrics_lib.evaluate_split(
@@ -480,7 +516,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         per_genre.to_csv(os.path.join(out_dir, "per_genre.csv"), index=False)
         plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
                            f"{name}: per-genre F1 on {final}")
-        report += [f"## Per-genre ({final}, thresholds tuned on dev)", "",
+        report += [f"## Per-genre ({final}, thresholds chosen on dev by rule {threshold_rule!r})", "",
                    reports.to_markdown(per_genre), ""]
         with open(os.path.join(out_dir, "errors.md"), "w", encoding="utf-8") as f:
             f.write(f"# Error analysis: {name} on {final}\n\n")
