@@ -19,7 +19,18 @@ def _inputs(spec, batch=4, seed=0):
 
 # resnet and hub models need weight files or SavedModels: tests/test_pretrained.py.
 # Non-default options that add layers, so their serialization is covered too.
-PARAMS = {"lstm": {"word_dropout": 0.2}}
+PARAMS = {"lstm": {"word_dropout": 0.2}, "bag_of_words": {"bigram_buckets": 16}}
+
+
+def test_bag_of_words_counts_in_vocabulary_words_and_hashed_bigrams():
+    from mmgenre.models.bag_of_words import BagOfWords
+
+    ids = np.array([[2, 3, 2, 3, 0, 0], [1, 5, 6, 0, 0, 0]])
+    counts = np.expm1(np.asarray(BagOfWords(10, bigram_buckets=7)(ids)))
+    assert counts.shape == (2, 17)
+    assert counts[0, :10].tolist() == [0, 0, 2, 2, 0, 0, 0, 0, 0, 0]  # padding not counted
+    assert sorted(counts[0, 10:][counts[0, 10:] > 0].round().tolist()) == [1, 2]  # (3,2) once, (2,3) twice
+    assert counts[1, 10:].round().sum() == 1  # only (5, 6): pairs with OOV (1) or padding drop
 
 
 @pytest.mark.parametrize("name", [n for n in registry.names() if n not in ("resnet", "hub_image", "hub_text")])
