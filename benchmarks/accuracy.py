@@ -14,7 +14,8 @@ An ablation is a YAML list of variants, each a config plus overrides under its o
     # configs/ablations/text.yaml
     - {name: bow_balanced, config: configs/bag_of_words.yaml, set: [train.loss=balanced]}
 
---score-fusion takes two or more row names (two: weight chosen on dev; more: equal weights); a
+--select-ensemble adds a row picked by ensemble selection on dev mAP (Caruana et al. 2004) over
+the given rows (default: all of them). --score-fusion takes two or more row names (two: weight chosen on dev; more: equal weights); a
 classical kind (tfidf, poster) is a row name too. --thresholds picks the rule behind the F1 columns
 (evaluation.thresholds); a second table shows F1 under every rule for every row.
 
@@ -70,6 +71,9 @@ def main(argv=None):
     parser.add_argument("--score-fusion", nargs="+", action="append", default=[], metavar="ROW",
                         help="fuse the probabilities of two or more rows (config names, variant "
                              "names or classical kinds)")
+    parser.add_argument("--select-ensemble", nargs="*", metavar="ROW",
+                        help="add a row: ensemble selection on dev mAP over these rows (no names: "
+                             "every config, variant and classical row)")
     parser.add_argument("--thresholds", choices=THRESHOLD_RULES, default=THRESHOLD_RULES[0],
                         help="threshold rule of every row's F1 columns (evaluation.thresholds)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
@@ -111,6 +115,16 @@ def main(argv=None):
             out = os.path.join(args.workdir, f"{tag}score-{'-'.join(members)}-seed{seed}")
             results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds)
             runs.append((f"score fusion {'+'.join(members)}", seed, results))
+            folders.append((runs[-1][0], seed, out))
+        if args.select_ensemble is not None:
+            candidates = args.select_ensemble or list(run_dirs)
+            if not set(candidates) <= set(run_dirs):
+                parser.error(f"--select-ensemble: not rows of this run: "
+                             f"{sorted(set(candidates) - set(run_dirs))}")
+            out = os.path.join(args.workdir, f"{tag}ensemble-selected-seed{seed}")
+            results = run_score_fusion([run_dirs[n] for n in candidates], out, data_cfg,
+                                       args.thresholds, weighting="select")
+            runs.append(("score fusion selected on dev", seed, results))
             folders.append((runs[-1][0], seed, out))
     summary, per_run = reports.summarize_runs(runs, HEADLINE)
     # Dev mAP beside the test columns: choices between rows are made on dev, never on test.

@@ -138,7 +138,8 @@ def cmd_score_fusion(args):
     from mmgenre.evaluation.score_fusion import run_score_fusion
 
     out = args.out or os.path.join(args.runs[0], "score_fusion")
-    results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds)
+    results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds,
+                               weighting=args.weighting)
     print(open(os.path.join(out, "report.md"), encoding="utf-8").read())
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
     print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders (e.g. a poster model and an overview model)")
     p.add_argument("--thresholds", choices=THRESHOLD_RULES,
                    help="threshold rule (default: the first run's evaluation.thresholds)")
+    p.add_argument("--weighting", choices=("auto", "select"), default="auto",
+                   help="auto: two runs weighted on dev, more equally; select: ensemble "
+                        "selection on dev mAP (Caruana et al. 2004)")
     p.add_argument("--out", help="output folder (default FIRST_RUN/score_fusion)")
     p.set_defaults(func=cmd_score_fusion)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from mmgenre.evaluation import reports, score_fusion
+from mmgenre.evaluation import metrics, reports, score_fusion
 from mmgenre.models.classical import run_classical
 
 
@@ -42,6 +42,22 @@ def test_score_fusion_weight_is_chosen_on_dev():
     assert w < 0.5 and rest == 1 - w and np.allclose(fused["test"], w * noise + (1 - w) * informative)
     with pytest.raises(ValueError, match="at least two runs"):
         score_fusion.fuse([{"dev": noise}], y)
+
+
+def test_ensemble_selection_picks_complementary_runs_on_dev_and_skips_noise():
+    rng = np.random.default_rng(0)
+    y = (rng.random((80, 4)) > 0.5).astype(float)
+    # Two runs, each informative on half of the genres (like a poster and a text model).
+    left = np.where([1, 1, 0, 0], y * 0.6 + rng.random((80, 4)) * 0.4, rng.random((80, 4)))
+    right = np.where([0, 0, 1, 1], y * 0.6 + rng.random((80, 4)) * 0.4, rng.random((80, 4)))
+    noise = rng.random((80, 4))
+    members = [{"dev": p, "test": p} for p in (noise, left, right)]
+    fused, weights = score_fusion.fuse(members, y, weighting="select")
+    assert weights[0] == 0 and weights[1] > 0 and weights[2] > 0 and sum(weights) == pytest.approx(1)
+    best_single = max(metrics.mean_average_precision(y, p) for p in (left, right))
+    assert metrics.mean_average_precision(y, fused["dev"]) > best_single
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        score_fusion.fuse(members, y, weighting="stacking")
 
 
 def test_summary_has_prior_first_and_spread_over_seeds():

@@ -1,9 +1,12 @@
 """Score-level late fusion: a weighted average of trained models' probabilities.
 
-Two runs: p = w * p_a + (1 - w) * p_b, with w picked on dev mean average
-precision from a grid. Three or more runs (an ensemble, e.g. a poster model and
-two text models): equal weights, since fitting several weights on a small dev
-split (193 movies on the sample set) would fit its noise. Thresholds are then
+Weighting "auto": two runs: p = w * p_a + (1 - w) * p_b, with w picked on dev
+mean average precision from a grid; three or more runs (an ensemble, e.g. a poster
+model and two text models): equal weights, since fitting several free weights on
+a small dev split (193 movies on the sample set) would fit its noise. Weighting
+"select": ensemble selection (Caruana et al. 2004): forward selection, with
+repetition, of the runs whose equal-weight average most improves dev mAP, so
+weights are multiples of 1/steps and unhelpful runs get none. Thresholds are then
 chosen on the fused dev probabilities. Test never influences weights or thresholds.
 """
 
@@ -17,6 +20,7 @@ from mmgenre.evaluation.metrics import mean_average_precision
 
 PROBABILITIES = "probabilities.npz"
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+WEIGHTINGS = ("auto", "select")
 
 
 def choose_weight(dev_a: np.ndarray, dev_b: np.ndarray, dev_y: np.ndarray, grid=WEIGHT_GRID):
@@ -26,14 +30,43 @@ def choose_weight(dev_a: np.ndarray, dev_b: np.ndarray, dev_y: np.ndarray, grid=
     return float(grid[best]), float(scores[best])
 
 
-def fuse(members: list, dev_y: np.ndarray):
+def select_ensemble(dev_probs: list, dev_y: np.ndarray, max_steps: int = 20) -> list:
+    """Caruana et al. (2004) ensemble selection on dev mAP.
+
+    Args:
+        dev_probs: list of (n, n_genres) dev probabilities, one per candidate run.
+        dev_y: (n, n_genres) dev targets.
+        max_steps: at most this many picks (a run may be picked several times).
+
+    Returns:
+        Weight per candidate (picks / total picks); stops when no pick improves dev mAP.
+    """
+    picks, total, best = np.zeros(len(dev_probs)), 0.0, -np.inf
+    running = np.zeros_like(dev_probs[0])
+    for _ in range(max_steps):
+        scores = [mean_average_precision(dev_y, (running + p) / (total + 1)) for p in dev_probs]
+        pick = int(np.argmax(scores))
+        if scores[pick] <= best:
+            break
+        best, total = scores[pick], total + 1
+        picks[pick] += 1
+        running = running + dev_probs[pick]
+    return (picks / total).tolist()
+
+
+def fuse(members: list, dev_y: np.ndarray, weighting: str = "auto"):
     """[{split: probs}, ...] -> ({split: fused probs}, [weight per member]).
 
-    Two members: the first one's weight is chosen on dev; more: equal weights.
+    Weighting "auto": two members, the first one's weight is chosen on dev; more,
+    equal weights. "select": ``select_ensemble`` on dev.
     """
     if len(members) < 2:
         raise ValueError(f"score fusion needs at least two runs, got {len(members)}")
-    if len(members) == 2:
+    if weighting == "select":
+        weights = select_ensemble([m["dev"] for m in members], dev_y)
+    elif weighting != "auto":
+        raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}")
+    elif len(members) == 2:
         first, _ = choose_weight(members[0]["dev"], members[1]["dev"], dev_y)
         weights = [first, 1.0 - first]
     else:
@@ -100,18 +133,20 @@ def aligned_probabilities(runs: list, data_cfg=None):
 
 
 def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
-                     threshold_rule: str | None = None) -> dict:
+                     threshold_rule: str | None = None, weighting: str = "auto") -> dict:
     """Fuses the saved dev/test probabilities of ``runs`` (folders) on the movies all scored.
 
     Any run may be a Keras model, a classical baseline or another score fusion.
-    ``data_cfg`` and ``threshold_rule`` default as in ``aligned_probabilities``.
+    ``data_cfg`` and ``threshold_rule`` default as in ``aligned_probabilities``;
+    ``weighting`` is "auto" or "select" (see the module docstring).
     """
     from mmgenre.training import trainer
 
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)
-    fused, weights = fuse(members, prepared.splits["dev"][1])
+    fused, weights = fuse(members, prepared.splits["dev"][1], weighting)
     names = [os.path.basename(os.path.normpath(run)) for run in runs]
     return trainer.report_probabilities(
-        f"score fusion ({' + '.join(names)})", "score_fusion", data_cfg,
+        f"score fusion ({' + '.join(names)})" if weighting == "auto" else
+        f"ensemble selected on dev from {len(runs)} runs", "score_fusion", data_cfg,
         prepared, fused, out_dir, extra={"weights": dict(zip(names, weights))},
         threshold_rule=threshold_rule or saved_rule)
