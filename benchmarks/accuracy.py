@@ -1,5 +1,5 @@
 """Accuracy comparison: every model config, classical baselines and score fusion,
-several seeds, one results table (test split; thresholds and weights tuned on dev).
+several seeds, one results table (test split; thresholds and weights chosen on dev).
 
     python benchmarks/accuracy.py                       # cnn + lstm on the sample set
     python benchmarks/accuracy.py --quick               # minutes-long harness check

@@ -13,7 +13,7 @@ subsets, the same for every seed).
         --seeds 0 1 2 --out results/learning_curve
     python benchmarks/learning_curve.py --quick          # minutes-long harness check
 
-Scores are on the paired test split (thresholds tuned on dev); "all" means the whole train split.
+Scores are on the paired test split (thresholds chosen on dev by the default rule); "all" means the whole train split.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def main(argv=None):
                 f"Seeds: {args.seeds} (mean ± spread). Poster rows: train_examples is the number "
                 "of posters-movielens train posters the frozen branch was pretrained on (one "
                 "pretraining per size, seed 0; 0 = trained on the paired posters only). Text rows: "
-                "paired train overviews (nested subsets of one fixed shuffle). F1 at per-genre "
-                "thresholds tuned on dev; mAP is threshold-free.\n\n"
+                "paired train overviews (nested subsets of one fixed shuffle). F1 at thresholds "
+                "chosen on dev (the default evaluation.thresholds rule); mAP is threshold-free.\n\n"
                 f"{reports.to_markdown(shown)}\n\n![learning curves]({os.path.basename(args.out)}.png)\n")
     print(reports.to_markdown(shown))
 

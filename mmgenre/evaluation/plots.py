@@ -34,7 +34,7 @@ def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(frame) + 1.2))
     ax.barh([f"{g} (n={s})" for g, s in zip(frame["genre"], frame["support"])], frame["f1"])
     ax.set_xlim(0, 1)
-    ax.set_xlabel("F1 (thresholds tuned on dev)")
+    ax.set_xlabel("F1 (thresholds chosen on dev)")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -67,7 +67,7 @@ def metrics_rows(name: str, split_metrics: dict) -> list:
             rows.append({"model": name, "thresholds": "argmax", "accuracy": values["accuracy"],
                          "macro_f1": values["macro_f1"]})
         else:
-            rows.append({"model": name, "thresholds": "0.5" if rule == "at_0.5" else "tuned on dev",
+            rows.append({"model": name, "thresholds": "0.5" if rule == "at_0.5" else "chosen on dev",
                          **{k: values[k] for k in HEADLINE}})
     return rows
 
@@ -86,7 +86,7 @@ def error_analysis(table: pd.DataFrame, y_true, y_prob, genres, thresholds, limi
     counts = pd.DataFrame({"genre": genres, "support": truth.sum(axis=0),
                            "false positives": false_pos, "false negatives": false_neg})
     counts = counts.sort_values(["support"], ascending=False)
-    lines = ["Errors per genre (thresholds tuned on dev): which genres the model adds wrongly "
+    lines = ["Errors per genre (thresholds chosen on dev): which genres the model adds wrongly "
              "(false positives) and which it misses (false negatives).", "",
              to_markdown(counts, ".0f"), "",
              f"{len(wrong)} of {len(table)} movies have at least one wrong genre; "
