@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
@@ -42,18 +44,21 @@ def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
 
 
 def compare_models(table: pd.DataFrame, metrics, path: str, title: str = ""):
-    """Grouped bars: one group per model, one bar per metric (mean, with spread if given)."""
-    fig, ax = plt.subplots(figsize=(1.4 * len(table) + 2, 3.6))
-    width = 0.8 / len(metrics)
+    """Grouped horizontal bars: one group per model (top to bottom in table order), one bar
+    per metric (mean, with spread if given). Horizontal, so 30+ ablation rows stay readable."""
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) * max(1, len(metrics) / 2) + 1.5))
+    height = 0.8 / len(metrics)
     for k, metric in enumerate(metrics):
         err = table[f"{metric}_std"] if f"{metric}_std" in table else None
-        ax.bar([i + k * width for i in range(len(table))], table[metric], width, yerr=err,
-               label=metric, capsize=2)
-    ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(table))])
-    ax.set_xticklabels(table["model"], rotation=20, ha="right")
-    ax.set_ylim(0, 1)
-    ax.legend()
-    ax.set_title(title)
+        ax.barh([i + k * height for i in range(len(table))], table[metric], height, xerr=err,
+                label=metric, capsize=2)
+    ax.set_yticks([i + height * (len(metrics) - 1) / 2 for i in range(len(table))])
+    ax.set_yticklabels(table["model"])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
