@@ -70,3 +70,18 @@ def test_learning_curve_table_averages_seeds_per_size():
     assert list(prior["train_examples"]) == [250, 1044] and (prior["mAP"] == 0.1).all()
     shown = curve.collapse_constant_prior(table)
     assert shown[shown["model"].str.startswith("prior")]["train_examples"].tolist() == ["every size"]
+
+
+def test_threshold_rule_cross_validation_reads_dev_only_and_favours_stable_thresholds():
+    import numpy as np
+
+    rules = _load("threshold_rules")
+    rng = np.random.default_rng(0)
+    # Rare genres with 3 dev positives: per-genre F1 tuning overfits half of dev, prevalence does not.
+    y_dev = np.zeros((120, 4))
+    for g in range(4):
+        y_dev[rng.choice(120, 3 if g else 40, replace=False), g] = 1
+    p_dev = np.clip(y_dev * 0.25 + rng.random((120, 4)) * 0.75, 0, 1)
+    scores = rules.split_half_scores(y_dev, p_dev, y_dev, repeats=3)
+    assert {len(v) for v in scores.values()} == {6}  # 3 repeats x 2 folds per rule
+    assert np.mean(scores["prevalence"]) > np.mean(scores["per_genre"])

@@ -39,6 +39,13 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
     run_dir = str(tmp_path / "runs/e2e")
     assert "prior (train frequency)" in capsys.readouterr().out
 
+    # Late fusion from the CLI (a run with itself: same scores, the rule as asked).
+    assert main(["score-fusion", run_dir, run_dir, "--thresholds", "per_genre",
+                 "--out", str(tmp_path / "fused")]) == 0
+    assert "thresholds by rule 'per_genre'" in capsys.readouterr().out
+    fused = json.load(open(tmp_path / "fused" / "metrics.json"))
+    assert sum(fused["weights"].values()) == 1.0 and len(fused["weights"]) == 2
+
     # Judged on data it never saw (another seed), with the run's own thresholds.
     assert main(["evaluate", run_dir, "--data", other, "--split", "test"]) == 0
     scores = json.load(open(os.path.join(run_dir, "eval/other-test/metrics.json")))

@@ -145,6 +145,8 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)
     fused, weights = fuse(members, prepared.splits["dev"][1], weighting)
     names = [os.path.basename(os.path.normpath(run)) for run in runs]
+    if len(set(names)) < len(names):  # e.g. runs/a/model and runs/b/model: one weight each
+        names = [f"{i}:{os.path.normpath(run)}" for i, run in enumerate(runs)]
     return trainer.report_probabilities(
         f"score fusion ({' + '.join(names)})" if weighting == "auto" else
         f"ensemble selected on dev from {len(runs)} runs", "score_fusion", data_cfg,
