@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from mmgenre.config import THRESHOLD_RULES
+from mmgenre.config import FUSION_WEIGHTINGS, THRESHOLD_RULES
 
 
 def _quiet_tensorflow():
@@ -64,10 +64,10 @@ def cmd_predict(args):
 
 
 def cmd_validate(args):
+    import warnings
+
     from mmgenre.data.records import load_records
     from mmgenre.data.validate import validate
-
-    import warnings
 
     table = load_records(args.data)
     with warnings.catch_warnings():
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders (e.g. a poster model and an overview model)")
     p.add_argument("--thresholds", choices=THRESHOLD_RULES,
                    help="threshold rule (default: the first run's evaluation.thresholds)")
-    p.add_argument("--weighting", choices=("auto", "select"), default="auto",
+    p.add_argument("--weighting", choices=FUSION_WEIGHTINGS, default=FUSION_WEIGHTINGS[0],
                    help="auto: two runs weighted on dev, more equally; select: ensemble "
                         "selection on dev mAP (Caruana et al. 2004)")
     p.add_argument("--out", help="output folder (default FIRST_RUN/score_fusion)")

@@ -34,6 +34,8 @@ SINGLE_LABEL_RULES = ("rarest", "first")
 LOSSES = ("crossentropy", "balanced", "focal")  # built by mmgenre.models.heads.loss_for
 # Threshold rules of mmgenre.evaluation.metrics.choose_thresholds; the first is the default.
 THRESHOLD_RULES = ("prevalence", "per_genre")
+# Weightings of mmgenre.evaluation.score_fusion.fuse (here so the CLI lists them without numpy).
+FUSION_WEIGHTINGS = ("auto", "select")
 
 
 @dataclasses.dataclass

@@ -16,11 +16,11 @@ import os
 
 import numpy as np
 
+from mmgenre.config import FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
 
 PROBABILITIES = "probabilities.npz"
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
-WEIGHTINGS = ("auto", "select")
 
 
 def choose_weight(dev_a: np.ndarray, dev_b: np.ndarray, dev_y: np.ndarray, grid=WEIGHT_GRID):
@@ -65,7 +65,7 @@ def fuse(members: list, dev_y: np.ndarray, weighting: str = "auto"):
     if weighting == "select":
         weights = select_ensemble([m["dev"] for m in members], dev_y)
     elif weighting != "auto":
-        raise ValueError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}")
+        raise ValueError(f"weighting must be one of {list(FUSION_WEIGHTINGS)}, got {weighting!r}")
     elif len(members) == 2:
         first, _ = choose_weight(members[0]["dev"], members[1]["dev"], dev_y)
         weights = [first, 1.0 - first]
