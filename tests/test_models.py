@@ -61,6 +61,8 @@ def test_unknown_model_and_param_are_named():
 def test_bad_hyperparameter_value_is_quoted():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
         registry.build_model("lstm", {"dropout": 1.5}, **DATA_ARGS)
+    with pytest.raises(ValueError, match=r"word_dropout must be in \[0, 1\), got -0.1"):
+        registry.build_model("lstm", {"word_dropout": -0.1}, **DATA_ARGS)
 
 
 # (cnn, lstm, concat) is the default fusion, covered by the registry-wide test above.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import check_rates, genre_head
 from mmgenre.models.registry import register
 
 
@@ -91,9 +91,7 @@ def build_bag_of_words(num_genres: int, task: str = "multilabel", vocab_size: in
     Returns:
         keras.Model: {"overview": (batch, sequence_length) int64} -> (batch, num_genres).
     """
-    for key, value in (("dropout", dropout), ("input_dropout", input_dropout)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{key} must be in [0, 1), got {value}")
+    check_rates(dropout=dropout, input_dropout=input_dropout)
     overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
     x = BagOfWords(vocab_size, bigram_buckets, name="bag_of_words")(overview)
     x = keras.layers.Dropout(input_dropout, name="word_dropout")(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import check_rates, genre_head
 from mmgenre.models.layers import AttentionPooling
 from mmgenre.models.registry import register
 
@@ -31,9 +31,7 @@ def build_bilstm_attention(num_genres: int, task: str = "multilabel", vocab_size
         keras.Model: {"overview": (batch, sequence_length) int64} -> (batch, num_genres);
         layer "attention" outputs [(batch, 2 * units), (batch, sequence_length) weights].
     """
-    for key, value in (("dropout", dropout), ("embedding_dropout", embedding_dropout)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{key} must be in [0, 1), got {value}")
+    check_rates(dropout=dropout, embedding_dropout=embedding_dropout)
     overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
     x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="token_embedding")(overview)
     x = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import check_rates, genre_head
 from mmgenre.models.registry import register
 
 
@@ -28,8 +28,7 @@ def build_cnn(num_genres: int, task: str = "multilabel", image_size=(128, 128),
     """
     if not filters:
         raise ValueError(f"filters must list at least one block, got {filters!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    check_rates(dropout=dropout)
     poster = keras.Input(shape=(*image_size, 3), name="poster")
     x = poster
     for i, n in enumerate(filters, start=1):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 
 from mmgenre.models import registry
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import check_rates, genre_head
 from mmgenre.models.layers import GatedMultimodalUnit, MissingModality
 from mmgenre.models.weights import load_pretrained
 
@@ -91,8 +91,7 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
     """
     if method not in FUSIONS:
         raise ValueError(f"fusion method must be one of {sorted(FUSIONS)}, got {method!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    check_rates(dropout=dropout)
     data_args = dict(num_genres=num_genres, task=task, image_size=image_size,
                      vocab_size=vocab_size, sequence_length=sequence_length)
     image_encoder = _branch("poster", image_branch, image_params, image_weights,

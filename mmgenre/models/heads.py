@@ -15,6 +15,13 @@ from mmgenre.config import LOSSES
 ACTIVATIONS = {"multilabel": "sigmoid", "single": "softmax"}
 
 
+def check_rates(**rates):
+    """Raises ValueError naming the first dropout-like rate outside [0, 1) (builders' argument check)."""
+    for key, value in rates.items():
+        if not 0 <= value < 1:
+            raise ValueError(f"{key} must be in [0, 1), got {value}")
+
+
 def genre_head(features, num_genres: int, task: str = "multilabel"):
     """(batch, dim) features -> (batch, num_genres) probabilities, layer "genres".
 

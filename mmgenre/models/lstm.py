@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import check_rates, genre_head
 from mmgenre.models.registry import register
 
 
@@ -31,9 +31,7 @@ def build_lstm(num_genres: int, task: str = "multilabel", vocab_size: int = 1000
         keras.Model: {"overview": (batch, sequence_length) int64} ->
         (batch, num_genres) probabilities.
     """
-    for key, value in (("dropout", dropout), ("word_dropout", word_dropout)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{key} must be in [0, 1), got {value}")
+    check_rates(dropout=dropout, word_dropout=word_dropout)
     overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
     # mask_zero: padding (id 0) must not feed the LSTM's final state.
     x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
