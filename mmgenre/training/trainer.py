@@ -282,7 +282,8 @@ def _check_run_dir(run_dir, cfg):
     saved = os.path.join(run_dir, "config.yaml")
     if os.path.exists(saved):
         previous, current = config_lib.load_config(saved).to_dict(), cfg.to_dict()
-        previous.pop("evaluation"), current.pop("evaluation")
+        for section in (previous, current):
+            section.pop("evaluation")
         if previous != current:
             raise ValueError(
                 f"{run_dir} holds a run with a different config ({saved}); "
@@ -307,7 +308,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
             stored = json.load(f)
         # Runs from before evaluation.thresholds existed used per-genre thresholds.
-        if stored.get("threshold_rule", "per_genre") in (cfg.evaluation.thresholds, "given"):
+        if stored.get("threshold_rule", "per_genre") == cfg.evaluation.thresholds:
             print(f"{run_dir} is already finished; returning its metrics.json")
             return stored
         return _rescore(cfg, spec, run_dir, stored)
