@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from mmgenre.config import THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
-from mmgenre.models.classical import run_classical  # noqa: E402
+from mmgenre.training.trainer import run_classical  # noqa: E402
 from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 
 HEADLINE = ["micro_f1", "macro_f1", "mAP", "weighted_f1", "samples_f1", "top1_accuracy"]

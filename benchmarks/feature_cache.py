@@ -34,14 +34,15 @@ def main(argv=None):
     from mmgenre.config import load_config
     from mmgenre.evaluation.reports import provenance, to_markdown
     from mmgenre.models import registry
-    from mmgenre.training import feature_cache, trainer
+    from mmgenre.data import prepare
+    from mmgenre.training import feature_cache, fit
 
     # Random weights unless told otherwise: timings do not depend on weight values.
     cfg = load_config(args.config, overrides=["data.augment=false", "model.params.weights=none",
                                               *args.set])
-    prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name), show_progress=False)
-    model = trainer.compile_model(trainer.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
-    train_ds = trainer.make_split_dataset(cfg.data, prepared, "train")
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name), show_progress=False)
+    model = fit.compile_model(fit.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+    train_ds = prepare.make_split_dataset(cfg.data, prepared, "train")
     for _ in train_ds:  # decode and cache posters first: time the model, not JPEG decoding
         pass
     model.fit(train_ds.take(1), epochs=1, verbose=0)  # warm-up (tracing)
@@ -50,7 +51,7 @@ def main(argv=None):
     uncached = time.perf_counter() - start
 
     extractor, head = feature_cache.split_at_embedding(model)
-    head = trainer.compile_model(head, cfg, len(prepared.vocab))
+    head = fit.compile_model(head, cfg, len(prepared.vocab))
     tmp = tempfile.mkdtemp()
     start = time.perf_counter()
     features = feature_cache.cached_features(extractor, train_ds, os.path.join(tmp, "train.npy"))

@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
-from mmgenre.models.classical import run_classical  # noqa: E402
+from mmgenre.training.trainer import run_classical  # noqa: E402
 from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 
 METRICS = ["macro_f1", "mAP", "micro_f1"]

@@ -28,15 +28,16 @@ def batch_scaling(config_path, batch_sizes, steps):
 
     from mmgenre.config import load_config
     from mmgenre.models import registry
-    from mmgenre.training import trainer
+    from mmgenre.data import prepare
+    from mmgenre.training import fit
 
     cfg = load_config(config_path, overrides=["data.augment=false"])
-    prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name), show_progress=False)
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name), show_progress=False)
     rows = []
     for batch_size in batch_sizes:
         cfg.data.batch_size = batch_size
-        model = trainer.compile_model(trainer.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
-        cached = trainer.make_split_dataset(cfg.data, prepared, "train", training=True)
+        model = fit.compile_model(fit.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+        cached = prepare.make_split_dataset(cfg.data, prepared, "train", training=True)
         for _ in cached:  # fill the cache
             pass
         row = {"config": os.path.basename(config_path), "batch_size": batch_size}
@@ -56,7 +57,7 @@ def size_scaling(sizes, cache_modes, work_dir, batch_size):
     from mmgenre.config import DataConfig
     from mmgenre.data.synth import make_synthetic
     from mmgenre.models.registry import ModelSpec
-    from mmgenre.training import trainer
+    from mmgenre.data import prepare
 
     rows = []
     for n in sizes:
@@ -67,12 +68,12 @@ def size_scaling(sizes, cache_modes, work_dir, batch_size):
             print(f"generated {n} movies in {time.perf_counter() - start:.0f}s", flush=True)
         data_cfg = DataConfig(path=data_dir, image_size=(128, 128), batch_size=batch_size,
                               min_genre_count=1)
-        prepared = trainer.prepare_data(data_cfg, ModelSpec("posters", None, ("poster",), ""),
+        prepared = prepare.prepare_data(data_cfg, ModelSpec("posters", None, ("poster",), ""),
                                         show_progress=False)
         for mode in cache_modes:
             cache_prefix = os.path.join(work_dir, f"cache-{n}")
             data_cfg.cache = {"memory": "memory", "none": "none", "file": cache_prefix}[mode]
-            ds = trainer.make_split_dataset(data_cfg, prepared, "train", training=True)
+            ds = prepare.make_split_dataset(data_cfg, prepared, "train", training=True)
             row = {"movies": n, "cache": mode}
             for rep in ("first_pass", "second_pass"):
                 start = time.perf_counter()

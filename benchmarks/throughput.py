@@ -56,7 +56,8 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     from mmgenre.config import load_config
     from mmgenre.inference import Run, predict_movie
     from mmgenre.models import registry
-    from mmgenre.training import distributed, trainer
+    from mmgenre.data import prepare
+    from mmgenre.training import distributed, fit
 
     gpus = tf.config.list_physical_devices("GPU")
     if precision != "float32" or xla:
@@ -69,18 +70,18 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
         overrides.append(f"data.path={data}")
     cfg = load_config(config_path, overrides=overrides)
     spec = registry.get(cfg.model.name)
-    prepared = trainer.prepare_data(cfg.data, spec, show_progress=False)
+    prepared = prepare.prepare_data(cfg.data, spec, show_progress=False)
     train_rows, targets = prepared.splits["train"]
     if batch_size > len(train_rows):
         raise SystemExit(f"batch size {batch_size} is larger than the train split ({len(train_rows)} rows)")
     strategy = distributed.make_strategy(strategy_name)
     with strategy.scope():
-        model = trainer.compile_model(trainer.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
+        model = fit.compile_model(fit.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
     model.jit_compile = bool(xla)
 
     def dataset(cache):
         cfg.data.cache = cache
-        return trainer.make_split_dataset(cfg.data, prepared, "train", training=True)
+        return prepare.make_split_dataset(cfg.data, prepared, "train", training=True)
 
     n = len(train_rows)
     cached = dataset("memory")
@@ -154,9 +155,9 @@ def numpy_feeding(cfg, prepared, model, targets):
     numpy_next = _timed(lambda: model.fit({"poster": images}, targets, batch_size=cfg.data.batch_size,
                                           epochs=1, verbose=0))
     cfg.data.cache = "memory"
-    from mmgenre.training import trainer
+    from mmgenre.data import prepare
 
-    ds = trainer.make_split_dataset(cfg.data, prepared, "train", training=True)
+    ds = prepare.make_split_dataset(cfg.data, prepared, "train", training=True)
     pipeline_first = _timed(lambda: model.fit(ds, epochs=1, verbose=0))
     pipeline_next = _timed(lambda: model.fit(ds, epochs=1, verbose=0))
     return {"numpy_first_epoch_s": round(numpy_first, 2), "numpy_next_epoch_s": round(numpy_next, 2),

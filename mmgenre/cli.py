@@ -25,7 +25,7 @@ def cmd_train(args):
 
     overrides = list(args.set) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     cfg = load_config(args.config, overrides=overrides, quick=args.quick)
-    results = train_and_evaluate(cfg, args.workdir)
+    results = train_and_evaluate(cfg, args.workdir, allow_external_code=args.allow_external_code)
     run_dir = args.workdir or cfg.run_dir
     print(open(os.path.join(run_dir, "report.md"), encoding="utf-8").read())
     print(f"run folder: {run_dir}")
@@ -162,8 +162,8 @@ def cmd_models(args):
         print(f"{'':<20} params: {spec.hyperparameters()}")
 
 
-EXTERNAL_CODE_HELP = ("load models holding a TF-Hub/SavedModel layer; this runs the SavedModel's "
-                      "code (Keras safe_mode=False), so use it only for files you trust")
+EXTERNAL_CODE_HELP = ("load models whose layers run code stored in the file (Lambda, TF-Hub/"
+                      "SavedModel layers; Keras safe_mode=False): only for files you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="run folder (default: the config's workdir)")
     p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                    help="tf.distribute strategy (multiworker reads TF_CONFIG)")
+    p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a trained run on a split of any dataset")

@@ -56,6 +56,10 @@ class DataConfig:
         keep their examples) or "first" (first listed).
     bad_input: "skip" (drop and count bad rows) or "strict" (fail naming them).
     max_image_pixels: posters with more pixels are rejected as "huge_image".
+    allow_outside_files: read poster files that resolve (symlinks followed)
+        outside the dataset folder; by default they are skipped per row as
+        "poster_outside_dataset", so a dataset cannot make mmgenre read
+        /etc/passwd or your home folder.
     cache: "memory", "none", or a file prefix for tf.data's file cache.
     augment: random flips / crops / colour jitter on train posters only.
     batch_size: examples per batch.
@@ -74,6 +78,7 @@ class DataConfig:
     single_label_rule: str = "rarest"
     bad_input: str = "skip"
     max_image_pixels: int = 40_000_000
+    allow_outside_files: bool = False
     cache: str = "memory"
     augment: bool = False
     batch_size: int = 32
@@ -351,5 +356,6 @@ def load_config(path=None, overrides=(), quick=False, raw: Optional[dict] = None
 
 
 def save_config(config: ExperimentConfig, path: str):
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    from mmgenre.runs import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -15,7 +15,9 @@ from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
 from mmgenre.data.validate import inspect_poster
 from mmgenre.models import registry
-from mmgenre.training import trainer
+from mmgenre.data import prepare
+from mmgenre.evaluation import evaluate
+from mmgenre.models import saving
 
 
 @dataclasses.dataclass
@@ -53,7 +55,7 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
         with open(thresholds_path, encoding="utf-8") as f:
             saved = json.load(f)
         thresholds = np.array([saved[g] for g in vocab.genres])
-    return Run(run_dir, cfg, trainer.load_model(model_path, allow_external_code), vocab, vectorizer,
+    return Run(run_dir, cfg, saving.load_model(model_path, allow_external_code), vocab, vectorizer,
                thresholds)
 
 
@@ -71,14 +73,14 @@ def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str
         cfg.data.bad_input = bad_input
     cfg.data.path = data_path
     cfg.data.limit = None
-    prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name), vocab=run.vocab,
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name), vocab=run.vocab,
                                     vectorizer=run.vectorizer)
     if prepared.splits[split][0].empty:
         raise ValueError(f"{data_path}: split {split!r} has no usable rows for inputs "
                          f"{list(run.modalities)}")
     name = os.path.basename(os.path.normpath(data_path))
     out_dir = out_dir or os.path.join(run_dir, "eval", f"{name}-{split}")
-    results = trainer.evaluate_prepared(run.model, cfg, prepared, out_dir, thresholds=run.thresholds
+    results = evaluate.evaluate_prepared(run.model, cfg, prepared, out_dir, thresholds=run.thresholds
                                         if run.thresholds is not None else 0.5, splits=(split,))
     results["unseen_genres"] = prepared.unseen_genres
     results["out_dir"] = out_dir
@@ -109,7 +111,7 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
         if not overview.strip():
             raise ValueError("the overview is empty")
         text = tf.constant([overview])
-        inputs["overview"] = text if trainer.takes_raw_text(run.model) else run.vectorizer(text)
+        inputs["overview"] = text if prepare.takes_raw_text(run.model) else run.vectorizer(text)
     # predict_on_batch runs the compiled predict function without building a dataset
     # per call (model.predict did, about 140 ms per movie on 2 CPU cores); an eager
     # model(...) call was slower still for the LSTMs (1.1 s: every time step eager).

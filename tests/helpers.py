@@ -17,7 +17,7 @@ def assert_trains_and_round_trips(model, inputs, targets, tmp_path, loss="binary
     Returns:
         the reloaded model.
     """
-    from mmgenre.training.trainer import load_model
+    from mmgenre.models.saving import load_model
 
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     before = [w.copy() for w in model.get_weights()]

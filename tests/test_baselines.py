@@ -3,7 +3,7 @@ import pytest
 
 from conftest import tiny_config
 from mmgenre.evaluation import metrics, reports, score_fusion
-from mmgenre.models.classical import run_classical
+from mmgenre.training.trainer import run_classical
 
 
 def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_path):
@@ -26,7 +26,7 @@ def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_
                                           cfg.data)
     assert list(three["weights"].values()) == pytest.approx([1 / 3] * 3)
     assert three["threshold_rule"] == "prevalence"  # the default rule of cfg.evaluation
-    with pytest.raises(ValueError, match="no probabilities.npz"):
+    with pytest.raises(ValueError, match="not a finished run"):
         score_fusion.run_score_fusion([str(tmp_path), runs[1]], str(tmp_path / "x"))
 
 

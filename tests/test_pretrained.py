@@ -86,12 +86,13 @@ def test_hub_text_encoder_takes_raw_strings_and_fuses(tmp_path):
 
 
 def test_saved_hub_model_needs_explicit_permission_to_load(tmp_path):
-    from mmgenre.training.trainer import load_model
+    from mmgenre.models.saving import load_model
 
     handle = _export_image_encoder(str(tmp_path / "image_encoder"))
     model = registry.build_model("hub_image", {"handle": handle}, **DATA_ARGS)
     model.save(tmp_path / "hub.keras")
-    with pytest.raises(ValueError, match="runs external code.*allow_external_code=True"):
+    with pytest.raises(ValueError, match="layer type.s. TFSMLayer whose loading runs code.*"
+                                         "--allow-external-code"):
         load_model(str(tmp_path / "hub.keras"))
 
 
@@ -106,20 +107,21 @@ def test_bad_handles_are_clear_errors(tmp_path, monkeypatch):
 
 def test_frozen_backbone_features_are_cached_and_reused(synthetic_dir, tmp_path, capsys):
     from conftest import tiny_config
-    from mmgenre.training.trainer import load_model, train_and_evaluate
+    from mmgenre.models.saving import load_model
+    from mmgenre.training.trainer import train_and_evaluate
 
     handle = _export_image_encoder(str(tmp_path / "image_encoder"))
     cache_dir = str(tmp_path / "features")
     train = {"epochs": 3, "cache_features": True, "feature_cache_dir": cache_dir}
     cfg = tiny_config(synthetic_dir, "hub_image", {"handle": handle, "dense_units": 16}, train=train)
-    train_and_evaluate(cfg, str(tmp_path / "run1"), verbose=0)
+    train_and_evaluate(cfg, str(tmp_path / "run1"), verbose=0, allow_external_code=True)
     assert "caching backbone features" in capsys.readouterr().out
     assert len(os.listdir(cache_dir)) == 2  # train and dev
     assert pd.read_csv(tmp_path / "run1" / "history.csv")["epoch"].tolist() == [0, 1, 2]
     model = load_model(str(tmp_path / "run1" / "best.keras"), allow_external_code=True)
     assert "poster" in model.input  # the saved model is the full one, not the head
     # Another run with the same data and model settings trains from the cache.
-    train_and_evaluate(cfg, str(tmp_path / "run2"), verbose=0)
+    train_and_evaluate(cfg, str(tmp_path / "run2"), verbose=0, allow_external_code=True)
     assert "caching backbone features" not in capsys.readouterr().out
 
 

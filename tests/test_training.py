@@ -133,7 +133,7 @@ def test_two_workers_on_loopback_train_identically(synthetic_dir, tmp_path):
 
     import numpy as np
 
-    from mmgenre.training.trainer import load_model
+    from mmgenre.models.saving import load_model
 
     ports = []
     for _ in range(2):
@@ -169,7 +169,7 @@ def test_bag_of_words_with_imbalance_losses_learns_the_text_signal(loss, synthet
     test = results["splits"]["test"]
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.3, test
     # The saved model (with its registered loss) reloads and predicts the saved probabilities.
-    from mmgenre.training.trainer import load_model
+    from mmgenre.models.saving import load_model
 
     model = load_model(str(tmp_path / "bow" / "best.keras"))
     assert model.loss.name == {"focal": "focal", "balanced": "balanced_bce"}[loss]
@@ -179,7 +179,7 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
     """The posters-movielens recipe in miniature: pretrain, copy layers, freeze, cache, train the head."""
     import numpy as np
 
-    from mmgenre.training.trainer import load_model
+    from mmgenre.models.saving import load_model
 
     source = tiny_config(synthetic_dir, "cnn", train={"epochs": 3})
     train_and_evaluate(source, str(tmp_path / "source"), verbose=0)
@@ -201,7 +201,7 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
 
 
 def test_train_limit_subsets_are_nested_and_keep_file_order():
-    from mmgenre.training.trainer import subsample
+    from mmgenre.data.prepare import subsample
 
     rows = pd.DataFrame({"id": [f"tt{i:07d}" for i in range(100)]})
     small, large = subsample(rows, 30), subsample(rows, 70)

@@ -44,18 +44,19 @@ def test_space_errors_name_the_key():
 
 
 def test_default_hyperparameters_rebuild_the_untuned_model(synthetic_dir, tmp_path):
-    from mmgenre.training import trainer
+    from mmgenre.data import prepare
+    from mmgenre.training import fit
 
     space = {"model.params.units": {"type": "choice", "values": [8, 16, 32]},
              "train.learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"}}
     search = search_lib.load_search_config(_search_file(tmp_path, synthetic_dir, space))
     cfg = search_lib.experiment_config(search)
-    prepared = trainer.prepare_data(cfg.data, registry.get("lstm"))
+    prepared = prepare.prepare_data(cfg.data, registry.get("lstm"))
     hypermodel = GenreHyperModel(cfg.to_dict(), space, prepared, "val_micro_f1")
     hp = kt.HyperParameters()
     tuned = hypermodel.build(hp)
     assert hp.values == {"model.params.units": 16, "train.learning_rate": cfg.train.learning_rate}
-    untuned = trainer.build_for_data(cfg, prepared)
+    untuned = fit.build_for_data(cfg, prepared)
     assert tuned.count_params() == untuned.count_params()
 
 

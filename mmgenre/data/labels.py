@@ -10,6 +10,42 @@ import numpy as np
 import pandas as pd
 
 
+def genre_key(name: str) -> str:
+    """What two spellings of one genre share: trimmed, inner spaces collapsed, case folded."""
+    return " ".join(name.split()).casefold()
+
+
+def normalise_genres(table: pd.DataFrame, known=()) -> tuple:
+    """One spelling per genre: names equal up to case and spaces are merged.
+
+    Args:
+        table: movie table with a ``genres`` column of lists of str.
+        known: spellings that win (a trained run's vocabulary); otherwise the
+            most frequent spelling wins, ties to the first seen.
+
+    Returns:
+        (table with normalised genre lists, {kept spelling: [merged spellings]}).
+    """
+    spellings = collections.defaultdict(collections.Counter)
+    for genres in table["genres"]:
+        for g in genres:
+            spellings[genre_key(g)][g] += 1
+    preferred = {genre_key(g): g for g in known}
+    canonical = {}
+    for key, counts in spellings.items():
+        tidy = collections.Counter()
+        for g, n in counts.items():
+            tidy[" ".join(g.split())] += n
+        canonical[key] = preferred.get(key) or tidy.most_common(1)[0][0]
+    merged = {canonical[k]: sorted(c) for k, c in spellings.items()
+              if set(c) != {canonical[k]}}
+    table = table.copy()
+    # dict.fromkeys keeps order and drops a genre listed twice under two spellings.
+    table["genres"] = [list(dict.fromkeys(canonical[genre_key(g)] for g in genres))
+                       for genres in table["genres"]]
+    return table, merged
+
+
 @dataclasses.dataclass
 class GenreVocabulary:
     """Genres kept for training, in a fixed order, and those dropped with why.
@@ -77,8 +113,9 @@ class GenreVocabulary:
         )
 
     def to_json(self, path: str):
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(dataclasses.asdict(self), f, indent=2)
+        from mmgenre.runs import write_json
+
+        write_json(path, dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, path: str) -> "GenreVocabulary":

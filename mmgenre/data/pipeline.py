@@ -85,12 +85,13 @@ def build_vectorizer(train_texts, max_tokens: int = 10000, sequence_length: int 
 
 
 def save_vectorizer(layer, path: str):
+    from mmgenre.runs import write_json
+
     config = layer.get_config()
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"max_tokens": config["max_tokens"],
-                   "sequence_length": config["output_sequence_length"],
-                   # [0] is padding and [1] the OOV token; set_vocabulary adds them back.
-                   "vocabulary": layer.get_vocabulary()[2:]}, f)
+    write_json(path, {"max_tokens": config["max_tokens"],
+                      "sequence_length": config["output_sequence_length"],
+                      # [0] is padding and [1] the OOV token; set_vocabulary adds them back.
+                      "vocabulary": layer.get_vocabulary()[2:]})
 
 
 def load_vectorizer(path: str):

@@ -11,9 +11,16 @@ Two on-disk layouts are read the same way:
 
 The result is a pandas DataFrame with one row per movie and the columns
 ``id, title, genres (list of str), overview (str or None), poster (path or
-None), split, source`` where ``source`` names the file and row for error
-messages. Nothing is checked here beyond the layout itself; per-row checks live
-in ``mmgenre.data.validate``.
+None), split, source, problem`` where ``source`` names the file and row for
+error messages and ``problem`` is a reason code of ``mmgenre.data.validate``
+found while reading (a file outside the dataset, metadata of the wrong type) or
+None. Every other per-row check lives in ``mmgenre.data.validate``.
+
+Containment: every file a dataset names must resolve, symlinks followed, inside
+the dataset's folder; a poster path like ``../../etc/passwd``, an absolute
+path, a symlink pointing elsewhere or an MM-IMDb id like ``../x`` is never
+opened but reported per row (``allow_outside=True`` lifts this for users who
+keep posters elsewhere, config ``data.allow_outside_files``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import os
 import pandas as pd
 
 REQUIRED_CSV_COLUMNS = ("id", "genres", "overview", "poster", "split")
-COLUMNS = ("id", "title", "genres", "overview", "poster", "split", "source")
+COLUMNS = ("id", "title", "genres", "overview", "poster", "split", "source", "problem")
 # Bytes that are not UTF-8 survive reading as lone surrogates (surrogateescape),
 # so validation can name the row instead of pandas failing on the whole file.
 ENCODING_ERRORS = "surrogateescape"
@@ -50,28 +57,38 @@ def detect_layout(path: str) -> str:
     raise DataError(f"dataset not found: {path}")
 
 
-def load_records(path: str) -> pd.DataFrame:
+def load_records(path: str, allow_outside: bool = False) -> pd.DataFrame:
     """Reads a dataset in either layout into the movie table described above."""
     layout = detect_layout(path)
-    table = load_csv(path) if layout == "csv" else load_mmimdb(path)
+    table = load_csv(path, allow_outside) if layout == "csv" else load_mmimdb(path, allow_outside)
     table.attrs["path"] = os.path.abspath(path)
     table.attrs["layout"] = layout
     return table
 
 
+def inside(path: str, root: str) -> bool:
+    """True when ``path`` resolves (symlinks followed) inside folder ``root``."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([real, top]) == top
+
+
 def _split_genres(value) -> list:
     if not isinstance(value, str):
         return []
-    return [g.strip() for g in value.split("|") if g.strip()]
+    return [g for g in value.split("|") if g.strip()]
+
+
+# Characters that render as nothing: an overview made only of them is empty.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
 
 def _text_or_none(value):
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.translate(_INVISIBLE).strip():
         return None
     return value.strip()
 
 
-def load_csv(path: str) -> pd.DataFrame:
+def load_csv(path: str, allow_outside: bool = False) -> pd.DataFrame:
     csv_path = os.path.join(path, "movies.csv") if os.path.isdir(path) else path
     root = os.path.dirname(os.path.abspath(csv_path))
     try:
@@ -87,6 +104,10 @@ def load_csv(path: str) -> pd.DataFrame:
             f"{csv_path}: missing required column(s) {missing}; found {list(raw.columns)}"
         )
     name = os.path.basename(csv_path)
+    posters = [os.path.normpath(os.path.join(root, p.strip())) if p.strip() else None
+               for p in raw["poster"]]
+    problem = [None if allow_outside or p is None or inside(p, root) else "poster_outside_dataset"
+               for p in posters]
     table = pd.DataFrame(
         {
             "id": raw["id"].str.strip(),
@@ -94,52 +115,67 @@ def load_csv(path: str) -> pd.DataFrame:
             "genres": raw["genres"].map(_split_genres),
             # object dtype keeps None as None (pandas 3 string columns turn it into NaN).
             "overview": pd.Series([_text_or_none(v) for v in raw["overview"]], dtype=object),
-            "poster": pd.Series([os.path.normpath(os.path.join(root, p.strip())) if p.strip() else None
-                                 for p in raw["poster"]], dtype=object),
+            "poster": pd.Series([None if bad else p for p, bad in zip(posters, problem)],
+                                dtype=object),
             "split": raw["split"].str.strip().str.lower(),
             # Row numbers as a spreadsheet shows them: header is line 1.
             "source": [f"{name} line {i + 2}" for i in range(len(raw))],
+            "problem": pd.Series(problem, dtype=object),
         }
     )
     return table
 
 
-def load_mmimdb(path: str) -> pd.DataFrame:
+def load_mmimdb(path: str, allow_outside: bool = False) -> pd.DataFrame:
     split_path = os.path.join(path, "split.json")
     try:
         with open(split_path, encoding="utf-8") as f:
             splits = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{split_path}: not valid JSON: {err}") from None
-    if not isinstance(splits, dict):
-        raise DataError(f"{split_path}: expected a mapping of split name to id list")
+    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+        raise DataError(f"{split_path}: expected a mapping of split name to a list of ids")
+    folder = os.path.join(path, "dataset")
     rows = []
     for split, ids in splits.items():
         for movie_id in ids:
             movie_id = str(movie_id)
-            json_path = os.path.join(path, "dataset", f"{movie_id}.json")
-            poster = os.path.join(path, "dataset", f"{movie_id}.jpeg")
+            json_path = os.path.join(folder, f"{movie_id}.json")
             row = {
                 "id": movie_id, "title": movie_id, "genres": [], "overview": None,
-                "poster": poster, "split": str(split).strip().lower(),
-                "source": os.path.join("dataset", f"{movie_id}.json"),
+                "poster": os.path.join(folder, f"{movie_id}.jpeg"),
+                "split": str(split).strip().lower(),
+                "source": os.path.join("dataset", f"{movie_id}.json"), "problem": None,
             }
+            rows.append(row)
+            if not allow_outside and not inside(json_path, folder):
+                row.update(poster=None, problem="outside_dataset")
+                continue
             try:
                 with open(json_path, "rb") as f:
                     meta = json.loads(f.read().decode("utf-8", errors=ENCODING_ERRORS))
             except FileNotFoundError:
-                # No metadata: validation reports it as no genres / no overview.
-                rows.append(row)
+                row["problem"] = "missing_metadata"
                 continue
-            except json.JSONDecodeError as err:
+            except (OSError, json.JSONDecodeError) as err:
                 raise DataError(f"{json_path}: not valid JSON: {err}") from None
-            plot = meta.get("plot") or []
+            if not isinstance(meta, dict):
+                row["problem"] = "bad_metadata"
+                continue
+            plot, genres = meta.get("plot"), meta.get("genres")
             if isinstance(plot, str):
                 plot = [plot]
+            if genres is not None and not (isinstance(genres, list)
+                                           and all(isinstance(g, str) for g in genres)):
+                # A string here would otherwise be split into single characters.
+                row["problem"] = "bad_metadata"
+                continue
             # MM-IMDb keeps several plot summaries per movie; the first is the
-            # canonical one, as in the paper's text experiments.
-            row["overview"] = _text_or_none(plot[0]) if plot else None
-            row["genres"] = [str(g).strip() for g in meta.get("genres") or [] if str(g).strip()]
-            row["title"] = meta.get("title") or movie_id
-            rows.append(row)
+            # canonical one, as in the paper's text experiments. A plot of another
+            # type (a number, a mapping) leaves the overview missing.
+            if isinstance(plot, list) and plot and isinstance(plot[0], str):
+                row["overview"] = _text_or_none(plot[0])
+            row["genres"] = [g for g in genres or [] if g.strip()]
+            title = meta.get("title")
+            row["title"] = title if isinstance(title, str) and title.strip() else movie_id
     return pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)

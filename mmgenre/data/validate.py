@@ -33,8 +33,14 @@ MODALITIES = ("poster", "overview")
 
 REASONS = {
     "duplicate_id": ("row", "id appears more than once; the first row is kept"),
+    "outside_dataset": ("row", "id names a file outside the dataset folder; not read"),
+    "missing_metadata": ("row", "no <id>.json metadata file for this id"),
+    "bad_metadata": ("row", "metadata is not a mapping, or its genres are not a list of strings"),
+    "non_utf8_genres": ("row", "genre names are not valid UTF-8"),
     "unknown_split": ("row", f"split is not one of {list(SPLITS)}"),
     "no_genres": ("row", "no genres listed"),
+    "poster_outside_dataset": ("poster", "poster path resolves outside the dataset folder "
+                               "(data.allow_outside_files: true allows it); not read"),
     "missing_poster": ("poster", "poster file not found"),
     "empty_file": ("poster", "poster file is empty"),
     "not_an_image": ("poster", "file bytes are not an image"),
@@ -47,6 +53,8 @@ REASONS = {
 NOTES = {
     "format_mismatch": "image format differs from its file extension; decoded by content",
     "converted_to_rgb": "grayscale/palette/RGBA/16-bit/CMYK poster; decoded to 3-channel RGB",
+    "title_not_utf8": "title bytes are not valid UTF-8; shown with replacement characters",
+    "genre_spelling_merged": "genre names differing only in case or spaces; counted as one genre",
 }
 
 # Magic numbers of the formats tf.io.decode_image reads, and a few it does not.
@@ -182,21 +190,35 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
         raise ValueError(f"unknown modalities {unknown}; expected a subset of {list(MODALITIES)}")
     report = ValidationReport(total=len(table), modalities=tuple(modalities))
     table = table.reset_index(drop=True).copy()
+    if "problem" not in table:  # tables built by hand rather than by records.load_records
+        table["problem"] = None
     drop = [False] * len(table)
 
     seen = set()
+    titles = list(table["title"])
     for i, row in enumerate(table.itertuples(index=False)):
+        if row.problem in REASONS and REASONS[row.problem][0] == "row":
+            report.add(row.problem, f"{row.source} (id {row.id})")
+            drop[i] = True
+            continue
         if row.id in seen:
             report.add("duplicate_id", f"{row.source} (id {row.id})")
             drop[i] = True
             continue
         seen.add(row.id)
+        if isinstance(row.title, str) and _has_surrogates(row.title):
+            titles[i] = row.title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            report.add("title_not_utf8", f"{row.source} (id {row.id})", note=True)
         if row.split not in SPLITS:
             report.add("unknown_split", f"{row.source} (split {row.split!r})")
             drop[i] = True
         elif not row.genres:
             report.add("no_genres", f"{row.source} (id {row.id})")
             drop[i] = True
+        elif any(_has_surrogates(g) for g in row.genres):
+            report.add("non_utf8_genres", f"{row.source} (id {row.id})")
+            drop[i] = True
+    table["title"] = titles
 
     has_overview = [False] * len(table)
     if "overview" in modalities:
@@ -212,7 +234,14 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
 
     has_poster = [False] * len(table)
     if "poster" in modalities:
-        todo = [i for i in range(len(table)) if not drop[i]]
+        todo = []
+        for i in range(len(table)):
+            if drop[i]:
+                continue
+            if table.at[i, "problem"] == "poster_outside_dataset":
+                report.add("poster_outside_dataset", f"{table.at[i, 'source']}")
+            else:
+                todo.append(i)
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
             results = pool.map(lambda i: inspect_poster(table.at[i, "poster"], max_image_pixels), todo)
             if show_progress and len(todo) >= 500:

@@ -11,6 +11,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmgenre.config import metric_direction  # noqa: E402
+from mmgenre.runs import atomic_path  # noqa: E402
+
+
+def _save(fig, path: str):
+    """Writes ``fig`` under a temporary name, then renames it: a kill leaves no half PNG."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
 
 
 def training_curves(history: pd.DataFrame, path: str, title: str = ""):
@@ -26,8 +34,7 @@ def training_curves(history: pd.DataFrame, path: str, title: str = ""):
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
@@ -39,8 +46,7 @@ def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
     ax.set_xlabel("F1 (thresholds chosen on dev)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def compare_models(table: pd.DataFrame, metrics, path: str, title: str = ""):
@@ -60,8 +66,7 @@ def compare_models(table: pd.DataFrame, metrics, path: str, title: str = ""):
     ax.legend(loc="lower right")
     ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
@@ -77,8 +82,7 @@ def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
     ax.set_ylabel(objective)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def scaling(by_batch: pd.DataFrame, by_size: pd.DataFrame, path: str):
@@ -100,8 +104,7 @@ def scaling(by_batch: pd.DataFrame, by_size: pd.DataFrame, path: str):
     right.set_ylabel("pipeline posters/s")
     right.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def learning_curves(table: pd.DataFrame, metrics, path: str):
@@ -123,5 +126,4 @@ def learning_curves(table: pd.DataFrame, metrics, path: str):
             ax.set_title(f"{branch} branch: {metric} (test)")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)

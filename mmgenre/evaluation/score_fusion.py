@@ -16,10 +16,10 @@ import os
 
 import numpy as np
 
+from mmgenre.runs import PROBABILITIES, read_json, require_complete
 from mmgenre.config import FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
 
-PROBABILITIES = "probabilities.npz"
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
 
@@ -75,18 +75,26 @@ def fuse(members: list, dev_y: np.ndarray, weighting: str = "auto"):
 
 
 def saved_probabilities(run_dir: str):
-    """{split: (ids, (n, n_genres) probabilities)} and genres written by any run
-    (Keras, classical, score fusion) through trainer.report_probabilities."""
-    import json
-
+    """({split: (ids, (n, n_genres) probabilities)}, genres, task) written by any finished run
+    (Keras, classical, score fusion) through evaluate.report_probabilities."""
+    require_complete(run_dir)  # a folder killed mid-evaluation is not a result to fuse
     path = os.path.join(run_dir, PROBABILITIES)
     if not os.path.exists(path):
         raise ValueError(f"{run_dir}: no {PROBABILITIES}; runs write it since score fusion reads "
                          "saved probabilities; rerun the model in a new folder")
     saved = np.load(path, allow_pickle=False)
-    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-        genres = json.load(f)["genres"]
-    return {s: (saved[f"{s}_ids"].tolist(), saved[s]) for s in ("dev", "test")}, genres
+    metrics = read_json(os.path.join(run_dir, "metrics.json")) or {}
+    # Runs from before metrics.json recorded the task: their config says it.
+    task = metrics.get("task") or _task_from_config(run_dir)
+    return ({s: (saved[f"{s}_ids"].tolist(), saved[s]) for s in ("dev", "test")},
+            metrics.get("genres"), task)
+
+
+def _task_from_config(run_dir):
+    from mmgenre import config as config_lib
+
+    path = os.path.join(run_dir, "config.yaml")
+    return config_lib.load_config(path).data.task if os.path.exists(path) else None
 
 
 def aligned_probabilities(runs: list, data_cfg=None):
@@ -100,11 +108,14 @@ def aligned_probabilities(runs: list, data_cfg=None):
     """
     from mmgenre import config as config_lib
     from mmgenre.models.registry import ModelSpec
-    from mmgenre.training import trainer
+    from mmgenre.data import prepare
 
     loaded = [saved_probabilities(run) for run in runs]
-    genres = loaded[0][1]
-    for run, (_, other) in zip(runs[1:], loaded[1:]):
+    _, genres, task = loaded[0]
+    for run, (_, other, other_task) in zip(runs[1:], loaded[1:]):
+        if other_task != task:
+            raise ValueError(f"{runs[0]} is a {task!r} run and {run} a {other_task!r} run: "
+                             "score fusion needs runs of one task (data.task)")
         if other != genres:
             raise ValueError(f"{runs[0]} and {run} predict different genres "
                              f"({genres} vs {other}); train all on the same data settings")
@@ -116,7 +127,7 @@ def aligned_probabilities(runs: list, data_cfg=None):
         data_cfg = saved_cfg.data
     rule = saved_cfg.evaluation.thresholds if saved_cfg else config_lib.THRESHOLD_RULES[0]
     both = ModelSpec("score_fusion", None, ("poster", "overview"), "", accepts_missing=True)
-    prepared = trainer.prepare_data(data_cfg, both, show_progress=False)
+    prepared = prepare.prepare_data(data_cfg, both, show_progress=False)
     if prepared.vocab.genres != genres:
         raise ValueError(f"{data_cfg.path} gives genres {prepared.vocab.genres}, the runs "
                          f"predict {genres}: not the dataset they were trained on")
@@ -124,9 +135,9 @@ def aligned_probabilities(runs: list, data_cfg=None):
     # Align on movie id: a poster-only run and a text-only run may keep different rows.
     for split in ("dev", "test"):
         rows, targets = prepared.splits[split]
-        index = [{movie: i for i, movie in enumerate(probs[split][0])} for probs, _ in loaded]
+        index = [{movie: i for i, movie in enumerate(probs[split][0])} for probs, _, _ in loaded]
         keep = [i for i, movie in enumerate(rows["id"]) if all(movie in ix for ix in index)]
-        for (probs, _), ix, out in zip(loaded, index, members):
+        for (probs, _, _), ix, out in zip(loaded, index, members):
             out[split] = probs[split][1][[ix[rows["id"][i]] for i in keep]]
         prepared.splits[split] = (rows.iloc[keep].reset_index(drop=True), targets[keep])
     return prepared, members, data_cfg, rule
@@ -140,14 +151,14 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     ``data_cfg`` and ``threshold_rule`` default as in ``aligned_probabilities``;
     ``weighting`` is "auto" or "select" (see the module docstring).
     """
-    from mmgenre.training import trainer
+    from mmgenre.evaluation import evaluate
 
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)
     fused, weights = fuse(members, prepared.splits["dev"][1], weighting)
     names = [os.path.basename(os.path.normpath(run)) for run in runs]
     if len(set(names)) < len(names):  # e.g. runs/a/model and runs/b/model: one weight each
         names = [f"{i}:{os.path.normpath(run)}" for i, run in enumerate(runs)]
-    return trainer.report_probabilities(
+    return evaluate.report_probabilities(
         f"score fusion ({' + '.join(names)})" if weighting == "auto" else
         f"ensemble selected on dev from {len(runs)} runs", "score_fusion", data_cfg,
         prepared, fused, out_dir, extra={"weights": dict(zip(names, weights))},

@@ -5,7 +5,7 @@
 * "tfidf+poster": both feature sets concatenated.
 
 The regularisation strength C is chosen on dev mean average precision; scores
-go through the same report code as the deep models (trainer.report_probabilities).
+go through the same report code as the deep models (``trainer.run_classical``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
-from mmgenre.config import THRESHOLD_RULES
 from mmgenre.evaluation.metrics import mean_average_precision
 
 KINDS = {"tfidf": ("overview",), "poster": ("poster",), "tfidf+poster": ("poster", "overview")}
@@ -82,18 +81,3 @@ class ClassicalBaseline:
     def predict_proba(self, rows) -> np.ndarray:
         return self.model.predict_proba(self._features(rows))
 
-
-def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
-                  threshold_rule: str = THRESHOLD_RULES[0]) -> dict:
-    """Fits baseline ``kind`` on train (C on dev) and writes a run folder like a deep model's."""
-    from mmgenre.models.registry import ModelSpec
-    from mmgenre.training.trainer import prepare_data, report_probabilities
-
-    baseline = ClassicalBaseline(kind, seed)
-    prepared = prepare_data(data_cfg, ModelSpec(kind, None, baseline.modalities, kind))
-    (train, y_train), (dev, y_dev) = prepared.splits["train"], prepared.splits["dev"]
-    baseline.fit(train, y_train, dev, y_dev)
-    probs = {s: baseline.predict_proba(prepared.splits[s][0]) for s in ("dev", "test")}
-    return report_probabilities(f"{kind} + logistic regression", f"classical:{kind}", data_cfg,
-                                prepared, probs, out_dir, extra={"C": baseline.c},
-                                threshold_rule=threshold_rule)

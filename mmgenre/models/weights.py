@@ -22,7 +22,8 @@ def resolve_source(source: str) -> str:
     return path
 
 
-def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,)) -> list:
+def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,),
+                    allow_external_code: bool = False) -> list:
     """Copies the weights of every layer of ``source`` whose name is a layer of ``model``.
 
     Args:
@@ -30,6 +31,7 @@ def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,)) -> l
         source: a run folder (its best.keras) or a .keras file.
         frozen: set the copied layers' ``trainable`` to False.
         skip: layer names never copied (the genre head: its genres differ).
+        allow_external_code: load ``source`` with Keras safe mode off (user's choice).
 
     Returns:
         list of str: the names of the copied layers.
@@ -38,11 +40,10 @@ def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,)) -> l
         ValueError naming the file and layer when a shared layer's weights have
         other shapes, or when no layer is shared at all.
     """
-    # Imported here: trainer imports this module. load_model registers mmgenre's layers first.
-    from mmgenre.training.trainer import load_model
+    from mmgenre.models.saving import load_model
 
     path = resolve_source(source)
-    trained = {layer.name: layer for layer in load_model(path).layers}
+    trained = {layer.name: layer for layer in load_model(path, allow_external_code).layers}
     copied = []
     for layer in model.layers:
         if layer.name in skip or not layer.weights or layer.name not in trained:

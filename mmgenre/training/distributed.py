@@ -28,6 +28,7 @@ import os
 import keras
 import tensorflow as tf
 
+from mmgenre import runs
 from mmgenre.config import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -103,7 +104,7 @@ def fit_multiworker(model, strategy, loss, learning_rate, train_ds, n_train, bat
         losses.append((epoch, total / steps))
         log(f"epoch {epoch + 1}/{epochs} - loss {losses[-1][1]:.4f} "
             f"({strategy.num_replicas_in_sync} replicas, global batch {batch_size})")
-        model.save_weights(weights_path)
-        with open(state_path, "w", encoding="utf-8") as f:
-            json.dump({"epochs_done": epoch + 1}, f)
+        with runs.atomic_path(weights_path) as tmp:
+            model.save_weights(tmp)
+        runs.write_json(state_path, {"epochs_done": epoch + 1})
     return losses

@@ -26,7 +26,8 @@ import keras_tuner as kt
 
 from mmgenre import config as config_lib
 from mmgenre.models import registry
-from mmgenre.training import trainer
+from mmgenre.data import prepare
+from mmgenre.training import fit as fit_lib
 
 # Keys outside model.params that a trial may change without rebuilding the data.
 TUNABLE_KEYS = ("train.learning_rate", "train.loss", "train.label_smoothing", "data.batch_size",
@@ -111,7 +112,7 @@ class GenreHyperModel(kt.HyperModel):
     Args:
         base: the experiment config as a plain mapping (resolved, no quick block).
         space: validated search space.
-        prepared: trainer.PreparedData shared by all trials (vocabularies fitted on train).
+        prepared: prepare.PreparedData shared by all trials (vocabularies fitted on train).
         objective: the validation metric trials are scored and early-stopped on.
         log_path: JSON-lines file receiving each fit's hyperparameters, seconds and worker.
     """
@@ -126,15 +127,15 @@ class GenreHyperModel(kt.HyperModel):
 
     def build(self, hp):
         cfg = config_for(self.base, self.values(hp))
-        model = trainer.build_for_data(cfg, self.prepared)
-        return trainer.compile_model(model, cfg, len(self.prepared.vocab), prepared=self.prepared)
+        model = fit_lib.build_for_data(cfg, self.prepared)
+        return fit_lib.compile_model(model, cfg, len(self.prepared.vocab), prepared=self.prepared)
 
     def fit(self, hp, model, *args, **kwargs):
         cfg = config_for(self.base, self.values(hp))
-        raw_text = trainer.takes_raw_text(model)
-        train_ds = trainer.make_split_dataset(cfg.data, self.prepared, "train", training=True,
+        raw_text = prepare.takes_raw_text(model)
+        train_ds = prepare.make_split_dataset(cfg.data, self.prepared, "train", training=True,
                                               seed=cfg.train.seed, raw_text=raw_text)
-        dev_ds = trainer.make_split_dataset(cfg.data, self.prepared, "dev", raw_text=raw_text)
+        dev_ds = prepare.make_split_dataset(cfg.data, self.prepared, "dev", raw_text=raw_text)
         callbacks = list(kwargs.pop("callbacks", []))
         # Early stopping inside trials, on the search objective.
         callbacks.append(keras.callbacks.EarlyStopping(

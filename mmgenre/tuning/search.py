@@ -34,6 +34,7 @@ from typing import Optional
 import yaml
 
 from mmgenre import config as config_lib
+from mmgenre import runs
 
 TUNERS = ("random", "hyperband", "bayesian")
 
@@ -123,7 +124,7 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mmgenre.models import registry
-    from mmgenre.training import trainer
+    from mmgenre.data import prepare
     from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
 
     cfg = experiment_config(search)
@@ -134,7 +135,7 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
     role = os.environ.get("KERASTUNER_TUNER_ID")
     # The chief never trains, but keras-tuner builds the model once everywhere to
     # discover the space, and building needs the data's vocabulary sizes.
-    prepared = trainer.prepare_data(cfg.data, registry.get(cfg.model.name))
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name))
     base = cfg.to_dict()
     os.makedirs(search_dir(search), exist_ok=True)
     hypermodel = GenreHyperModel(base, search.space, prepared, objective,
@@ -176,14 +177,14 @@ def write_reports(search, tuner, objective, base, out_dir):
 
     os.makedirs(out_dir, exist_ok=True)
     table = trials_table(tuner, objective, read_fit_log(os.path.join(search_dir(search), "fits.jsonl")))
-    table.to_csv(os.path.join(out_dir, "trials.csv"), index=False)
+    runs.write_csv(table, os.path.join(out_dir, "trials.csv"))
     import shlex
 
     command = "mmgenre " + " ".join(map(shlex.quote, sys.argv[1:]))
-    with open(os.path.join(out_dir, "trials.md"), "w", encoding="utf-8") as f:
-        f.write(f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
-                f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
-                "![objective over trials](objective.png)\n")
+    runs.write_text(os.path.join(out_dir, "trials.md"),
+                    f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
+                    f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
+                    "![objective over trials](objective.png)\n")
     plots.objective_over_trials(table, objective, os.path.join(out_dir, "objective.png"))
     best_hps = tuner.get_best_hyperparameters(1)
     if not best_hps:
@@ -194,10 +195,10 @@ def write_reports(search, tuner, objective, base, out_dir):
     best.workdir = "runs/{name}"
     raw = best.to_dict()
     raw["quick"] = {"workdir": "runs/quick/{name}", "data.limit": 64, "train.epochs": 1}
-    with open(os.path.join(out_dir, "best_config.yaml"), "w", encoding="utf-8") as f:
-        f.write(f"# Best trial of search {search.name!r} ({search.tuner}, {objective}).\n"
-                f"# Train: mmgenre train --config {os.path.join(out_dir, 'best_config.yaml')}\n")
-        yaml.safe_dump(raw, f, sort_keys=False)
+    runs.write_text(os.path.join(out_dir, "best_config.yaml"),
+                    f"# Best trial of search {search.name!r} ({search.tuner}, {objective}).\n"
+                    f"# Train: mmgenre train --config {os.path.join(out_dir, 'best_config.yaml')}\n"
+                    + yaml.safe_dump(raw, sort_keys=False))
     return table, best
 
 

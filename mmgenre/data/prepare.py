@@ -1,0 +1,130 @@
+"""Dataset -> PreparedData: load, validate, label and vectorize, then tf.data per split.
+
+The one place where a dataset folder becomes what a model trains and is scored
+on: validated rows per split with aligned targets, the genre vocabulary and the
+overview vectorizer (both fitted on train only), and a fingerprint of all of it
+that a resumed run checks (``mmgenre.runs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+
+from mmgenre.data import labels as labels_lib
+from mmgenre.data import pipeline
+from mmgenre.data.records import load_records
+from mmgenre.data.validate import select_modalities, validate
+
+SPLIT_NAMES = ("train", "dev", "test")
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Validated rows per split with aligned targets, and the fitted vocabularies."""
+
+    splits: dict  # split -> (DataFrame, (n, n_genres) float32 targets)
+    vocab: labels_lib.GenreVocabulary
+    vectorizer: object
+    report: object
+    modalities: tuple
+    allow_missing: bool = False
+    skipped_unlabelled: int = 0
+    unseen_genres: dict = dataclasses.field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A hash of what the model is fitted to: row ids, targets per split, genres and
+        the overview vocabulary. A resume checks it, so a run never continues on other data."""
+        digest = hashlib.sha256()
+        for split in SPLIT_NAMES:
+            rows, targets = self.splits[split]
+            digest.update(json.dumps([split, list(map(str, rows["id"]))]).encode())
+            digest.update(np.ascontiguousarray(targets, np.float32).tobytes())
+        digest.update(json.dumps(self.vocab.genres).encode())
+        if self.vectorizer is not None:
+            digest.update(json.dumps(self.vectorizer.get_vocabulary()).encode())
+        return digest.hexdigest()[:16]
+
+
+def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
+                 show_progress=True) -> PreparedData:
+    """Loads, validates and labels a dataset for the model described by ``spec``.
+
+    Args:
+        data_cfg: mmgenre.config.DataConfig.
+        spec: anything with ``modalities`` (the model's inputs) and
+            ``accepts_missing`` (a registry.ModelSpec). Rows need every input of
+            the model, or (models that accept a missing modality) at least one.
+        vocab, vectorizer: from a trained run when evaluating on new data;
+            otherwise both are fitted on this dataset's train split only.
+        path: a dataset other than ``data_cfg.path``.
+    """
+    records = load_records(path or data_cfg.path, allow_outside=data_cfg.allow_outside_files)
+    modalities = spec.modalities
+    table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
+                             show_progress=show_progress)
+    table, merged = labels_lib.normalise_genres(table, vocab.genres if vocab is not None else ())
+    for kept, spellings in merged.items():
+        report.add("genre_spelling_merged", f"{kept!r} <- {spellings}", note=True)
+    if merged:
+        print("note: genre spellings merged: " + "; ".join(
+            f"{kept!r} <- {spellings}" for kept, spellings in merged.items()))
+    table = select_modalities(table, modalities, require_all=not spec.accepts_missing)
+    # With a run's vocabulary every row is new data; otherwise train defines the genres.
+    outside_train = table if vocab is not None else table[table["split"] != "train"]
+    if vocab is None:
+        vocab = labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count)
+    splits, skipped = {}, 0
+    for split in SPLIT_NAMES:
+        rows = table[table["split"] == split].reset_index(drop=True)
+        if split == "train" and data_cfg.train_limit:
+            rows = subsample(rows, data_cfg.train_limit)
+        if data_cfg.limit:
+            rows = rows.head(data_cfg.limit)
+        targets = labels_lib.targets(vocab, rows, data_cfg.task, data_cfg.single_label_rule)
+        if data_cfg.task == "single":
+            labelled = targets.sum(axis=1) > 0
+            skipped += int((~labelled).sum())
+            rows, targets = rows[labelled].reset_index(drop=True), targets[labelled]
+        splits[split] = (rows, targets)
+    if "overview" in modalities and vectorizer is None:
+        train_texts = [t for t in splits["train"][0]["overview"] if isinstance(t, str)]
+        if not train_texts:
+            raise ValueError(f"{path or data_cfg.path}: no usable train overviews to adapt the vectorizer on")
+        vectorizer = pipeline.build_vectorizer(train_texts, data_cfg.max_tokens,
+                                               data_cfg.sequence_length)
+    unseen = vocab.unseen(outside_train) if len(table) else {}
+    return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
+                        spec.accepts_missing, skipped, dict(unseen))
+
+
+def subsample(rows, n: int):
+    """The first ``n`` rows of one fixed shuffle (seed 0, independent of train.seed):
+    the subsets of a learning curve are nested and identical across seeds."""
+    order = np.random.default_rng(0).permutation(len(rows))
+    return rows.iloc[np.sort(order[:n])].reset_index(drop=True)
+
+
+def takes_raw_text(model) -> bool:
+    """True when the model's "overview" input is a string (TF-Hub text encoders)."""
+    inputs = model.input if isinstance(model.input, dict) else {}
+    return "overview" in inputs and inputs["overview"].dtype == "string"
+
+
+def make_split_dataset(data_cfg, prepared: PreparedData, split: str, training=False, seed=0,
+                       raw_text=False):
+    """A batched tf.data pipeline over ``split`` yielding ({"poster", "overview"}, targets)."""
+    rows, targets = prepared.splits[split]
+    if rows.empty:
+        raise ValueError(f"split {split!r} has no usable rows for inputs {prepared.modalities}")
+    cache = data_cfg.cache
+    if cache not in ("memory", "none"):
+        cache = f"{cache}-{split}"
+    return pipeline.make_dataset(
+        rows, targets, prepared.modalities, data_cfg.image_size, prepared.vectorizer,
+        data_cfg.batch_size, training=training, cache=cache,
+        augment=data_cfg.augment and training, seed=seed, allow_missing=prepared.allow_missing,
+        raw_text=raw_text)

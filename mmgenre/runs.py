@@ -1,0 +1,212 @@
+"""The run folder: atomic writes, one writer at a time, a completion record, a data fingerprint.
+
+Layout (``mmgenre.training.trainer`` fills it)::
+
+    config.yaml        the resolved config (rerunning with it resumes)
+    fingerprint.json   hash of the prepared rows, targets and vocabularies at the start
+    .lock              present while a process writes here (pid, host, start time)
+    backup*/           BackupAndRestore state of an unfinished phase
+    history.csv        one row per finished epoch, rewritten whole after each epoch
+    best.keras         the best model on the monitored dev metric
+    phase1.done        the first training phase finished
+    metrics.json, report.md, ...   evaluation (mmgenre.evaluation.evaluate)
+    complete.json      written last: the files of a finished run with their sizes
+
+Following Orbax and tf.train.CheckpointManager: every file is written under a
+temporary name and renamed into place (``os.replace`` is atomic on POSIX), so a
+kill at any moment leaves either the old file or the new one, never half of
+one; and what says "finished" is written last and trusted only while the files
+it lists are there with the sizes it recorded. A folder without it is resumed or
+re-evaluated, never read as a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+
+import pandas as pd
+
+COMPLETE = "complete.json"
+LOCK = ".lock"
+FINGERPRINT = "fingerprint.json"
+HISTORY = "history.csv"
+PROBABILITIES = "probabilities.npz"  # dev/test probabilities with movie ids; score fusion reads them
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (busy, other data, unfinished), with the fix."""
+
+
+# --- atomic writes ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yields a temporary path beside ``path`` (same extension, so Keras, NumPy and
+    matplotlib keep their formats); renames it to ``path`` only if the block succeeds."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp{os.getpid()}-{name}")
+    try:
+        yield tmp
+        if os.path.isfile(tmp):
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str, text: str):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+
+
+def write_json(path: str, obj):
+    write_text(path, json.dumps(obj, indent=2))
+
+
+def write_csv(frame: pd.DataFrame, path: str):
+    write_text(path, frame.to_csv(index=False))
+
+
+def save_model(model, path: str):
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def read_json(path: str):
+    """The parsed file, or None when it is missing, empty or cut short."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+# --- history --------------------------------------------------------------------------------
+
+def read_history(run_dir: str) -> pd.DataFrame:
+    """Per-epoch history; an empty frame when there is none yet (or only an empty file)."""
+    path = os.path.join(run_dir, HISTORY)
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
+def write_history_row(run_dir: str, epoch: int, logs: dict):
+    """Adds (or replaces: a resumed epoch ran again) the row of ``epoch``, rewriting the file."""
+    history = read_history(run_dir)
+    if "epoch" in history:
+        history = history[history["epoch"] < epoch]
+    row = pd.DataFrame([{"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}])
+    write_csv(pd.concat([history, row], ignore_index=True) if len(history) else row,
+              os.path.join(run_dir, HISTORY))
+
+
+# --- lock -----------------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def locked(run_dir: str):
+    """Holds ``run_dir/.lock`` for one writer; a second run is refused, a stale lock (its
+    process is gone, same host) is taken over with a note."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, LOCK)
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": datetime.datetime.now().isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = read_json(path) or {}
+            pid, host = holder.get("pid"), holder.get("host")
+            if isinstance(pid, int) and host == me["host"] and not _alive(pid):
+                print(f"note: {run_dir}: taking over a stale lock of process {pid} (it is gone)")
+                os.remove(path)
+                continue
+            if not holder:  # the holder died between creating and writing it
+                os.remove(path)
+                continue
+            raise RunFolderError(
+                f"{run_dir} is in use by process {pid} on {host} (since {holder.get('started')}); "
+                f"wait for it, use another workdir, or delete {path} if that process is gone")
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+# --- completion and fingerprint ------------------------------------------------------------
+
+def mark_complete(run_dir: str, extra: dict | None = None):
+    """Writes the completion record last: every file now in ``run_dir`` with its size."""
+    files = {}
+    for name in sorted(os.listdir(run_dir)):
+        full = os.path.join(run_dir, name)
+        if os.path.isfile(full) and not name.startswith(".") and name != COMPLETE:
+            files[name] = os.path.getsize(full)
+    write_json(os.path.join(run_dir, COMPLETE), {
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"), "files": files,
+        **(extra or {})})
+
+
+def is_complete(run_dir: str) -> bool:
+    """True when the completion record exists and every file it lists is there, same size."""
+    record = read_json(os.path.join(run_dir, COMPLETE))
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return False
+    for name, size in record["files"].items():
+        full = os.path.join(run_dir, name)
+        if not os.path.isfile(full) or os.path.getsize(full) != size:
+            return False
+    return True
+
+
+def clear_complete(run_dir: str):
+    """Withdraws the record before a finished folder is rewritten (re-scoring)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(run_dir, COMPLETE))
+
+
+def require_complete(run_dir: str):
+    if not is_complete(run_dir):
+        raise RunFolderError(f"{run_dir} is not a finished run (no valid {COMPLETE}); rerun its "
+                             "command to finish it before reading its results")
+
+
+def has_progress(run_dir: str) -> bool:
+    """True when training has left something a rerun resumes from."""
+    return any(os.path.exists(os.path.join(run_dir, name)) for name in
+               ("best.keras", "phase1.done", "backup", "backup_finetune", "backup_multiworker")) \
+        or len(read_history(run_dir)) > 0
+
+
+def check_fingerprint(run_dir: str, fingerprint: str):
+    """Stores the data fingerprint of a new run; refuses to resume one on other data."""
+    path = os.path.join(run_dir, FINGERPRINT)
+    stored = read_json(path)
+    if isinstance(stored, dict) and has_progress(run_dir) and stored.get("data") != fingerprint:
+        raise RunFolderError(
+            f"{run_dir} was trained on other data or vocabularies (fingerprint {stored.get('data')}, "
+            f"now {fingerprint}): the dataset changed since this run started; use another workdir")
+    write_json(path, {"data": fingerprint})

@@ -1,0 +1,204 @@
+"""One training phase: compile, callbacks, model.fit (or the multi-worker step), on a run folder.
+
+What each callback writes goes through ``mmgenre.runs`` (atomic files), in an
+order chosen so a kill between any two writes leaves a folder a rerun resumes
+from: best.keras first, then the epoch's history row, then BackupAndRestore's
+state. A resumed epoch that runs again replaces its history row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+
+from mmgenre import config as config_lib
+from mmgenre import runs
+from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_text
+from mmgenre.models import heads, registry
+from mmgenre.training import distributed, feature_cache
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; nothing of that epoch is kept."""
+
+
+def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
+    vocab_size = (prepared.vectorizer.vocabulary_size() if prepared.vectorizer is not None
+                  else cfg.data.max_tokens)
+    return registry.build_model(
+        cfg.model.name, cfg.model.params, num_genres=len(prepared.vocab), task=cfg.data.task,
+        image_size=tuple(cfg.data.image_size), vocab_size=vocab_size,
+        sequence_length=cfg.data.sequence_length)
+
+
+def loss_for(cfg: config_lib.ExperimentConfig, prepared: PreparedData | None = None):
+    """The configured loss; "balanced" weighs genres by ``prepared``'s train frequency."""
+    rate = None
+    if prepared is not None and cfg.data.task == "multilabel":
+        rate = prepared.splits["train"][1].mean(axis=0)
+    return heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing, rate)
+
+
+def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int, learning_rate=None,
+                  prepared: PreparedData | None = None):
+    """Adam + the configured loss + training metrics; pass ``prepared`` for loss "balanced"."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate or cfg.train.learning_rate),
+                  loss=loss_for(cfg, prepared), metrics=heads.metrics_for(cfg.data.task, num_genres))
+    return model
+
+
+def best_so_far(run_dir, monitor):
+    """Best monitored value of an interrupted run, so a resumed run keeps its best checkpoint."""
+    history = runs.read_history(run_dir)
+    if monitor not in history:
+        return None
+    values = history[monitor].dropna()
+    if values.empty:
+        return None
+    return float(values.min() if config_lib.metric_direction(monitor) == "min" else values.max())
+
+
+class SaveBestModel(keras.callbacks.Callback):
+    """Saves ``target`` (not necessarily the model being fitted) when ``monitor`` improves.
+
+    With cached features the fitted model is the head, but best.keras must be
+    the full model that takes posters; the two share their head layers.
+    """
+
+    def __init__(self, target, path, monitor, mode, best=None):
+        super().__init__()
+        self.target, self.path, self.monitor, self.mode, self.best = target, path, monitor, mode, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value):
+            return
+        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+            self.best = float(value)
+            runs.save_model(self.target, self.path)
+
+
+class HistoryLogger(keras.callbacks.Callback):
+    """history.csv, rewritten atomically after each epoch (Keras' CSVLogger appends in place,
+    so a kill left an empty or half-written file that broke every rerun)."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        runs.write_history_row(self.run_dir, epoch, logs)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite loss by raising, before any callback saves that epoch:
+    best.keras, history and the backup keep the last good epoch (TerminateOnNaN let the
+    NaN epoch be saved as best.keras)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"training diverged: loss is {float(loss)} in epoch {self.epoch + 1} (batch {batch + 1}); "
+                "the run folder keeps the last good epoch; lower train.learning_rate in a new "
+                "workdir, or rerun to retry from there")
+
+
+def callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup"):
+    """The phase's callbacks, in the order their epoch-end writes must happen."""
+    mode = config_lib.metric_direction(monitor)
+    return [
+        DivergenceGuard(),
+        SaveBestModel(target, os.path.join(run_dir, "best.keras"), monitor, mode,
+                      best_so_far(run_dir, monitor)),
+        HistoryLogger(run_dir),
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, backup)),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        *extra,
+    ]
+
+
+def discard_unreadable_backup(run_dir, backup, initial_epoch):
+    """A run killed while BackupAndRestore was writing leaves a truncated weights file that
+    would crash the resume; restart this phase instead, saying so, and drop its history rows."""
+    import h5py
+
+    path = os.path.join(run_dir, backup, "latest.weights.h5")
+    if not os.path.exists(path):
+        return
+    try:
+        h5py.File(path, "r").close()
+    except OSError as err:
+        print(f"warning: {path} is unreadable ({err}): the run was stopped while saving it; "
+              f"restarting this phase from epoch {initial_epoch}", file=sys.stderr)
+        shutil.rmtree(os.path.join(run_dir, backup))
+        history = runs.read_history(run_dir)
+        if "epoch" in history:
+            runs.write_csv(history[history["epoch"] < initial_epoch],
+                           os.path.join(run_dir, runs.HISTORY))
+
+
+def verbosity():
+    return 1 if sys.stdout.isatty() else 2
+
+
+def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose, cache,
+              initial_epoch=0):
+    """One training phase; with ``cache`` only the head trains, on cached backbone features."""
+    discard_unreadable_backup(run_dir, backup, initial_epoch)
+    raw_text = takes_raw_text(model)
+    train_ds = make_split_dataset(cfg.data, prepared, "train", training=not cache,
+                                  seed=cfg.train.seed, raw_text=raw_text)
+    dev_ds = make_split_dataset(cfg.data, prepared, "dev", raw_text=raw_text)
+    fit_model = model
+    if cache:
+        extractor, head = feature_cache.split_at_embedding(model)
+        fit_model = compile_model(head, cfg, len(prepared.vocab), prepared=prepared)
+        data = {}
+        for split, ds in (("train", train_ds), ("dev", dev_ds)):
+            rows, targets = prepared.splits[split]
+            key = feature_cache.cache_key(os.path.abspath(cfg.data.path), split, cfg.data.image_size,
+                                          cfg.model.name, cfg.model.params, list(rows["id"]),
+                                          feature_cache.weights_identity(cfg.train.init_from))
+            features = feature_cache.cached_features(
+                extractor, ds, os.path.join(cfg.train.feature_cache_dir, f"{key}.npy"))
+            data[split] = feature_cache.feature_dataset(features, targets, cfg.data.batch_size,
+                                                        training=split == "train", seed=cfg.train.seed)
+        train_ds, dev_ds = data["train"], data["dev"]
+    monitor = cfg.monitor()
+    fit_model.fit(train_ds, validation_data=dev_ds, epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=cfg.train.steps_per_epoch,
+                  shuffle=False,  # the tf.data pipeline shuffles
+                  verbose=verbose or verbosity(),
+                  callbacks=callbacks(run_dir, monitor, cfg.train.patience, extra_callbacks,
+                                      target=model, backup=backup))
+
+
+def fit_multiworker(model, strategy, cfg, prepared, run_dir):
+    """Multi-worker phase: custom distributed step (model.fit fails there, keras issue
+    20585); keeps the last epoch as best.keras since there is no dev-based selection."""
+    train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
+                                  raw_text=takes_raw_text(model))
+    epochs = distributed.fit_multiworker(
+        model, strategy, loss_for(cfg, prepared),
+        cfg.train.learning_rate, train_ds,
+        len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,
+        os.path.join(run_dir, "backup_multiworker"))
+    for epoch, loss in epochs:
+        runs.write_history_row(run_dir, epoch, {"loss": loss})
+    runs.save_model(model, os.path.join(run_dir, "best.keras"))
