@@ -80,9 +80,11 @@ def main(argv=None):
                         help="tf.distribute strategy for every config (multiworker reads TF_CONFIG)")
     parser.add_argument("--errors", metavar="ROW",
                         help="copy this row's seed error analysis (first seed) to OUT_errors.md")
-    parser.add_argument("--out", default="results/baselines")
+    parser.add_argument("--out", help="output prefix (default results/baselines; with --quick "
+                        "runs/quick/baselines, so smoke runs never overwrite committed results)")
     parser.add_argument("--workdir", default="runs/bench")
     args = parser.parse_args(argv)
+    args.out = args.out or ("runs/quick/baselines" if args.quick else "results/baselines")
 
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""

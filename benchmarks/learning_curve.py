@@ -56,9 +56,11 @@ def main(argv=None):
     parser.add_argument("--poster-config", default="configs/poster_pretrained.yaml")
     parser.add_argument("--text-config", default="configs/bag_of_words.yaml")
     parser.add_argument("--quick", action="store_true", help="use each config's quick block")
-    parser.add_argument("--out", default="results/learning_curve")
+    parser.add_argument("--out", help="output prefix (default results/learning_curve; with --quick "
+                        "runs/quick/learning_curve)")
     parser.add_argument("--workdir", default="runs/curve")
     args = parser.parse_args(argv)
+    args.out = args.out or ("runs/quick/learning_curve" if args.quick else "results/learning_curve")
     command = "python benchmarks/learning_curve.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""
     # (branch, model, x = training examples of the varied set, seed, results)

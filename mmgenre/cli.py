@@ -21,10 +21,11 @@ def _quiet_tensorflow():
 def cmd_train(args):
     _quiet_tensorflow()
     from mmgenre.config import load_config
-    from mmgenre.training.trainer import train_and_evaluate
 
     overrides = list(args.set) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
-    cfg = load_config(args.config, overrides=overrides, quick=args.quick)
+    cfg = load_config(args.config, overrides=overrides, quick=args.quick)  # before TensorFlow loads
+    from mmgenre.training.trainer import train_and_evaluate
+
     results = train_and_evaluate(cfg, args.workdir, allow_external_code=args.allow_external_code)
     run_dir = args.workdir or cfg.run_dir
     print(open(os.path.join(run_dir, "report.md"), encoding="utf-8").read())
@@ -89,11 +90,13 @@ def cmd_tune(args):
 
     search = search_lib.load_search_config(args.config, args.set, args.quick, args.tuner,
                                            args.max_trials)
+    if args.out:  # the trials' state follows --out, so two searches never share trials
+        search.directory = args.out.replace("{", "{{").replace("}", "}}")
     if args.workers:
         argv = ["--config", args.config, *sum((["--set", a] for a in args.set), [])]
         argv += ["--quick"] if args.quick else []
         argv += ["--tuner", args.tuner] if args.tuner else []
-        argv += ["--max-trials", str(args.max_trials)] if args.max_trials else []
+        argv += ["--max-trials", str(args.max_trials)] if args.max_trials is not None else []
         argv += ["--out", args.out] if args.out else []
         code = search_lib.launch_local(argv, args.workers, args.host, args.port,
                                        os.path.join(search_lib.search_dir(search), "logs"))
@@ -148,6 +151,8 @@ def cmd_score_fusion(args):
 def cmd_synth(args):
     from mmgenre.data.synth import make_synthetic
 
+    if not all(8 <= side <= 2048 for side in args.image_size):
+        raise ValueError(f"--image-size must be two sizes from 8 to 2048 pixels, got {args.image_size}")
     make_synthetic(args.out, args.n, args.seed, args.signal, tuple(args.image_size))
     print(f"wrote {args.n} synthetic movies to {args.out}")
 
@@ -264,6 +269,10 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
         print(f"mmgenre {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mmgenre {args.command}: interrupted; files written so far are whole, and the same "
+              "command resumes", file=sys.stderr)
+        return 130
     return code if isinstance(code, int) else 0
 
 

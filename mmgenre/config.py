@@ -34,6 +34,7 @@ SINGLE_LABEL_RULES = ("rarest", "first")
 LOSSES = ("crossentropy", "balanced", "focal")  # built by mmgenre.models.heads.loss_for
 # Threshold rules of mmgenre.evaluation.metrics.choose_thresholds; the first is the default.
 THRESHOLD_RULES = ("prevalence", "per_genre")
+SECTIONS = ("data", "model", "train", "evaluation")
 # Weightings of mmgenre.evaluation.score_fusion.fuse (here so the CLI lists them without numpy).
 FUSION_WEIGHTINGS = ("auto", "select")
 
@@ -89,7 +90,9 @@ class DataConfig:
         check_choice("data.task", self.task, TASKS)
         check_choice("data.bad_input", self.bad_input, BAD_INPUT_POLICIES)
         check_choice("data.single_label_rule", self.single_label_rule, SINGLE_LABEL_RULES)
-        if len(self.image_size) != 2 or min(self.image_size) < 8:
+        if len(self.image_size) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in self.image_size) \
+                or min(self.image_size) < 8:
             raise ConfigError(
                 f"data.image_size must be [height, width] with both >= 8, got {list(self.image_size)}"
             )
@@ -167,8 +170,8 @@ class TrainConfig:
     def check(self):
         if self.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise ConfigError(f"train.learning_rate must be a finite number > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
         check_choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
@@ -215,6 +218,11 @@ class ExperimentConfig:
         self.data.check()
         self.train.check()
         self.evaluation.check()
+        try:
+            self.run_dir
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(f"workdir {self.workdir!r} may only use the placeholder {{name}} "
+                              f"(problem: {err!r})") from None
         return self
 
     @property
@@ -298,7 +306,7 @@ def from_dict(cls, raw: dict, where: str = ""):
             )
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = from_dict(hint, value or {}, path)
+            kwargs[key] = from_dict(hint, {} if value is None else value, path)
         else:
             kwargs[key] = _coerce(value, hint, path)
     return cls(**kwargs)
@@ -309,16 +317,31 @@ def apply_override(raw: dict, assignment: str) -> dict:
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     dotted, text = assignment.split("=", 1)
-    return set_dotted(raw, dotted.strip(), yaml.safe_load(text))
+    return set_dotted(raw, dotted.strip(), parse_value(text, f"--set {assignment}"))
+
+
+def parse_value(text: str, where: str):
+    """A command-line value as YAML (numbers, lists, booleans), safely; errors name ``where``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not a valid YAML value ({problem})") from None
 
 
 def set_dotted(raw: dict, dotted: str, value: Any) -> dict:
     parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"cannot set {dotted!r}: empty key")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {dotted!r}: {part!r} is not a section")
+    if isinstance(node.get(parts[-1]), dict) or (len(parts) == 1 and parts[0] in SECTIONS):
+        # "--set data=0" would silently replace a whole section.
+        raise ConfigError(f"cannot set {dotted!r}: it is a section; set one of its keys "
+                          f"({dotted}.KEY=VALUE)")
     node[parts[-1]] = value
     return raw
 
@@ -337,14 +360,12 @@ def load_config(path=None, overrides=(), quick=False, raw: Optional[dict] = None
             raise ConfigError("load_config needs a path or a mapping")
         if not os.path.exists(path):
             raise ConfigError(f"config file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = yaml.safe_load(f) or {}
-            except yaml.YAMLError as err:
-                raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raw = read_yaml_mapping(path)
         raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     raw = dict(raw)
     quick_block = raw.pop("quick", None) or {}
+    if not isinstance(quick_block, dict):
+        raise ConfigError(f"{path or 'config'}: quick must be a mapping of dotted overrides")
     if quick:
         if not quick_block:
             raise ConfigError(f"{path or 'config'} has no 'quick' block for a smoke run")
@@ -353,6 +374,23 @@ def load_config(path=None, overrides=(), quick=False, raw: Optional[dict] = None
     for assignment in overrides:
         apply_override(raw, assignment)
     return from_dict(ExperimentConfig, raw).check()
+
+
+def read_yaml_mapping(path: str) -> dict:
+    """A YAML file that must hold a mapping (configs, search configs), read safely."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got a "
+                          f"{type(raw).__name__}")
+    return raw
 
 
 def save_config(config: ExperimentConfig, path: str):

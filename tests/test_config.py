@@ -60,3 +60,23 @@ def test_shipped_configs_load_in_both_variants(path):
     cfg = load_config(path)
     registry.check_params(cfg.model.name, cfg.model.params)
     assert load_config(path, quick=True).train.epochs == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=[", "not a valid YAML value"),
+    ("train.epochs=!!python/object/apply:os.system [echo]", "not a valid YAML value"),
+    ("data.image_size=[a,b]", "data.image_size must be"),
+    ("workdir=runs/{nme}", "may only use the placeholder"),
+    ("data=0", "it is a section"),
+    ("train.learning_rate=.inf", "finite number"),
+])
+def test_malformed_overrides_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(raw={}, overrides=[override])
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n"])
+def test_a_config_that_is_not_a_mapping_is_refused(tmp_path, text):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(str(tmp_path / "c.yaml"))

@@ -35,3 +35,20 @@ def test_multi_hot_and_single_label_rules():
 def test_no_genre_left_is_a_clear_error():
     with pytest.raises(ValueError, match="no genre has at least 50 train examples"):
         GenreVocabulary.from_train(_table(), min_count=50)
+
+
+def test_genre_spellings_merge_to_the_most_common_one_and_are_reported():
+    import pandas as pd
+
+    from mmgenre.data.labels import normalise_genres
+
+    table = pd.DataFrame({"genres": [["Drama"], ["drama", " DRAMA"], ["Drama"], ["Science  Fiction"],
+                                     ["science fiction"], ["Science Fiction"]]})
+    table, merged = normalise_genres(table)
+    assert table["genres"].tolist() == [["Drama"], ["Drama"], ["Drama"], ["Science Fiction"],
+                                        ["Science Fiction"], ["Science Fiction"]]
+    assert merged == {"Drama": [" DRAMA", "Drama", "drama"],
+                      "Science Fiction": ["Science  Fiction", "Science Fiction", "science fiction"]}
+    # A trained run's spelling wins on new data.
+    table, _ = normalise_genres(pd.DataFrame({"genres": [["DRAMA"]]}), known=["Drama"])
+    assert table["genres"].tolist() == [["Drama"]]

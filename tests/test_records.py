@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from conftest import write_csv_dataset
@@ -38,3 +40,61 @@ def test_user_csv_file_path_loads(tmp_path):
     table = load_records(str(tmp_path / "movies.csv"))
     assert table["split"].tolist() == ["train"] and table["genres"][0] == ["Drama", "Comedy"]
     assert path == str(tmp_path)
+
+
+def test_files_outside_the_dataset_are_never_read(tmp_path):
+    from conftest import write_image
+    from mmgenre.data.validate import validate
+
+    secret = write_image(tmp_path / "outside.jpg")
+    root = tmp_path / "data"
+    (root / "posters").mkdir(parents=True)
+    write_image(root / "posters" / "ok.jpg")
+    os.symlink(secret, root / "posters" / "link.jpg")
+    os.symlink(root / "posters" / "ok.jpg", root / "posters" / "inner.jpg")  # stays inside: fine
+    posters = ["../outside.jpg", str(secret), "posters/link.jpg", "posters/inner.jpg", "posters/ok.jpg"]
+    write_csv_dataset(root, [{"id": f"m{i}", "title": "t", "genres": "Drama", "overview": "words",
+                              "poster": p, "split": "train"} for i, p in enumerate(posters)])
+    table, report = validate(load_records(str(root)), show_progress=False)
+    assert report.counts["poster_outside_dataset"] == 3
+    assert table["has_poster"].tolist() == [False, False, False, True, True]
+    assert table["has_overview"].all()  # the movie stays usable for text models
+    # The explicit switch reads them.
+    table, report = validate(load_records(str(root), allow_outside=True), show_progress=False)
+    assert table["has_poster"].all() and not report.counts
+
+
+def test_mmimdb_ids_and_metadata_of_the_wrong_kind_are_per_row_problems(mmimdb_dir, tmp_path):
+    import json
+
+    from mmgenre.data.validate import validate
+
+    root = tmp_path / "mmimdb"
+    (tmp_path / "x.json").write_text(json.dumps({"genres": ["Drama"], "plot": ["outside"]}))
+    meta = {"0000001": [1, 2], "0000002": None, "0000003": {"genres": "Drama", "plot": ["p"]},
+            "0000004": {"genres": ["Horror"], "plot": 42}, "0000005": {"genres": ["Drama"], "plot": {"a": 1}}}
+    for movie_id, value in meta.items():
+        (root / "dataset" / f"{movie_id}.json").write_text(json.dumps(value))
+    splits = json.loads((root / "split.json").read_text())
+    splits["train"] += ["../../x", "0000099"]
+    (root / "split.json").write_text(json.dumps(splits))
+    table, report = validate(load_records(str(root)), show_progress=False)
+    assert dict(report.counts) == {"bad_metadata": 3, "outside_dataset": 1, "missing_metadata": 1,
+                                   "missing_overview": 2}
+    assert sorted(table["id"]) == ["0000004", "0000005", "0000006"]
+    assert table.set_index("id").loc["0000004", "genres"] == ["Horror"]
+    (root / "split.json").write_text(json.dumps({"train": 5}))
+    with pytest.raises(DataError, match="split.json: expected a mapping of split name to a list"):
+        load_records(str(root))
+
+
+def test_an_overview_of_invisible_characters_is_empty(tmp_path):
+    write_csv_dataset(tmp_path, [{"id": "a", "title": "A", "genres": "Drama",
+                                  "overview": "\u200b\u200b \ufeff", "poster": "", "split": "train"}])
+    assert load_records(str(tmp_path))["overview"][0] is None
+
+
+def test_a_header_only_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "movies.csv").write_text("id,title,genres,overview,poster,split\n")
+    with pytest.raises(DataError, match="lists no movies"):
+        load_records(str(tmp_path))

@@ -61,6 +61,8 @@ def load_records(path: str, allow_outside: bool = False) -> pd.DataFrame:
     """Reads a dataset in either layout into the movie table described above."""
     layout = detect_layout(path)
     table = load_csv(path, allow_outside) if layout == "csv" else load_mmimdb(path, allow_outside)
+    if table.empty:
+        raise DataError(f"{path}: the dataset lists no movies")
     table.attrs["path"] = os.path.abspath(path)
     table.attrs["layout"] = layout
     return table
@@ -75,7 +77,7 @@ def inside(path: str, root: str) -> bool:
 def _split_genres(value) -> list:
     if not isinstance(value, str):
         return []
-    return [g for g in value.split("|") if g.strip()]
+    return [g.strip() for g in value.split("|") if g.strip()]
 
 
 # Characters that render as nothing: an overview made only of them is empty.
@@ -175,7 +177,7 @@ def load_mmimdb(path: str, allow_outside: bool = False) -> pd.DataFrame:
             # type (a number, a mapping) leaves the overview missing.
             if isinstance(plot, list) and plot and isinstance(plot[0], str):
                 row["overview"] = _text_or_none(plot[0])
-            row["genres"] = [g for g in genres or [] if g.strip()]
+            row["genres"] = [g.strip() for g in genres or [] if g.strip()]
             title = meta.get("title")
             row["title"] = title if isinstance(title, str) and title.strip() else movie_id
     return pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)

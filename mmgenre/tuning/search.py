@@ -67,15 +67,19 @@ def load_search_config(path, overrides=(), quick=False, tuner=None, max_trials=N
     go to the base experiment), CLI ``tuner``/``max_trials`` win over the file."""
     if not os.path.exists(path):
         raise config_lib.ConfigError(f"search config not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
+    raw = config_lib.read_yaml_mapping(path)
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     quick_block = raw.pop("quick", None) or {}
+    if not isinstance(quick_block, dict):
+        raise config_lib.ConfigError(f"{path}: quick must be a mapping of overrides")
     changes = list(quick_block.items()) if quick else []
-    changes += [tuple(a.split("=", 1)) for a in overrides]
+    for assignment in overrides:
+        if "=" not in assignment:
+            raise config_lib.ConfigError(f"--set expects key=value, got {assignment!r}")
+        key, text = assignment.split("=", 1)
+        changes.append((key, config_lib.parse_value(text, f"--set {assignment}")))
     raw.setdefault("experiment_overrides", {})
     for key, value in changes:
-        value = yaml.safe_load(value) if isinstance(value, str) else value
         if key.startswith("experiment."):
             raw["experiment_overrides"][key[len("experiment."):]] = value
         else:
@@ -84,7 +88,7 @@ def load_search_config(path, overrides=(), quick=False, tuner=None, max_trials=N
         raw["directory"] = raw.get("directory", SearchConfig.directory).replace("{name}", "quick/{name}")
     if tuner:
         raw["tuner"] = tuner
-    if max_trials:
+    if max_trials is not None:
         raw["max_trials"] = max_trials
     return config_lib.from_dict(SearchConfig, raw).check()
 

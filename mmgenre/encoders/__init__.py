@@ -1,0 +1,1 @@
+"""Pretrained encoders that work offline: known sources, preparation, embedding."""

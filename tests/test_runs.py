@@ -1,0 +1,146 @@
+"""The run folder survives kills, refuses a second writer and other data, and loads safely.
+
+Faults are injected deterministically: an exception raised at a chosen write
+(KeyboardInterrupt, what Ctrl-C raises) stands for a kill at that point.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from mmgenre import runs
+from mmgenre.training.trainer import train_and_evaluate
+
+FAST = {"epochs": 2, "patience": 10}
+
+
+def _cfg(data, **train):
+    return tiny_config(data, "bag_of_words", {"units": 16}, train={**FAST, **train})
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = str(tmp_path / "metrics.json")
+    runs.write_json(path, {"old": 1})
+    with pytest.raises(KeyboardInterrupt):
+        with runs.atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
+                f.write('{"new": ')  # half written
+            raise KeyboardInterrupt
+    assert json.load(open(path)) == {"old": 1}
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_kill_while_writing_the_report_is_finished_by_a_rerun(synthetic_dir, tmp_path, monkeypatch):
+    from mmgenre.evaluation import score_fusion
+
+    run_dir = str(tmp_path / "run")
+    real = runs.write_text
+
+    def killed_at_report(path, text):
+        if path.endswith("report.md"):
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(runs, "write_text", killed_at_report)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    monkeypatch.undo()
+    assert os.path.exists(os.path.join(run_dir, "metrics.json")) and not runs.is_complete(run_dir)
+    # Nothing reads a half-finished folder as a result...
+    with pytest.raises(ValueError, match="not a finished run"):
+        score_fusion.saved_probabilities(run_dir)
+    # ...and the same command finishes it without training again.
+    history = pd.read_csv(os.path.join(run_dir, "history.csv"))
+    results = train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    assert runs.is_complete(run_dir) and os.path.exists(os.path.join(run_dir, "report.md"))
+    assert pd.read_csv(os.path.join(run_dir, "history.csv")).equals(history)
+    assert results == json.load(open(os.path.join(run_dir, "metrics.json")))
+    # A file of the record cut short later makes the folder unfinished again.
+    with open(os.path.join(run_dir, "report.md"), "r+") as f:
+        f.truncate(5)
+    assert not runs.is_complete(run_dir)
+
+
+class _KillInFirstEpoch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+class _KillAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_kill_in_the_first_epoch_and_an_empty_history_file_resume(synthetic_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(_cfg(synthetic_dir), run_dir, callbacks=[_KillInFirstEpoch()], verbose=0)
+    open(os.path.join(run_dir, "history.csv"), "w").close()  # what Keras' CSVLogger used to leave
+    train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    assert pd.read_csv(os.path.join(run_dir, "history.csv"))["epoch"].tolist() == [0, 1]
+    assert runs.is_complete(run_dir)
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(synthetic_dir, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    with runs.locked(run_dir):
+        with pytest.raises(runs.RunFolderError, match=f"in use by process {os.getpid()}"):
+            train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(os.path.join(run_dir, runs.LOCK), "w") as f:
+        json.dump({"pid": dead.pid, "host": __import__("socket").gethostname()}, f)
+    train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    assert f"stale lock of process {dead.pid}" in capsys.readouterr().out
+    assert runs.is_complete(run_dir) and not os.path.exists(os.path.join(run_dir, runs.LOCK))
+
+
+def test_resume_after_the_dataset_changed_is_refused(synthetic_dir, tmp_path):
+    data = shutil.copytree(synthetic_dir, tmp_path / "data")
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(_cfg(data), run_dir, callbacks=[_KillAfterFirstEpoch()], verbose=0)
+    train_and_evaluate(_cfg(data, epochs=1), str(tmp_path / "other"), verbose=0)  # unaffected
+    movies = pd.read_csv(data / "movies.csv")
+    movies.iloc[:-5].to_csv(data / "movies.csv", index=False)
+    with pytest.raises(runs.RunFolderError, match="dataset changed since this run started"):
+        train_and_evaluate(_cfg(data), run_dir, verbose=0)
+
+
+def test_a_failed_start_does_not_block_the_corrected_command(synthetic_dir, tmp_path):
+    from mmgenre.data.records import DataError
+
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(DataError, match="dataset not found"):
+        train_and_evaluate(_cfg(tmp_path / "typo"), run_dir, verbose=0)
+    results = train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    assert "test" in results["splits"] and runs.is_complete(run_dir)
+
+
+def test_resuming_never_runs_code_from_the_run_folder(synthetic_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    # Someone hands over the folder with a Lambda layer in best.keras, unfinished.
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(
+        os.path.join(run_dir, "best.keras"))
+    os.remove(os.path.join(run_dir, runs.COMPLETE))
+    with pytest.raises(ValueError, match="layer type.s. Lambda whose loading runs code"):
+        train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+
+
+def test_a_diverging_loss_stops_naming_the_epoch_before_anything_is_saved():
+    from mmgenre.training.fit import DivergenceGuard, TrainingDiverged
+
+    guard = DivergenceGuard()
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(0, {"loss": 0.5})
+    with pytest.raises(TrainingDiverged, match="loss is nan in epoch 3 .batch 4."):
+        guard.on_train_batch_end(3, {"loss": np.float32("nan")})
