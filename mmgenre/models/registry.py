@@ -32,6 +32,8 @@ _MODULES = (
     "mmgenre.models.bilstm_attention",
     "mmgenre.models.bag_of_words",
     "mmgenre.models.fusion",
+    "mmgenre.models.image_encoder",
+    "mmgenre.models.text_encoder",
 )
 
 

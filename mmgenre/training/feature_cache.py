@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from mmgenre import runs
 from mmgenre.models.weights import resolve_source
 
 
@@ -68,13 +70,18 @@ def cache_key(*parts) -> str:
 
 def cached_features(extractor, dataset, path: str) -> np.ndarray:
     """Features of every element of ``dataset`` (unshuffled, unaugmented), from ``path``
-    if it exists, else computed with a progress bar and saved there."""
+    if it loads, else computed with a progress bar and saved there atomically (a file cut
+    short by a kill is named and recomputed, not a crash for every run sharing it)."""
     if os.path.exists(path):
-        return np.load(path)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            print(f"warning: feature cache {path} is unreadable ({err}); computing it again",
+                  file=sys.stderr)
     print(f"caching backbone features -> {path}")
-    features = extractor.predict(dataset, verbose=1)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.save(path, features)
+    features = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
+    with runs.atomic_path(path) as tmp:
+        np.save(tmp, features)
     return features
 
 

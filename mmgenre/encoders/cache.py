@@ -1,0 +1,70 @@
+"""Frozen-encoder embeddings, computed once per encoder and input set, cached on disk.
+
+The key covers the encoder's identity (its prepared package hash, or its
+folder's weight files' sizes and times), and every input: the texts
+themselves, or each poster file's path, size and modification time. A changed
+overview or poster therefore recomputes; an unchanged one never does. Files are
+written atomically and a file that does not load with the expected shape is
+recomputed, naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+
+from mmgenre import runs
+from mmgenre.encoders import sources
+
+
+def encoder_identity(name: str) -> str:
+    folder = sources.resolve(name, sources.KNOWN[name].kind) if name in sources.KNOWN else name
+    prepared = runs.read_json(os.path.join(folder, "prepared.json")) if os.path.isdir(folder) else None
+    if prepared:
+        return prepared.get("sha256", "")
+    if os.path.isdir(folder):
+        return json.dumps(sorted((f, os.path.getsize(os.path.join(folder, f)),
+                                  os.path.getmtime(os.path.join(folder, f)))
+                                 for f in os.listdir(folder)))
+    return folder
+
+
+def _key(name: str, kind: str, inputs) -> str:
+    digest = hashlib.sha256(json.dumps([name, kind, encoder_identity(name)]).encode())
+    for item in inputs:
+        if kind == "image":
+            stat = os.stat(item)
+            item = f"{os.path.abspath(item)}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest.update(item.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def cached_embeddings(name: str, kind: str, inputs, show_progress: bool = True) -> np.ndarray:
+    """(n, d) embeddings of ``inputs`` (texts for kind "text", poster paths for "image")."""
+    inputs = list(inputs)
+    path = os.path.join(sources.home(), "embeddings", f"{os.path.basename(os.path.normpath(name))}-"
+                        f"{kind}-{_key(name, kind, inputs)}.npy")
+    if os.path.exists(path):
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.ndim == 2 and len(cached) == len(inputs):
+                return cached
+        except (OSError, ValueError, EOFError):
+            pass
+        print(f"warning: {path} is unreadable or of the wrong shape; computing it again",
+              file=sys.stderr)
+    if kind == "text":
+        from mmgenre.encoders.text import embed_texts
+
+        features = embed_texts(name, inputs, show_progress=show_progress)
+    else:
+        from mmgenre.encoders.image import embed_posters
+
+        features = embed_posters(name, inputs, show_progress=show_progress)
+    with runs.atomic_path(path) as tmp:
+        np.save(tmp, features)
+    return features

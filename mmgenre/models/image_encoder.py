@@ -1,0 +1,76 @@
+"""A pretrained keras-hub image backbone (EfficientNet-Lite0 by default) as a poster branch.
+
+The backbone comes from ``mmgenre.encoders`` (a known name prepared offline, a
+local preset folder, or a keras-hub handle), is frozen by default (with
+``train.cache_features: true`` its pooled features are computed once and only
+the head trains), and fine-tunes its last ``trainable_blocks`` stages at
+``train.fine_tune_learning_rate`` in phase two. Posters arrive in [0, 1] like
+every mmgenre image model; a Rescaling layer applies the checkpoint's own input
+scaling ((x - 127) / 128 on 0-255 pixels for EfficientNet-Lite0).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.registry import register
+
+STAGES = ("block7", "block6", "block5", "block4", "block3", "block2", "block1")  # last first
+
+
+def _unfreeze(model, blocks: int):
+    if not 0 <= blocks <= len(STAGES):
+        raise ValueError(f"blocks to fine-tune must be in [0, {len(STAGES)}], got {blocks}")
+    backbone = model.get_layer("backbone")
+    backbone.trainable = blocks > 0
+    for layer in backbone.layers:
+        # BatchNorm stays frozen: its statistics on ~1,000 posters would hurt (Keras guide).
+        layer.trainable = (blocks > 0 and (layer.name.startswith(STAGES[:blocks])
+                                           or layer.name.startswith("top_"))
+                           and not isinstance(layer, keras.layers.BatchNormalization))
+    return model
+
+
+def unfreeze_last_blocks(model, blocks: int):
+    """Phase two: the last ``blocks`` stages (and the top conv) become trainable."""
+    if blocks < 1:
+        raise ValueError(f"fine_tune_blocks must be >= 1, got {blocks}")
+    return _unfreeze(model, blocks)
+
+
+@register("image_encoder", modalities=("poster",), fine_tune=unfreeze_last_blocks,
+          description="pretrained keras-hub image backbone (EfficientNet-Lite0), frozen or fine-tuned")
+def build_image_encoder(num_genres: int, task: str = "multilabel", image_size=(224, 224),
+                        encoder: str = "efficientnet_lite0", trainable_blocks: int = 0,
+                        dense_units: int = 256, dropout: float = 0.3):
+    """Builds backbone + global average pooling + Dense "embedding" + genre head.
+
+    Args:
+        num_genres: int. number of genres.
+        task: str. "multilabel" or "single".
+        image_size: (height, width); EfficientNet-Lite0 was trained at 224x224.
+        encoder: str. a known encoder (``mmgenre encoders list``), a preset
+            folder, or a keras-hub preset handle. Defaults to "efficientnet_lite0".
+        trainable_blocks: int. how many of the last stages to train from the
+            start; 0 freezes the backbone. Defaults to 0.
+        dense_units: int. width of the "embedding" layer. Defaults to 256.
+        dropout: float. dropout before the head. Defaults to 0.3.
+
+    Returns:
+        keras.Model: {"poster": (batch, height, width, 3) in [0, 1]} -> (batch, num_genres).
+    """
+    from mmgenre.encoders.image import load_image_encoder
+
+    check_rates(dropout=dropout)
+    backbone, settings = load_image_encoder(encoder)
+    backbone.name = "backbone"
+    offset, divisor = settings["input_scale"]
+    poster = keras.Input(shape=(*image_size, 3), name="poster")
+    x = keras.layers.Rescaling(255.0 / divisor, offset=-offset / divisor, name="encoder_scaling")(poster)
+    x = backbone(x, training=False)  # BatchNorm in inference mode, frozen or not
+    x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    model = keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="image_encoder")
+    return _unfreeze(model, trainable_blocks)

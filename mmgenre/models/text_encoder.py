@@ -1,0 +1,81 @@
+"""A pretrained BERT-family encoder (all-MiniLM-L6-v2 by default) as an overview branch.
+
+The model takes raw overview strings: keras-hub's WordPiece tokenizer and a
+packer ([CLS] ... [SEP], padded to ``sequence_length``) sit inside it, so the
+saved .keras file carries its vocabulary and serves raw text. Pooling follows
+the checkpoint (mean over real tokens, L2 normalisation: ``MaskedMeanPooling``).
+Frozen by default (``train.cache_features: true`` computes the pooled
+embeddings once); phase two fine-tunes the last ``fine_tune_blocks``
+transformer layers at ``train.fine_tune_learning_rate``.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.layers import MaskedMeanPooling
+from mmgenre.models.registry import register
+
+
+def _unfreeze(model, layers: int):
+    backbone = model.get_layer("backbone")
+    blocks = [layer for layer in backbone.layers if layer.name.startswith("transformer_layer_")]
+    if not 0 <= layers <= len(blocks):
+        raise ValueError(f"layers to fine-tune must be in [0, {len(blocks)}], got {layers}")
+    backbone.trainable = layers > 0
+    for layer in backbone.layers:
+        layer.trainable = layer in blocks[len(blocks) - layers:] if layers else False
+    return model
+
+
+def unfreeze_last_layers(model, layers: int):
+    """Phase two: the last ``layers`` transformer layers become trainable."""
+    if layers < 1:
+        raise ValueError(f"fine_tune_blocks must be >= 1, got {layers}")
+    return _unfreeze(model, layers)
+
+
+@register("text_encoder", modalities=("overview",), fine_tune=unfreeze_last_layers,
+          description="pretrained keras-hub BERT encoder (all-MiniLM-L6-v2) on raw text, frozen or fine-tuned")
+def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_length: int = 256,
+                       encoder: str = "minilm", trainable_layers: int = 0, dense_units: int = 256,
+                       dropout: float = 0.3):
+    """Builds tokenizer + packer + backbone + mean pooling + Dense "embedding" + genre head.
+
+    Args:
+        num_genres: int. number of genres.
+        task: str. "multilabel" or "single".
+        sequence_length: int. word pieces per overview, [CLS] and [SEP] included
+            (data.sequence_length; all-MiniLM-L6-v2 was trained on 256).
+        encoder: str. a known encoder (``mmgenre encoders list``), a Hugging
+            Face-format or keras-hub preset folder, or a preset handle.
+        trainable_layers: int. how many of the last transformer layers train from
+            the start; 0 freezes the encoder. Defaults to 0.
+        dense_units: int. width of the "embedding" layer. Defaults to 256.
+        dropout: float. dropout before the head. Defaults to 0.3.
+
+    Returns:
+        keras.Model: {"overview": (batch,) strings} -> (batch, num_genres).
+    """
+    import keras_hub
+
+    from mmgenre.encoders.text import load_text_encoder
+
+    check_rates(dropout=dropout)
+    backbone, tokenizer = load_text_encoder(encoder)
+    backbone.name = "backbone"
+    tokenizer.name = "tokenizer"
+    packer = keras_hub.layers.StartEndPacker(
+        sequence_length=sequence_length, start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+        return_padding_mask=True, name="packer")
+    overview = keras.Input(shape=(), dtype="string", name="overview")
+    token_ids, padding_mask = packer(tokenizer(overview))
+    sequence = backbone({"token_ids": token_ids, "padding_mask": padding_mask,
+                         "segment_ids": keras.ops.zeros_like(token_ids)})["sequence_output"]
+    x = MaskedMeanPooling(name="pooled")([sequence, padding_mask])
+    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    model = keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="text_encoder")
+    return _unfreeze(model, trainable_layers)
