@@ -67,7 +67,9 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override applied to every config")
     parser.add_argument("--classical", nargs="*", default=[],
-                        help="classical baselines: tfidf, poster, tfidf+poster")
+                        help="classical baselines: tfidf, poster, a prepared encoder's linear probe "
+                             "(minilm, efficientnet_lite0), or parts joined by + (tfidf+minilm); "
+                             "encoders are prepared first when needed")
     parser.add_argument("--score-fusion", nargs="+", action="append", default=[], metavar="ROW",
                         help="fuse the probabilities of two or more rows (config names, variant "
                              "names or classical kinds)")
@@ -83,6 +85,10 @@ def main(argv=None):
     parser.add_argument("--out", help="output prefix (default results/baselines; with --quick "
                         "runs/quick/baselines, so smoke runs never overwrite committed results)")
     parser.add_argument("--workdir", default="runs/bench")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="add 95%% paired bootstrap intervals of test mAP (N resamples of the "
+                             "test movies, first seed) per row and for best fused minus best "
+                             "unimodal, both chosen on dev mAP")
     args = parser.parse_args(argv)
     args.out = args.out or ("runs/quick/baselines" if args.quick else "results/baselines")
 
@@ -91,7 +97,16 @@ def main(argv=None):
     rows = [(path, []) for path in args.configs] + (read_variants(args.variants) if args.variants else [])
     if not rows:
         parser.error("nothing to run: give --configs and/or --variants")
+    from mmgenre.encoders import sources
+    from mmgenre.models import registry
+    from mmgenre.models.classical import kind_modalities
+
+    for kind in args.classical:  # the headline prepares its encoders itself (idempotent)
+        for part in kind.split("+"):
+            if part in sources.KNOWN:
+                print(f"encoder {part}: {sources.prepare(part)}")
     runs, folders, data_cfg = [], [], None
+    modalities = {}  # row name -> inputs it reads, to tell fused rows from unimodal ones
     for seed in args.seeds:
         run_dirs = {}
         for path, variant in rows:
@@ -101,6 +116,7 @@ def main(argv=None):
             cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
             run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
             runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
+            modalities[cfg.name] = set(registry.get(cfg.model.name).modalities)
             folders.append((cfg.name, seed, run_dirs[cfg.name]))
             data_cfg = cfg.data
         for kind in args.classical:
@@ -109,6 +125,7 @@ def main(argv=None):
                          run_classical(data_cfg, kind, out, seed, args.thresholds)))
             run_dirs[kind] = out
             folders.append((runs[-1][0], seed, out))
+            modalities[runs[-1][0]] = modalities[kind] = set(kind_modalities(kind))
         for members in args.score_fusion:
             missing = [n for n in members if n not in run_dirs]
             if missing or len(members) < 2:
@@ -118,6 +135,7 @@ def main(argv=None):
             results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds)
             runs.append((f"score fusion {'+'.join(members)}", seed, results))
             folders.append((runs[-1][0], seed, out))
+            modalities[runs[-1][0]] = set().union(*(modalities[n] for n in members))
         if args.select_ensemble is not None:
             candidates = args.select_ensemble or list(run_dirs)
             if not set(candidates) <= set(run_dirs):
@@ -128,6 +146,7 @@ def main(argv=None):
                                        args.thresholds, weighting="select")
             runs.append(("score fusion selected on dev", seed, results))
             folders.append((runs[-1][0], seed, out))
+            modalities[runs[-1][0]] = set().union(*(modalities[n] for n in candidates))
     summary, per_run = reports.summarize_runs(runs, HEADLINE)
     # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
     dev, _ = reports.summarize_runs(runs, ["mAP"], split="dev")
@@ -143,13 +162,15 @@ def main(argv=None):
     per_genre.to_csv(args.out + "_per_genre.csv")
     table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
     rules = reports.threshold_rule_table(runs)
+    intervals = bootstrap_section(folders, modalities, data_cfg, args.seeds[0], args.bootstrap) \
+        if args.bootstrap else ""
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
                 f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
                 f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n{reports.fusion_verdict(summary)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                f"absent.\n\n{table}\n\n{intervals}{reports.fusion_verdict(summary)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
                 "## F1 on test under each threshold rule (mean over seeds)\n\n"
                 f"{reports.to_markdown(rules)}\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
@@ -164,6 +185,38 @@ def main(argv=None):
             f.write(f"{reports.provenance(command)}\n\nRun folder: `{source}` (seed {args.seeds[0]}).\n\n"
                     f"{analysis}")
     print(table)
+
+
+def bootstrap_section(folders, modalities, data_cfg, seed, resamples) -> str:
+    """Markdown: 95% paired bootstrap intervals of test mAP per row, and of the difference
+    between the fused and the unimodal row with the best *dev* mAP (test never chooses)."""
+    from mmgenre.evaluation.intervals import paired_bootstrap
+    from mmgenre.evaluation.metrics import mean_average_precision
+    from mmgenre.evaluation.score_fusion import aligned_probabilities
+
+    chosen = [(name, folder) for name, s, folder in folders if s == seed]
+    prepared, members, _, _ = aligned_probabilities([f for _, f in chosen], data_cfg)
+    names = [name for name, _ in chosen]
+    dev = {n: mean_average_precision(prepared.splits["dev"][1], m["dev"]) for n, m in zip(names, members)}
+    fused = [n for n in names if modalities.get(n) == {"poster", "overview"}]
+    single = [n for n in names if n not in fused]
+    pairs = []
+    if fused and single:
+        pairs = [(max(fused, key=dev.get), max(single, key=dev.get))]
+    out = paired_bootstrap(prepared.splits["test"][1], {n: m["test"] for n, m in zip(names, members)},
+                           resamples=resamples, pairs=pairs)
+    rows = [f"| {n} | {dev[n]:.3f} | {out[n][0]:.3f} | [{out[n][1]:.3f}, {out[n][2]:.3f}] |"
+            for n in names]
+    text = (f"## 95% paired bootstrap intervals (test mAP, seed {seed}, {resamples} resamples of the "
+            f"{len(prepared.splits['test'][1])} test movies every row scored)\n\n"
+            "| model | dev mAP | test mAP | 95% interval |\n|---|---|---|---|\n" + "\n".join(rows))
+    for a, b in pairs:
+        point, low, high = out[f"{a} - {b}"]
+        verdict = "above 0" if low > 0 else "not above 0"
+        text += (f"\n\nChosen on dev mAP: best fused row **{a}**, best unimodal row **{b}**. "
+                 f"Test mAP difference {point:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}] "
+                 f"({verdict}).")
+    return text + "\n\n"
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def test_score_fusion_weight_is_chosen_on_dev():
     weight, score = score_fusion.choose_weight(informative, noise, y)
     assert weight > 0.5 and score > 0.95  # leans on the informative model
     fused, (w, rest) = score_fusion.fuse([{"dev": noise, "test": noise},
-                                          {"dev": informative, "test": informative}], y)
+                                          {"dev": informative, "test": informative}], y,
+                                         space="probability")
     assert w < 0.5 and rest == 1 - w and np.allclose(fused["test"], w * noise + (1 - w) * informative)
     with pytest.raises(ValueError, match="at least two runs"):
         score_fusion.fuse([{"dev": noise}], y)

@@ -41,8 +41,13 @@ def load_text_encoder(name: str):
     return backbone, tokenizer
 
 
-def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
-    """(n, hidden) float32 L2-normalised mean-pooled embeddings of ``texts`` (n strings)."""
+def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = True,
+                pad_to: int | None = None) -> np.ndarray:
+    """(n, hidden) float32 L2-normalised mean-pooled embeddings of ``texts`` (n strings).
+
+    ``pad_to`` pads every batch to that many tokens instead of its own longest
+    overview (the slow way, kept for benchmarks/encoder_speed.py).
+    """
     backbone, tokenizer = load_text_encoder(name)
     limit = min(MAX_TOKENS, backbone.max_sequence_length) - 2  # room for [CLS] and [SEP]
     ids = [np.asarray(tokenizer(t), np.int32)[:limit] for t in texts]
@@ -57,7 +62,7 @@ def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = Tr
     if show_progress:
         batches = progress(batches, len(batches), f"embedding {len(ids)} texts")
     for batch in batches:
-        width = max(len(ids[i]) for i in batch)
+        width = pad_to or max(len(ids[i]) for i in batch)
         token_ids = np.zeros((len(batch), width), np.int32)
         mask = np.zeros((len(batch), width), np.int32)
         for row, i in enumerate(batch):
