@@ -47,21 +47,40 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     _quiet_tensorflow()
+    if args.data:
+        if args.poster or args.overview:
+            raise ValueError("predict takes either --data (a dataset) or --poster/--overview (one movie)")
+        from mmgenre.serving.batch import predict_dataset
+
+        out = args.out or os.path.join(args.run_dir, "predictions.csv")
+        predict_dataset(args.run_dir, args.data, out, args.split, args.allow_external_code)
+        return 0
     from mmgenre.inference import attention_words, load_run, predict_movie
 
     run = load_run(args.run_dir, args.allow_external_code)
     ranked = predict_movie(run, args.poster, args.overview)
     words = attention_words(run, args.overview) if args.overview else []
+    # Every predicted genre is shown; --top adds the next most probable ones up to that count.
+    shown = [r for i, r in enumerate(ranked) if r[2] or i < args.top]
     if args.json:
-        print(json.dumps({"genres": [{"genre": g, "probability": p, "predicted": on}
-                                     for g, p, on in ranked],
+        print(json.dumps({"genres": [{"genre": g, "probability": p, "predicted": on, "threshold": t}
+                                     for g, p, on, t in shown],
                           "attention": [{"word": w, "weight": a} for w, a in words]}))
         return
-    print("predicted genres: " + (", ".join(g for g, _, on in ranked if on) or "(none above threshold)"))
-    for genre, prob, on in ranked[: args.top]:
-        print(f"  {'*' if on else ' '} {genre:<20} {prob:.3f}")
+    print("predicted genres: " + (", ".join(g for g, _, on, _ in ranked if on) or "(none above threshold)"))
+    print(f"    {'genre':<20} {'prob':>6} {'threshold':>9}")
+    for genre, prob, on, threshold in shown:
+        print(f"  {'*' if on else ' '} {genre:<20} {prob:6.3f} {threshold:9.3f}")
     if words:
         print("most attended words: " + ", ".join(f"{w} ({a:.2f})" for w, a in words))
+
+
+def cmd_export(args):
+    _quiet_tensorflow()
+    from mmgenre.serving.export import export_run
+
+    out = export_run(args.run_dir, args.out, args.format, args.allow_external_code)
+    print(f"exported {args.run_dir} ({args.format}) to {out}; genre names in {out}/genres.json")
 
 
 def cmd_validate(args):
@@ -216,10 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--poster", help="poster image file")
     p.add_argument("--overview", help="plot overview text")
-    p.add_argument("--top", type=int, default=10, help="how many genres to list")
+    p.add_argument("--top", type=int, default=10,
+                   help="list at least this many genres (every predicted one is always listed)")
+    p.add_argument("--data", help="predict every movie of this dataset (CSV or MM-IMDb layout)")
+    p.add_argument("--split", choices=("train", "dev", "test"), help="with --data: only this split")
+    p.add_argument("--out", help="with --data: predictions CSV (default RUN_DIR/predictions.csv)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a run for serving on raw poster bytes and text")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="export folder (replaced when complete)")
+    p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
+    p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("validate", help="check a dataset and print the per-reason report")
     p.add_argument("data")

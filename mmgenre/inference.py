@@ -32,8 +32,12 @@ class Run:
     thresholds: np.ndarray | None
 
     @property
+    def spec(self):
+        return registry.get(self.config.model.name)
+
+    @property
     def modalities(self):
-        return registry.get(self.config.model.name).modalities
+        return self.spec.modalities
 
 
 def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
@@ -88,29 +92,40 @@ def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str
 
 
 def predict_movie(run: Run, poster: str | None = None, overview: str | None = None):
-    """Genre probabilities for one movie, highest first: [(genre, prob, predicted)].
+    """Genre probabilities for one movie, highest first: [(genre, prob, predicted, threshold)].
 
-    A unimodal model needs only its own input; giving the other is an error
-    so nobody believes a text model looked at a poster.
+    A unimodal model needs its own input; giving the other is an error so
+    nobody believes a text model looked at a poster. A fused model takes either
+    or both: an absent input is what it was trained to stand in for (a zero
+    poster, an empty overview).
     """
     given = {"poster": poster, "overview": overview}
-    inputs = {}
+    fused = run.spec.accepts_missing
     for modality in ("poster", "overview"):
-        if modality in run.modalities and given[modality] is None:
-            raise ValueError(f"model {run.config.model.name!r} needs --{modality}")
         if modality not in run.modalities and given[modality] is not None:
             raise ValueError(f"model {run.config.model.name!r} does not take a {modality}; "
                              f"it takes {list(run.modalities)}")
-    if poster is not None:
-        problem, _ = inspect_poster(poster, run.config.data.max_image_pixels)
-        if problem:
-            raise ValueError(f"{poster}: cannot use this poster ({problem})")
-        image = pipeline.read_poster(poster, tuple(run.config.data.image_size))
+    for modality in ("poster", "overview"):
+        if modality in run.modalities and given[modality] is None and not fused:
+            raise ValueError(f"model {run.config.model.name!r} needs --{modality}")
+    if poster is None and overview is None:
+        raise ValueError(f"give --poster and/or --overview (model {run.config.model.name!r} "
+                         f"takes {list(run.modalities)})")
+    size = tuple(run.config.data.image_size)
+    inputs = {}
+    if "poster" in run.modalities:
+        if poster is not None:
+            problem, _ = inspect_poster(poster, run.config.data.max_image_pixels)
+            if problem:
+                raise ValueError(f"{poster}: cannot use this poster ({problem})")
+            image = pipeline.read_poster(poster, size)
+        else:
+            image = tf.zeros((*size, 3), tf.uint8)  # absent: the fused model's stand-in
         inputs["poster"] = pipeline.to_unit_range(image)[tf.newaxis]
-    if overview is not None:
-        if not overview.strip():
+    if "overview" in run.modalities:
+        if overview is not None and not overview.strip():
             raise ValueError("the overview is empty")
-        text = tf.constant([overview])
+        text = tf.constant([overview or ""])
         inputs["overview"] = text if prepare.takes_raw_text(run.model) else run.vectorizer(text)
     # predict_on_batch runs the compiled predict function without building a dataset
     # per call (model.predict did, about 140 ms per movie on 2 CPU cores); an eager
@@ -120,7 +135,8 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
     if run.config.data.task == "single":
         thresholds = np.where(np.arange(len(probs)) == np.argmax(probs), 0.0, 1.1)
     order = np.argsort(-probs)
-    return [(run.vocab.genres[i], float(probs[i]), bool(probs[i] >= thresholds[i])) for i in order]
+    return [(run.vocab.genres[i], float(probs[i]), bool(probs[i] >= thresholds[i]),
+             float(thresholds[i])) for i in order]
 
 
 def attention_words(run: Run, overview: str, top: int = 5):

@@ -26,13 +26,19 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def read_poster(path, image_size):
-    """File path -> (height, width, 3) uint8, whatever the format or channels.
+    """File path -> (height, width, 3) uint8, whatever the format or channels."""
+    return decode_poster(tf.io.read_file(path), image_size)
+
+
+def decode_poster(data, image_size):
+    """Encoded image bytes -> (height, width, 3) uint8: the one decode of training, evaluation
+    and exported models.
 
     decode_image reads JPEG/PNG/GIF/BMP by content (a PNG named .jpg works),
     converts grayscale, palette, RGBA and CMYK to RGB (channels=3), and keeps
     only the first frame of a GIF (expand_animations=False).
     """
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)

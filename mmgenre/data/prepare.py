@@ -50,7 +50,7 @@ class PreparedData:
 
 
 def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
-                 show_progress=True) -> PreparedData:
+                 show_progress=True, require_genres=True) -> PreparedData:
     """Loads, validates and labels a dataset for the model described by ``spec``.
 
     Args:
@@ -61,11 +61,13 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         vocab, vectorizer: from a trained run when evaluating on new data;
             otherwise both are fitted on this dataset's train split only.
         path: a dataset other than ``data_cfg.path``.
+        require_genres: False keeps rows without genres (prediction on unlabelled data;
+            needs ``vocab``).
     """
     records = load_records(path or data_cfg.path, allow_outside=data_cfg.allow_outside_files)
     modalities = spec.modalities
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
-                             show_progress=show_progress)
+                             show_progress=show_progress, require_genres=require_genres)
     table, merged = labels_lib.normalise_genres(table, vocab.genres if vocab is not None else ())
     for kept, spellings in merged.items():
         report.add("genre_spelling_merged", f"{kept!r} <- {spellings}", note=True)

@@ -169,7 +169,8 @@ def _has_surrogates(text: str) -> bool:
 
 
 def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
-             max_image_pixels: int = 40_000_000, show_progress: bool = True):
+             max_image_pixels: int = 40_000_000, show_progress: bool = True,
+             require_genres: bool = True):
     """Checks every row; returns (clean table, ValidationReport).
 
     The clean table keeps rows without row-level problems and gains boolean
@@ -182,6 +183,7 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
         modalities: which modalities to check; a posters-only dataset is
             validated with ("poster",) so its empty overviews are not errors.
         max_image_pixels: posters above this are rejected as huge_image.
+        require_genres: drop rows without genres (False: unlabelled data to predict).
     """
     if policy not in ("skip", "strict"):
         raise ValueError(f"policy must be 'skip' or 'strict', got {policy!r}")
@@ -212,7 +214,7 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
         if row.split not in SPLITS:
             report.add("unknown_split", f"{row.source} (split {row.split!r})")
             drop[i] = True
-        elif not row.genres:
+        elif not row.genres and require_genres:
             report.add("no_genres", f"{row.source} (id {row.id})")
             drop[i] = True
         elif any(_has_surrogates(g) for g in row.genres):

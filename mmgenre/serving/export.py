@@ -1,0 +1,125 @@
+"""Export a run for serving on raw inputs: a SavedModel (TensorFlow Serving) or TFLite.
+
+The serving signature takes what a client has, batched strings: ``poster``
+(encoded JPEG/PNG/GIF/BMP bytes) and ``overview`` (text), only the inputs the
+model reads; for fused models an empty string means "missing" (the zero poster
+or empty overview the model was trained to stand in for). Inside the graph the
+poster is decoded, resized and scaled by the same functions training used
+(``pipeline.decode_poster``, ``to_unit_range``) and the overview vectorised by
+the run's own vocabulary, so outputs match ``mmgenre predict``. It returns
+``probabilities`` (batch, genres) and ``predicted`` (batch, genres) booleans at
+the run's dev-chosen thresholds; the genre names are the ``genres`` endpoint and
+``genres.json`` beside the model.
+
+TFLite has no kernel for the antialiased resize inside a decode loop (the
+converter stops at ScaleAndTranslate), so ``--format tflite`` converts the model
+on its tensor inputs instead (``poster``: (batch, height, width, 3) float32 in
+[0, 1], resized as ``genres.json`` says; ``overview``: token ids), leaving
+decoding to the app as mobile apps do; models whose ops TFLite lacks fail with
+an error naming the op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from mmgenre import runs
+from mmgenre.data import pipeline
+from mmgenre.data.prepare import takes_raw_text
+from mmgenre.inference import load_run
+
+FORMATS = ("saved_model", "tflite")
+
+
+def serving_function(run):
+    """(fn, input signature) of the raw-input endpoint for a loaded run."""
+    model, modalities = run.model, tuple(run.modalities)
+    size = tuple(run.config.data.image_size)
+    fused = run.spec.accepts_missing
+    raw_text = takes_raw_text(model)
+    n = len(run.vocab.genres)
+    thresholds = tf.constant(run.thresholds if run.thresholds is not None else np.full(n, 0.5),
+                             tf.float32)
+    single = run.config.data.task == "single"
+
+    def decode(data):
+        if not fused:
+            return pipeline.decode_poster(data, size)
+        return tf.cond(tf.strings.length(data) > 0, lambda: pipeline.decode_poster(data, size),
+                       lambda: tf.zeros((*size, 3), tf.uint8))
+
+    def serve(**raw):
+        inputs = {}
+        if "poster" in modalities:
+            images = tf.map_fn(decode, raw["poster"], fn_output_signature=tf.TensorSpec((*size, 3), tf.uint8))
+            inputs["poster"] = pipeline.to_unit_range(images)
+        if "overview" in modalities:
+            inputs["overview"] = raw["overview"] if raw_text else run.vectorizer(raw["overview"])
+        probabilities = model(inputs, training=False)
+        if single:
+            predicted = tf.one_hot(tf.argmax(probabilities, axis=-1), n) > 0
+        else:
+            predicted = probabilities >= thresholds
+        return {"probabilities": probabilities, "predicted": predicted}
+
+    signature = {m: tf.TensorSpec([None], tf.string, name=m) for m in modalities}
+    return serve, signature
+
+
+def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
+               allow_external_code: bool = False) -> str:
+    """Writes the export to ``out_dir`` (replaced whole only when complete); returns it."""
+    import keras
+
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+    run = load_run(run_dir, allow_external_code)
+    serve, signature = serving_function(run)
+    staging = f"{os.path.abspath(out_dir)}.tmp{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    archive = keras.export.ExportArchive()
+    archive.track(run.model)
+    if fmt == "tflite":
+        tensors = {name: tf.TensorSpec(t.shape, t.dtype, name=name)
+                   for name, t in run.model.input.items()}
+        archive.add_endpoint("serve", lambda inputs: {"probabilities": run.model(inputs)},
+                             input_signature=[tensors])
+    else:
+        if run.vectorizer is not None:
+            run.vectorizer(tf.constant(["build"]))  # a layer must be built before it is tracked
+            archive.track(run.vectorizer)
+        archive.add_endpoint("serve", lambda inputs: serve(**inputs), input_signature=[signature])
+        genres = tf.constant(run.vocab.genres)
+        archive.add_endpoint("genres", lambda: {"genres": genres}, input_signature=[])
+    saved_model = os.path.join(staging, "saved_model") if fmt == "tflite" else staging
+    archive.write_out(saved_model, verbose=False)
+    if fmt == "tflite":
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                               tf.lite.OpsSet.SELECT_TF_OPS]
+        try:
+            flat = converter.convert()
+        except Exception as err:  # the converter raises many types; all mean "not convertible"
+            shutil.rmtree(staging, ignore_errors=True)
+            first = str(err).strip().splitlines()[0][:300]
+            raise ValueError(f"{run_dir}: model {run.config.model.name!r} cannot be converted to "
+                             f"TFLite ({first}); export --format saved_model instead") from None
+        shutil.rmtree(saved_model)
+        os.makedirs(staging, exist_ok=True)
+        with open(os.path.join(staging, "model.tflite"), "wb") as f:
+            f.write(flat)
+    runs.write_json(os.path.join(staging, "genres.json"), {
+        "genres": run.vocab.genres, "inputs": list(signature), "task": run.config.data.task,
+        "image_size": list(run.config.data.image_size), "format": fmt,
+        "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds],
+        "missing_input": "empty string" if run.spec.accepts_missing else None,
+        "source_run": os.path.abspath(run_dir)})
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    return out_dir

@@ -1,0 +1,128 @@
+"""Export on raw inputs, batch prediction and single-movie prediction of trained runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from mmgenre.training.trainer import train_and_evaluate
+
+MODELS = {"cnn": ("cnn", {}), "lstm": ("lstm", {}),
+          "fusion": ("fusion", {"image_branch": "cnn", "text_branch": "bag_of_words",
+                                "modality_dropout": 0.2, "fusion_units": 16})}
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    out = {}
+    for name, (model, params) in MODELS.items():
+        cfg = tiny_config(synthetic_dir, model, params, train={"epochs": 2})
+        train_and_evaluate(cfg, str(root / name), verbose=0)
+        out[name] = str(root / name)
+    return root, out
+
+
+_LOAD = """
+import json, sys
+import tensorflow as tf
+out = []
+for folder, poster, overview in json.loads(sys.argv[1]):
+    model = tf.saved_model.load(folder)
+    raw = {}
+    if poster is not None:
+        raw["poster"] = tf.constant([open(poster, "rb").read() if poster else b""])
+    if overview is not None:
+        raw["overview"] = tf.constant([overview])
+    result = model.serve(raw)
+    out.append({"p": result["probabilities"].numpy()[0].tolist(),
+                "on": result["predicted"].numpy()[0].tolist(),
+                "genres": [g.decode() for g in model.genres()["genres"].numpy()]})
+print(json.dumps(out))
+"""
+
+
+def test_exported_models_match_predict_on_raw_inputs_in_a_fresh_process(trained, synthetic_dir):
+    from mmgenre.inference import load_run, predict_movie
+    from mmgenre.serving.export import export_run
+
+    root, runs_ = trained
+    movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"))
+    poster = os.path.join(synthetic_dir, movies["poster"][0])
+    overview = movies["overview"][0]
+    cases, expected = [], []
+    for name, run_dir in runs_.items():
+        run = load_run(run_dir)
+        folder = export_run(run_dir, str(root / f"export-{name}"))
+        given = {"poster": poster if "poster" in run.modalities else None,
+                 "overview": overview if "overview" in run.modalities else None}
+        cases.append([folder, given["poster"], given["overview"]])
+        expected.append(predict_movie(run, **given))
+        if name == "fusion":  # an empty string is a missing input, like predict's absent one
+            cases.append([folder, "", overview])
+            expected.append(predict_movie(run, overview=overview))
+    done = subprocess.run([sys.executable, "-c", _LOAD, json.dumps(cases)], check=True,
+                          capture_output=True, text=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    for (folder, _, _), want, result in zip(cases, expected, got):
+        probs = dict(zip(result["genres"], result["p"]))
+        flags = dict(zip(result["genres"], result["on"]))
+        for genre, p, on, _ in want:
+            assert probs[genre] == pytest.approx(p, abs=1e-5), (folder, genre)
+            assert flags[genre] == on, (folder, genre)
+        assert json.load(open(os.path.join(folder, "genres.json")))["genres"] == result["genres"]
+
+
+def test_tflite_export_of_the_cnn_matches_keras(trained, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from mmgenre.models.saving import load_model
+    from mmgenre.serving.export import export_run
+
+    _, runs_ = trained
+    folder = export_run(runs_["cnn"], str(tmp_path / "cnn-tflite"), fmt="tflite")
+    interpreter = tf.lite.Interpreter(os.path.join(folder, "model.tflite"))
+    runner = interpreter.get_signature_runner("serve")
+    poster = np.random.default_rng(0).random((1, 32, 32, 3)).astype("float32")
+    expected = load_model(os.path.join(runs_["cnn"], "best.keras")).predict({"poster": poster}, verbose=0)
+    np.testing.assert_allclose(runner(poster=poster)["probabilities"], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="--format must be one of"):
+        export_run(runs_["cnn"], str(tmp_path / "x"), fmt="onnx")
+
+
+def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, synthetic_dir, tmp_path, capsys):
+    from mmgenre.cli import main
+
+    _, runs_ = trained
+    out = str(tmp_path / "predictions.csv")
+    assert main(["predict", runs_["fusion"], "--data", synthetic_dir, "--split", "test", "--out", out]) == 0
+    assert "movies/s" in capsys.readouterr().err
+    frame = pd.read_csv(out, keep_default_na=False)
+    genres = json.load(open(os.path.join(runs_["fusion"], "genres.json")))["genres"]
+    thresholds = json.load(open(os.path.join(runs_["fusion"], "thresholds.json")))
+    movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"))
+    assert len(frame) == (movies["split"] == "test").sum()
+    assert list(frame.columns) == ["id", "split", *genres, "predicted"]
+    for _, row in frame.head(10).iterrows():
+        on = {g for g in genres if row[g] >= thresholds[g]}
+        assert set(filter(None, row["predicted"].split("|"))) == on
+
+
+def test_single_movie_predict_shows_thresholds_and_never_hides_a_predicted_genre(trained, synthetic_dir, capsys):
+    from mmgenre.cli import main
+
+    _, runs_ = trained
+    movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"))
+    # A fused run takes one input alone.
+    assert main(["predict", runs_["fusion"], "--overview", movies["overview"][0], "--json",
+                 "--top", "1"]) == 0
+    shown = json.loads(capsys.readouterr().out)["genres"]
+    predicted = [g for g in shown if g["predicted"]]
+    assert len(shown) == max(1, len(predicted)) and all("threshold" in g for g in shown)
+    assert main(["predict", runs_["cnn"], "--overview", "x"]) == 2
+    assert "does not take a overview" in capsys.readouterr().err
