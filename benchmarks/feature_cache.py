@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 
 
 def main(argv=None):

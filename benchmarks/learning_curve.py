@@ -24,7 +24,9 @@ import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 
 import pandas as pd  # noqa: E402
 

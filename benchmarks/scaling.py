@@ -20,7 +20,9 @@ import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 
 
 def batch_scaling(config_path, batch_sizes, steps):

@@ -30,7 +30,9 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 
 DEFAULT_CONFIGS = ["configs/cnn.yaml", "configs/lstm.yaml", "configs/compact_resnet.yaml",
                    "configs/bilstm_attention.yaml", "configs/bag_of_words.yaml",

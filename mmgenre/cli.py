@@ -15,15 +15,17 @@ from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS, THRESHOLD_RULES
 
 
 def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mmgenre.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 
 def cmd_train(args):
-    _quiet_tensorflow()
     from mmgenre.config import load_config
 
     overrides = list(args.set) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     cfg = load_config(args.config, overrides=overrides, quick=args.quick)  # before TensorFlow loads
+    _quiet_tensorflow()
     from mmgenre.training.trainer import train_and_evaluate
 
     results = train_and_evaluate(cfg, args.workdir, allow_external_code=args.allow_external_code)
@@ -104,11 +106,11 @@ def cmd_validate(args):
 
 
 def cmd_tune(args):
-    _quiet_tensorflow()
     from mmgenre.tuning import search as search_lib
 
     search = search_lib.load_search_config(args.config, args.set, args.quick, args.tuner,
                                            args.max_trials)
+    _quiet_tensorflow()
     if args.out:  # the trials' state follows --out, so two searches never share trials
         search.directory = args.out.replace("{", "{{").replace("}", "}}")
     if args.workers:
@@ -137,7 +139,7 @@ def cmd_tune(args):
         return 0
     from mmgenre.evaluation.reports import to_markdown
 
-    print(to_markdown(table))
+    print(to_markdown(table, ".4g"))  # learning rates like 0.0003 stay readable
     out = args.out or search_lib.search_dir(search)
     print(f"trials table, plot and best_config.yaml in {out}")
     if args.retrain_best and best is not None:

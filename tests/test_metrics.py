@@ -72,3 +72,13 @@ def test_error_analysis_counts_false_positives_and_negatives_per_genre():
     assert "2 of 3 movies have at least one wrong genre" in text
     # A is off by 0.1 + 0.95, B by 0.8 + 0.1: the more confident mistake comes first
     assert text.index("**A**") < text.index("**B**") and "**C**" not in text
+
+
+def test_macro_f1_averages_over_genres_present_like_map():
+    from mmgenre.evaluation.metrics import multilabel_metrics
+
+    truth = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    probs = np.array([[0.9, 0.1, 0.8], [0.1, 0.9, 0.7], [0.8, 0.7, 0.9]])  # genre 2: never true
+    scores = multilabel_metrics(truth, probs, 0.5)
+    assert scores["macro_f1"] == 1.0 and scores["genres_without_positives"] == 1
+    assert scores["mAP"] == 1.0

@@ -90,7 +90,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
                                                        train_targets)
                    for rule in config_lib.THRESHOLD_RULES}
     if thresholds is not None:
-        threshold_rule = "given"  # e.g. a trained run's thresholds applied to new data
+        threshold_rule = "the trained run's"  # its dev-chosen thresholds applied to new data
     elif task == "multilabel":
         thresholds = by_rule[threshold_rule]
         runs.write_json(os.path.join(out_dir, "thresholds.json"),
@@ -109,10 +109,10 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
             results["splits"][split]["by_rule"] = {
                 rule: metrics_lib.multilabel_metrics(truth, prob, t) for rule, t in by_rule.items()}
         rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics)]
-        if task == "multilabel" and len(train_targets):
+        if len(train_targets):  # the constant train-frequency prior (single: the majority class)
             prior = metrics_lib.evaluate_split(
                 truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
-            results["splits"][split]["prior"] = prior["at_0.5"]
+            results["splits"][split]["prior"] = prior.get("at_0.5", prior.get("single"))
             rows += [{"split": split, **r} for r in reports.metrics_rows("prior (train frequency)", prior)]
     final = "test" if "test" in probs else next(iter(probs))
     if variants:
@@ -135,14 +135,35 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
         plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
                            f"{name}: per-genre F1 on {final}")
-        report += [f"## Per-genre ({final}, thresholds chosen on dev by rule {threshold_rule!r})", "",
+        rule = (f"the trained run's thresholds" if threshold_rule == "the trained run's"
+                else f"thresholds chosen on dev by rule {threshold_rule!r}")
+        left_out = int((prepared.splits[final][1].sum(axis=0) == 0).sum())
+        report += [f"## Per-genre ({final}, {rule})", "",
+                   *([f"{left_out} genre(s) have no positive movie here; macro-F1 and mAP average "
+                      "over the others.", ""] if left_out else []),
                    reports.to_markdown(per_genre), ""]
         runs.write_text(os.path.join(out_dir, "errors.md"),
                         f"# Error analysis: {name} on {final}\n\n"
                         + reports.error_analysis(prepared.splits[final][0], prepared.splits[final][1],
                                                  probs[final], genres, thresholds))
     else:
-        report += ["Confusion matrix (rows true, columns predicted): see metrics.json.", ""]
+        truth, prob = prepared.splits[final][1], probs[final]
+        per_genre = metrics_lib.single_label_per_genre(truth, prob, genres)
+        runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
+        plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
+                           f"{name}: per-genre F1 on {final}")
+        matrix = results["splits"][final]["single"]["confusion_matrix"]
+        plots.confusion_matrix(matrix, genres, os.path.join(out_dir, "confusion_matrix.png"),
+                               f"{name} on {final}")
+        confusion = pd.DataFrame(matrix, columns=genres)
+        confusion.insert(0, "true \\ predicted", genres)
+        report += [f"## Per-genre ({final}, argmax)", "", reports.to_markdown(per_genre), "",
+                   f"## Confusion matrix ({final}; rows true, columns predicted)", "",
+                   reports.to_markdown(confusion, ".0f"), "", "![confusion](confusion_matrix.png)", ""]
+        runs.write_text(os.path.join(out_dir, "errors.md"),
+                        f"# Error analysis: {name} on {final}\n\n"
+                        + reports.error_analysis(prepared.splits[final][0], truth, prob, genres,
+                                                 metrics_lib.argmax_thresholds(prob)))
     if results.get("gmu_mean_gate"):
         gate = results["gmu_mean_gate"]
         report += [f"GMU mean gate on {final}: poster {gate['poster']:.3f}, "

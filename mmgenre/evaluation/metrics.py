@@ -86,13 +86,21 @@ def mean_average_precision(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 
 def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds=0.5) -> dict:
-    """Headline metrics for (n, n_genres) 0/1 targets and probabilities."""
+    """Headline metrics for (n, n_genres) 0/1 targets and probabilities.
+
+    Macro-F1 averages over the genres with at least one positive here, like mAP:
+    on another dataset a genre it never lists would otherwise count as F1 0
+    (``genres_without_positives`` says how many were left out).
+    """
     y_true = np.asarray(y_true).astype(int)
     y_pred = (np.asarray(y_prob) >= np.asarray(thresholds)).astype(int)
+    present = np.flatnonzero(y_true.sum(axis=0) > 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f1 = {avg: float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0))
-              for avg in ("micro", "macro", "weighted", "samples")}
+              for avg in ("micro", "weighted", "samples")}
+        f1["macro"] = float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0,
+                                         labels=present)) if len(present) else 0.0
     top = np.argmax(y_prob, axis=1)
     return {
         "micro_f1": f1["micro"], "macro_f1": f1["macro"], "weighted_f1": f1["weighted"],
@@ -100,6 +108,7 @@ def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds=0.5) -
         "mAP": mean_average_precision(y_true, y_prob),
         "top1_accuracy": float(np.mean(y_true[np.arange(len(top)), top] == 1)),
         "subset_accuracy": float(np.mean((y_true == y_pred).all(axis=1))),
+        "genres_without_positives": int(y_true.shape[1] - len(present)),
     }
 
 
@@ -124,6 +133,20 @@ def single_label_metrics(y_true_onehot, y_prob, genres) -> dict:
         "macro_f1": float(skm.f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
         "confusion_matrix": skm.confusion_matrix(true, pred, labels=labels).tolist(),
     }
+
+
+def single_label_per_genre(y_true_onehot, y_prob, genres) -> pd.DataFrame:
+    """Per-genre precision, recall and F1 of the argmax prediction, with test support."""
+    true, pred = np.argmax(y_true_onehot, axis=1), np.argmax(y_prob, axis=1)
+    p, r, f, support = skm.precision_recall_fscore_support(
+        true, pred, labels=list(range(len(genres))), zero_division=0)
+    return pd.DataFrame({"genre": genres, "precision": p, "recall": r, "f1": f, "support": support})
+
+
+def argmax_thresholds(y_prob) -> np.ndarray:
+    """(n, n_genres) per-row thresholds that flag exactly each row's top genre (single-label)."""
+    y_prob = np.asarray(y_prob)
+    return np.where(np.arange(y_prob.shape[1]) == y_prob.argmax(axis=1)[:, None], 0.0, 1.1)
 
 
 def prior_probabilities(train_targets: np.ndarray, n: int) -> np.ndarray:

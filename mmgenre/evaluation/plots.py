@@ -26,13 +26,35 @@ def training_curves(history: pd.DataFrame, path: str, title: str = ""):
     metrics = [c for c in history.columns if c != "epoch" and not c.startswith("val_")]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for ax, name in zip(axes[0], metrics):
-        ax.plot(history["epoch"] + 1, history[name], label="train")
+        # Markers: a one-epoch run is a point, which a bare line would not draw.
+        ax.plot(history["epoch"] + 1, history[name], "o-", label="train")
         if f"val_{name}" in history:
-            ax.plot(history["epoch"] + 1, history[f"val_{name}"], label="dev")
+            ax.plot(history["epoch"] + 1, history[f"val_{name}"], "o-", label="dev")
         ax.set_xlabel("epoch")
         ax.set_title(name)
         ax.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def confusion_matrix(matrix, genres, path: str, title: str = ""):
+    """Confusion matrix heat map, genre names on both axes (rows true, columns predicted)."""
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    size = 0.45 * len(genres) + 2
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(genres)), genres, rotation=90)
+    ax.set_yticks(range(len(genres)), genres)
+    for (i, j), n in np.ndenumerate(matrix):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                    color="white" if n > matrix.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)
 

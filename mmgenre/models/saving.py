@@ -10,6 +10,7 @@ a run folder someone handed you is data, not a program.
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 
 import keras
@@ -57,7 +58,10 @@ def load_model(path: str, allow_external_code: bool = False):
 
     registry.names()  # imports every model module, registering its layers
     try:
-        return keras.models.load_model(path, safe_mode=not allow_external_code)
+        with warnings.catch_warnings():
+            # mmgenre compiles a fresh optimizer after loading; the saved one is not needed.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.models.load_model(path, safe_mode=not allow_external_code)
     except ValueError as err:
         if "safe_mode" in str(err) or "unsafe" in str(err).lower():
             unsafe = sorted({c for c in layer_classes(path) if c in CODE_LAYERS}) or ["unknown"]
