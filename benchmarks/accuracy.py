@@ -164,6 +164,7 @@ def main(argv=None):
     per_genre.to_csv(args.out + "_per_genre.csv")
     table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
     rules = reports.threshold_rule_table(runs)
+    fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
     intervals = bootstrap_section(folders, modalities, data_cfg, args.seeds[0], args.bootstrap) \
         if args.bootstrap else ""
     with open(args.out + ".md", "w", encoding="utf-8") as f:
@@ -172,7 +173,7 @@ def main(argv=None):
                 f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n{intervals}{reports.fusion_verdict(summary)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                f"absent.\n\n{table}\n\n{intervals}{reports.fusion_verdict(summary, fused_rows)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
                 "## F1 on test under each threshold rule (mean over seeds)\n\n"
                 f"{reports.to_markdown(rules)}\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"

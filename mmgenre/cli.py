@@ -208,6 +208,14 @@ def cmd_encoders(args):
     return 0
 
 
+def cmd_datasets(args):
+    from mmgenre.data.download import MMIMDB_URL, download_mmimdb
+
+    folder = download_mmimdb(args.to, args.url or MMIMDB_URL, args.sha256, args.keep_archive)
+    print(f"MM-IMDb ready in {folder}: train with --set data.path={folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmgenre", description="Movie genre classification from posters and overviews.")
@@ -304,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both: every genre in poster and text; split: half in each")
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 32), metavar=("H", "W"))
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("datasets", help="download a public dataset into the layout mmgenre reads")
+    p.add_argument("action", choices=("download",))
+    p.add_argument("name", choices=("mmimdb",))
+    p.add_argument("--to", required=True, help="folder to fill (resumes a broken download)")
+    p.add_argument("--url", help="archive URL (a mirror of mmimdb.tar.gz)")
+    p.add_argument("--sha256", help="expected SHA-256 of the archive")
+    p.add_argument("--keep-archive", action="store_true", help="keep mmimdb.tar.gz after unpacking")
+    p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("encoders", help="pretrained encoders: list them, or prepare one offline")
     p.add_argument("action", choices=("list", "prepare"))

@@ -78,7 +78,11 @@ def test_fusion_verdict_says_when_fusion_does_not_win():
 
     summary = pd.DataFrame({"model": ["prior (train frequency)", "cnn", "lstm", "fusion_gmu",
                                       "fusion_gmu (poster missing)", "tfidf+poster + logistic regression"],
-                            "mAP": [0.1, 0.2, 0.3, 0.25, 0.9, 0.2], "macro_f1": [0.1, 0.2, 0.2, 0.3, 0.9, 0.1]})
-    verdict = reports.fusion_verdict(summary)
-    assert "mAP: best fused model fusion_gmu (0.250) does NOT beat the best unimodal model lstm (0.300)" in verdict
-    assert "macro_f1: best fused model fusion_gmu (0.300) beats" in verdict
+                            "mAP": [0.1, 0.2, 0.3, 0.25, 0.9, 0.2], "macro_f1": [0.1, 0.2, 0.2, 0.3, 0.9, 0.1],
+                            # dev picks the rows: the tfidf+poster row on dev, though fusion_gmu wins on test
+                            "dev mAP": [0.1, 0.2, 0.3, 0.2, 0.9, 0.25]})
+    fused = {"fusion_gmu", "tfidf+poster + logistic regression"}
+    verdict = reports.fusion_verdict(summary, fused)
+    assert "fused **tfidf+poster + logistic regression**, unimodal **lstm**" in verdict
+    assert "test mAP: the fused row (0.200) does NOT beat the unimodal row (0.300)" in verdict
+    assert "test macro_f1: the fused row (0.100) does NOT beat" in verdict

@@ -56,5 +56,7 @@ def embed_posters(name: str, paths, batch_size: int = 32, show_progress: bool = 
           .batch(batch_size).prefetch(tf.data.AUTOTUNE))
     steps = -(-len(paths) // batch_size)
     batches = progress(ds, steps, f"embedding {len(paths)} posters") if show_progress else ds
-    return np.concatenate([np.asarray(backbone.predict_on_batch(x)).mean(axis=(1, 2))
-                           for x in batches]).astype(np.float32)
+    # One traced function for full and last (smaller) batches alike.
+    forward = tf.function(lambda x: tf.reduce_mean(backbone(x, training=False), axis=(1, 2)),
+                          reduce_retracing=True)
+    return np.concatenate([forward(x).numpy() for x in batches]).astype(np.float32)

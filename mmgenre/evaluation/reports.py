@@ -182,23 +182,26 @@ def per_genre_summary(folders) -> pd.DataFrame:
     return table[[name for name in dict.fromkeys(n for n, _, _ in folders) if name in table]]
 
 
-def fusion_verdict(summary: pd.DataFrame, metrics=("mAP", "macro_f1")) -> str:
-    """One sentence per metric: does the best fused model beat the best unimodal one?
+def fusion_verdict(summary: pd.DataFrame, fused, metrics=("mAP", "macro_f1"),
+                   select: str = "dev mAP") -> str:
+    """One sentence per metric: does the fused row beat the unimodal row, each chosen on dev?
 
-    Fused rows use both inputs: learned or score-level fusion, and the classical
-    tfidf+poster concatenation. Rows scoring a missing input and the prior are neither.
+    Args:
+        summary: ``summarize_runs`` output with a ``select`` column (dev scores).
+        fused: names of rows that read both inputs (learned, linear or score-level fusion).
+        select: the column that chooses each side's best row; test never chooses.
     """
     names = summary["model"]
     clean = ~names.str.contains("missing") & ~names.str.startswith("prior")
-    both = names.str.contains("fusion") | names.str.contains("tfidf+poster", regex=False)
-    fused, single = summary[clean & both], summary[clean & ~both]
-    if fused.empty or single.empty:
+    both = names.isin(list(fused))
+    fused_rows, single = summary[clean & both], summary[clean & ~both]
+    if fused_rows.empty or single.empty or select not in summary:
         return ""
-    lines = []
+    best_f = fused_rows.loc[fused_rows[select].idxmax()]
+    best_s = single.loc[single[select].idxmax()]
+    lines = [f"Best on {select}: fused **{best_f['model']}**, unimodal **{best_s['model']}**."]
     for metric in metrics:
-        best_f = fused.loc[fused[metric].idxmax()]
-        best_s = single.loc[single[metric].idxmax()]
         verb = "beats" if best_f[metric] > best_s[metric] else "does NOT beat"
-        lines.append(f"- {metric}: best fused model {best_f['model']} ({best_f[metric]:.3f}) {verb} "
-                     f"the best unimodal model {best_s['model']} ({best_s[metric]:.3f}).")
+        lines.append(f"- test {metric}: the fused row ({best_f[metric]:.3f}) {verb} the unimodal "
+                     f"row ({best_s[metric]:.3f}).")
     return "\n".join(lines)
