@@ -340,7 +340,7 @@ def set_dotted(raw: dict, dotted: str, value: Any) -> dict:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {dotted!r}: {part!r} is not a section")
-    if isinstance(node.get(parts[-1]), dict) or (len(parts) == 1 and parts[0] in SECTIONS):
+    if len(parts) == 1 and parts[0] in SECTIONS:
         # "--set data=0" would silently replace a whole section.
         raise ConfigError(f"cannot set {dotted!r}: it is a section; set one of its keys "
                           f"({dotted}.KEY=VALUE)")

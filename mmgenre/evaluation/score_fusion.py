@@ -8,14 +8,21 @@ averaging probabilities then follows the most confident run: on the paired set
 plain averaging of MiniLM and EfficientNet-Lite0 scored below MiniLM alone,
 z-scored logits did not (issue 12). Space "probability" is the plain average.
 
-Weighting "auto": two runs: p = w * p_a + (1 - w) * p_b, with w picked on dev
+Weighting "auto": two runs: p = w * p_a + (1 - w) * p_b, with w picked on
 mean average precision from a grid; three or more runs (an ensemble, e.g. a poster
 model and two text models): equal weights, since fitting several free weights on
 a small dev split (193 movies on the sample set) would fit its noise. Weighting
 "select": ensemble selection (Caruana et al. 2004): forward selection, with
 repetition, of the runs whose equal-weight average most improves dev mAP, so
-weights are multiples of 1/steps and unhelpful runs get none. Thresholds are then
-chosen on the fused dev probabilities. Test never influences weights or thresholds.
+weights are multiples of 1/steps and unhelpful runs get none.
+
+Where weights are chosen: when every run saved out-of-fold train predictions
+(classical and encoder probes do: 5-fold cross-fitting at the C chosen on dev),
+on those 1,044 train movies that no fit has seen; otherwise on dev. Runs
+checkpointed on dev have optimistic dev scores, and a weight chosen on the
+scores that also chose C or the checkpoint inherits that optimism. Thresholds
+are then chosen on the fused dev probabilities. Test never influences weights or
+thresholds.
 """
 
 from __future__ import annotations
@@ -80,22 +87,23 @@ def from_space(scores: np.ndarray, space: str) -> np.ndarray:
     return scores if space == "probability" else 1.0 / (1.0 + np.exp(-scores))
 
 
-def fuse(members: list, dev_y: np.ndarray, weighting: str = "auto", space: str = FUSION_SPACES[0]):
+def fuse(members: list, select_y: np.ndarray, weighting: str = "auto",
+         space: str = FUSION_SPACES[0], select_on: str = "dev"):
     """[{split: probs}, ...] -> ({split: fused probs}, [weight per member]).
 
-    Weighting "auto": two members, the first one's weight is chosen on dev; more,
-    equal weights. "select": ``select_ensemble`` on dev. ``space``: see the
-    module docstring.
+    Weighting "auto": two members, the first one's weight is chosen on split
+    ``select_on`` (targets ``select_y``); more, equal weights. "select":
+    ``select_ensemble`` there. ``space``: see the module docstring.
     """
     if len(members) < 2:
         raise ValueError(f"score fusion needs at least two runs, got {len(members)}")
     members = [to_space(m, space) for m in members]
     if weighting == "select":
-        weights = select_ensemble([m["dev"] for m in members], dev_y)
+        weights = select_ensemble([m[select_on] for m in members], select_y)
     elif weighting != "auto":
         raise ValueError(f"weighting must be one of {list(FUSION_WEIGHTINGS)}, got {weighting!r}")
     elif len(members) == 2:
-        first, _ = choose_weight(members[0]["dev"], members[1]["dev"], dev_y)
+        first, _ = choose_weight(members[0][select_on], members[1][select_on], select_y)
         weights = [first, 1.0 - first]
     else:
         weights = [1.0 / len(members)] * len(members)
@@ -115,8 +123,8 @@ def saved_probabilities(run_dir: str):
     metrics = read_json(os.path.join(run_dir, "metrics.json")) or {}
     # Runs from before metrics.json recorded the task: their config says it.
     task = metrics.get("task") or _task_from_config(run_dir)
-    return ({s: (saved[f"{s}_ids"].tolist(), saved[s]) for s in ("dev", "test")},
-            metrics.get("genres"), task)
+    splits = [s for s in ("dev", "test", "train_oof") if s in saved]
+    return ({s: (saved[f"{s}_ids"].tolist(), saved[s]) for s in splits}, metrics.get("genres"), task)
 
 
 def _task_from_config(run_dir):
@@ -161,13 +169,15 @@ def aligned_probabilities(runs: list, data_cfg=None):
         raise ValueError(f"{data_cfg.path} gives genres {prepared.vocab.genres}, the runs "
                          f"predict {genres}: not the dataset they were trained on")
     members = [{} for _ in runs]
+    # Out-of-fold train scores take part only when every run has them.
+    oof = all("train_oof" in probs for probs, _, _ in loaded)
     # Align on movie id: a poster-only run and a text-only run may keep different rows.
-    for split in ("dev", "test"):
+    for split, source in (("dev", "dev"), ("test", "test"), *((("train", "train_oof"),) if oof else ())):
         rows, targets = prepared.splits[split]
-        index = [{movie: i for i, movie in enumerate(probs[split][0])} for probs, _, _ in loaded]
+        index = [{movie: i for i, movie in enumerate(probs[source][0])} for probs, _, _ in loaded]
         keep = [i for i, movie in enumerate(rows["id"]) if all(movie in ix for ix in index)]
         for (probs, _, _), ix, out in zip(loaded, index, members):
-            out[split] = probs[split][1][[ix[rows["id"][i]] for i in keep]]
+            out[source] = probs[source][1][[ix[rows["id"][i]] for i in keep]]
         prepared.splits[split] = (rows.iloc[keep].reset_index(drop=True), targets[keep])
     return prepared, members, data_cfg, rule
 
@@ -184,12 +194,16 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     from mmgenre.evaluation import evaluate
 
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)
-    fused, weights = fuse(members, prepared.splits["dev"][1], weighting, space)
+    select_on = "train_oof" if "train_oof" in members[0] else "dev"
+    select_y = prepared.splits["train" if select_on == "train_oof" else "dev"][1]
+    fused, weights = fuse(members, select_y, weighting, space, select_on)
+    oof = fused.pop("train_oof", None)
     names = [os.path.basename(os.path.normpath(run)) for run in runs]
     if len(set(names)) < len(names):  # e.g. runs/a/model and runs/b/model: one weight each
         names = [f"{i}:{os.path.normpath(run)}" for i, run in enumerate(runs)]
     return evaluate.report_probabilities(
         f"score fusion ({' + '.join(names)})" if weighting == "auto" else
         f"ensemble selected on dev from {len(runs)} runs", "score_fusion", data_cfg,
-        prepared, fused, out_dir, extra={"weights": dict(zip(names, weights)), "space": space},
-        threshold_rule=threshold_rule or saved_rule)
+        prepared, fused, out_dir, extra={"weights": dict(zip(names, weights)), "space": space,
+                                         "weights_chosen_on": select_on},
+        threshold_rule=threshold_rule or saved_rule, train_oof=oof)

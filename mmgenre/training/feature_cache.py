@@ -64,6 +64,16 @@ def weights_identity(source):
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
 
+def encoder_identity(params: dict):
+    """The prepared package behind a pretrained encoder named in ``params`` (None without one),
+    so preparing another checkpoint under the same name invalidates the cache."""
+    if not isinstance(params.get("encoder"), str):
+        return None
+    from mmgenre.encoders.cache import encoder_identity as identity
+
+    return identity(params["encoder"])
+
+
 def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

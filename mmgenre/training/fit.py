@@ -173,8 +173,10 @@ def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, ve
         for split, ds in (("train", train_ds), ("dev", dev_ds)):
             rows, targets = prepared.splits[split]
             key = feature_cache.cache_key(os.path.abspath(cfg.data.path), split, cfg.data.image_size,
+                                          cfg.data.sequence_length, cfg.data.max_tokens,
                                           cfg.model.name, cfg.model.params, list(rows["id"]),
-                                          feature_cache.weights_identity(cfg.train.init_from))
+                                          feature_cache.weights_identity(cfg.train.init_from),
+                                          feature_cache.encoder_identity(cfg.model.params))
             features = feature_cache.cached_features(
                 extractor, ds, os.path.join(cfg.train.feature_cache_dir, f"{key}.npy"))
             data[split] = feature_cache.feature_dataset(features, targets, cfg.data.batch_size,

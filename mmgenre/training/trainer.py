@@ -176,4 +176,4 @@ def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
     with runs.locked(out_dir):
         return report_probabilities(f"{kind} + logistic regression", f"classical:{kind}", data_cfg,
                                     prepared, probs, out_dir, extra={"C": baseline.c},
-                                    threshold_rule=threshold_rule)
+                                    threshold_rule=threshold_rule, train_oof=baseline.train_oof)
