@@ -66,7 +66,8 @@ class DataConfig:
     cache: "memory", "none", or a file prefix for tf.data's file cache.
     augment: random flips / crops / colour jitter on train posters only.
     batch_size: examples per batch.
-    limit: keep at most this many rows per split (smoke runs); None keeps all.
+    limit: keep at most this many rows per split (smoke runs), the first ones of
+        the dataset, taken before validation; None keeps all.
     train_limit: keep this many train rows, drawn by one fixed shuffle (seed 0)
         so smaller subsets sit inside larger ones (learning curves); dev and
         test are untouched. None keeps all.

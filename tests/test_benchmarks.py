@@ -85,3 +85,11 @@ def test_threshold_rule_cross_validation_reads_dev_only_and_favours_stable_thres
     scores = rules.split_half_scores(y_dev, p_dev, y_dev, repeats=3)
     assert {len(v) for v in scores.values()} == {6}  # 3 repeats x 2 folds per rule
     assert np.mean(scores["prevalence"]) > np.mean(scores["per_genre"])
+
+
+def test_quick_benchmark_runs_never_write_into_results(synthetic_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _load("accuracy").main(["--quick", "--configs", os.path.join(ROOT, "configs", "bag_of_words.yaml"),
+                            "--data", synthetic_dir, "--set", "data.min_genre_count=3"])
+    assert (tmp_path / "runs" / "quick" / "baselines.md").exists()
+    assert not (tmp_path / "results").exists()

@@ -98,3 +98,14 @@ def test_a_header_only_csv_is_a_clear_error(tmp_path):
     (tmp_path / "movies.csv").write_text("id,title,genres,overview,poster,split\n")
     with pytest.raises(DataError, match="lists no movies"):
         load_records(str(tmp_path))
+
+
+def test_data_limit_applies_before_posters_are_checked(synthetic_dir):
+    from conftest import tiny_config
+    from mmgenre.data.prepare import prepare_data
+    from mmgenre.models import registry
+
+    cfg = tiny_config(synthetic_dir, "cnn", data={"limit": 10})
+    prepared = prepare_data(cfg.data, registry.get("cnn"), show_progress=False)
+    assert prepared.report.total == 30  # 10 per split were read and checked, not 240
+    assert all(len(rows) <= 10 for rows, _ in prepared.splits.values())
