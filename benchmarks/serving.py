@@ -1,0 +1,125 @@
+"""Serving speed on this machine: exported models on raw inputs, batch prediction, quick runs.
+
+    python benchmarks/serving.py                  # cnn, lstm and fusion_concat on the paired set
+    python benchmarks/serving.py --calls 50 --out /tmp/serving   # a quick look
+
+For each config a model is trained briefly (one epoch on 64 movies per split: speed does
+not depend on how well it learned; the architecture and input sizes are the config's own)
+and exported with `mmgenre export`. Then, in this one process:
+- single-movie latency of the exported SavedModel on raw inputs (poster bytes and overview
+  text, decoding and vectorising included), p50 and p99 over --calls calls after a warm-up,
+  beside in-process `predict_movie` on the same movie;
+- batch throughput of the exported model on batches of raw inputs against in-process batch
+  prediction (`mmgenre predict --data`: the tf.data pipeline and model.predict_on_batch);
+and, as separate processes, the wall time from `mmgenre train --config CONFIG --quick` to its
+printed report (TensorFlow import included) for cnn and lstm. Writes OUT.md and OUT.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mmgenre.config import load_config  # noqa: E402
+from mmgenre.evaluation import reports  # noqa: E402
+from mmgenre.inference import load_run, predict_movie  # noqa: E402
+from mmgenre.serving.batch import predict_dataset  # noqa: E402
+from mmgenre.serving.export import export_run  # noqa: E402
+from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
+
+
+def percentiles(seconds):
+    ms = np.asarray(seconds) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def measure(config, data, workdir, calls, batch_size):
+    cfg = load_config(config, overrides=["train.epochs=1", "data.limit=64", f"data.path={data}"])
+    run_dir = os.path.join(workdir, cfg.name)
+    train_and_evaluate(cfg, run_dir, verbose=0)
+    export = export_run(run_dir, os.path.join(workdir, f"{cfg.name}-export"))
+    run = load_run(run_dir)
+    table = pd.read_csv(os.path.join(data, "movies.csv"), keep_default_na=False)
+    row = table[table["split"] == "test"].iloc[0]
+    poster, overview = os.path.join(data, row["poster"]), row["overview"]
+    given = {m: (poster if m == "poster" else overview) for m in run.modalities}
+    served = tf.saved_model.load(export)
+    raw = {m: tf.constant([open(v, "rb").read() if m == "poster" else v]) for m, v in given.items()}
+    out = {"model": cfg.name}
+    for label, call in (("exported, raw inputs", lambda: served.serve(raw)["probabilities"].numpy()),
+                        ("in-process predict_movie", lambda: predict_movie(run, **given))):
+        for _ in range(5):
+            call()
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        out[f"{label} p50 ms"], out[f"{label} p99 ms"] = percentiles(times)
+    batch = {m: tf.constant([v.numpy()[0]] * batch_size) for m, v in raw.items()}
+    served.serve(batch)
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < 5:
+        served.serve(batch)["probabilities"].numpy()
+        n += batch_size
+    out["exported batch movies/s"] = n / (time.perf_counter() - start)
+    csv = os.path.join(workdir, f"{cfg.name}-predictions.csv")
+    out["in-process batch movies/s"] = predict_dataset(run_dir, data, csv, "test",
+                                                       batch_size=batch_size)["movies_per_second"]
+    return out
+
+
+def quick_run_seconds(config, workdir):
+    """Wall time of `mmgenre train --config CONFIG --quick` in a fresh process and folder."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mmgenre.cli", "train", "--config", config, "--quick",
+                    "--workdir", os.path.join(workdir, "quick-" + os.path.basename(config))],
+                   check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["configs/cnn.yaml", "configs/lstm.yaml",
+                                                          "configs/fusion_concat.yaml"])
+    parser.add_argument("--quick-configs", nargs="*", default=["configs/cnn.yaml", "configs/lstm.yaml"])
+    parser.add_argument("--data", default="../shared/datasets/posters-overviews")
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default="results/serving")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/serving.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
+    with tempfile.TemporaryDirectory() as workdir:
+        rows = [measure(c, args.data, workdir, args.calls, args.batch_size) for c in args.configs]
+        quick = [{"config": c, "seconds to report": quick_run_seconds(c, workdir)}
+                 for c in args.quick_configs]
+    frame, quick = pd.DataFrame(rows), pd.DataFrame(quick)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    frame.to_csv(args.out + ".csv", index=False)
+    with open(args.out + ".md", "w", encoding="utf-8") as f:
+        f.write(f"# Serving speed\n\n{reports.provenance(command)}\n\n"
+                f"Single movie: {args.calls} calls after 5 warm-up calls; batches of {args.batch_size} "
+                "raw inputs for 5 s (exported) against `mmgenre predict --data` on the test split "
+                "(in-process, tf.data pipeline). Models trained one epoch on 64 movies per split "
+                "(speed only).\n\n" + reports.to_markdown(frame, ".1f") + "\n\n"
+                "Time from `mmgenre train --config CONFIG --quick` to its printed report, a fresh "
+                "process (TensorFlow import included):\n\n" + reports.to_markdown(quick, ".1f") + "\n")
+    print(reports.to_markdown(frame, ".1f"))
+    print(reports.to_markdown(quick, ".1f"))
+
+
+if __name__ == "__main__":
+    main()
