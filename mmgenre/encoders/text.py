@@ -4,9 +4,9 @@ A folder in Hugging Face format (config.json + model.safetensors + vocab.txt)
 loads offline through keras-hub's converter. Pooling follows sentence-
 transformers' all-MiniLM-L6-v2 (modules.json: mean over real tokens, then L2
 normalisation). Overviews are sorted by token count and batched so each batch
-is padded only to its own longest overview: on 2 CPU cores that embeds about 5x
-faster than padding every overview to 256 tokens (the longest sample overview
-has 206 tokens, the mean 65).
+is padded only to its own longest overview: on 2 CPU cores that embeds 3.0x
+faster than padding every overview to 256 tokens (results/encoder_speed.md; the
+longest sample overview has 206 tokens, the mean 65).
 """
 
 from __future__ import annotations
