@@ -27,6 +27,7 @@ import datetime
 import json
 import os
 import socket
+import time
 
 import pandas as pd
 
@@ -35,6 +36,7 @@ LOCK = ".lock"
 FINGERPRINT = "fingerprint.json"
 HISTORY = "history.csv"
 PROBABILITIES = "probabilities.npz"  # dev/test probabilities with movie ids; score fusion reads them
+STALE_EMPTY_LOCK_SECONDS = 60  # an empty lock older than this lost its writer
 
 
 class RunFolderError(ValueError):
@@ -140,7 +142,12 @@ def locked(run_dir: str):
                 print(f"note: {run_dir}: taking over a stale lock of process {pid} (it is gone)")
                 os.remove(path)
                 continue
-            if not holder:  # the holder died between creating and writing it
+            if not holder:
+                # Empty: its writer is between creating and filling it (a moment), or died
+                # there. Only an old empty lock is stale.
+                if time.time() - os.path.getmtime(path) < STALE_EMPTY_LOCK_SECONDS:
+                    raise RunFolderError(f"{run_dir} is being locked by another process; "
+                                         "wait for it or use another workdir")
                 os.remove(path)
                 continue
             raise RunFolderError(

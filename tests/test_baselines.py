@@ -14,7 +14,7 @@ def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_
     assert (tmp_path / "tfidf" / "report.md").exists() and results["C"] > 0
 
     # Score fusion reads any run's saved probabilities, classical ones included.
-    poster = run_classical(cfg.data, "poster", str(tmp_path / "poster"))
+    run_classical(cfg.data, "poster", str(tmp_path / "poster"))
     runs = [str(tmp_path / "poster"), str(tmp_path / "tfidf")]
     fused = score_fusion.run_score_fusion(runs, str(tmp_path / "fused"), cfg.data, "per_genre")
     # Classical runs save out-of-fold train scores: the weight is chosen there, not on dev.

@@ -83,3 +83,14 @@ def test_predict_shows_the_most_attended_words(synthetic_dir, tmp_path, capsys):
     # A Horror overview: the planted keywords should be what the model looks at.
     assert {"haunted", "demon"} & set(words[:3]), out["attention"]
     assert out["genres"][0]["genre"] == "Horror", out["genres"][:3]
+
+
+def test_cli_answers_without_tensorflow_start_up_noise():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "mmgenre.cli", "models"], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.returncode == 0 and "text_encoder" in done.stdout
+    for noise in ("cuda", "oneDNN", "absl::InitializeLog"):
+        assert noise not in done.stderr, done.stderr

@@ -141,7 +141,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
         plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
                            f"{name}: per-genre F1 on {final}")
-        rule = (f"the trained run's thresholds" if threshold_rule == "the trained run's"
+        rule = ("the trained run's thresholds" if threshold_rule == "the trained run's"
                 else f"thresholds chosen on dev by rule {threshold_rule!r}")
         left_out = int((prepared.splits[final][1].sum(axis=0) == 0).sum())
         report += [f"## Per-genre ({final}, {rule})", "",

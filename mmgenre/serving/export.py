@@ -21,7 +21,6 @@ an error naming the op.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 

@@ -15,7 +15,6 @@ import sys
 
 import keras
 import numpy as np
-import pandas as pd
 
 from mmgenre import config as config_lib
 from mmgenre import runs
