@@ -34,7 +34,7 @@ from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-from mmgenre.config import THRESHOLD_RULES, load_config  # noqa: E402
+from mmgenre.config import FUSION_SPACES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
 from mmgenre.training.trainer import run_classical  # noqa: E402
@@ -78,6 +78,9 @@ def main(argv=None):
     parser.add_argument("--select-ensemble", nargs="*", metavar="ROW",
                         help="add a row: ensemble selection on dev mAP over these rows (no names: "
                              "every config, variant and classical row)")
+    parser.add_argument("--fusion-space", choices=FUSION_SPACES, default=FUSION_SPACES[0],
+                        help="score space of --score-fusion and --select-ensemble rows (results made "
+                             "before issue 12 averaged probabilities: --fusion-space probability)")
     parser.add_argument("--thresholds", choices=THRESHOLD_RULES, default=THRESHOLD_RULES[0],
                         help="threshold rule of every row's F1 columns (evaluation.thresholds)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
@@ -134,7 +137,8 @@ def main(argv=None):
                 parser.error(f"--score-fusion {members}: needs two or more rows of this run "
                              f"({sorted(run_dirs)}); not rows: {missing}")
             out = os.path.join(args.workdir, f"{tag}score-{'-'.join(members)}-seed{seed}")
-            results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds)
+            results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds,
+                                       space=args.fusion_space)
             runs.append((f"score fusion {'+'.join(members)}", seed, results))
             folders.append((runs[-1][0], seed, out))
             modalities[runs[-1][0]] = set().union(*(modalities[n] for n in members))
@@ -145,7 +149,7 @@ def main(argv=None):
                              f"{sorted(set(candidates) - set(run_dirs))}")
             out = os.path.join(args.workdir, f"{tag}ensemble-selected-seed{seed}")
             results = run_score_fusion([run_dirs[n] for n in candidates], out, data_cfg,
-                                       args.thresholds, weighting="select")
+                                       args.thresholds, weighting="select", space=args.fusion_space)
             runs.append(("score fusion selected on dev", seed, results))
             folders.append((runs[-1][0], seed, out))
             modalities[runs[-1][0]] = set().union(*(modalities[n] for n in candidates))
