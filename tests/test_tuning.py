@@ -137,3 +137,16 @@ def test_distributed_search_with_a_worker_killed_mid_trial(synthetic_dir, tmp_pa
     assert {f["worker"] for f in fits} == {"tuner0", "tuner1"}  # both contributed
     assert all(f["epochs"] >= 1 for f in fits)
     assert (tmp_path / "search_dist" / "trials.csv").read_text().count("COMPLETED") == 4
+
+
+def test_search_state_follows_out_and_zero_trials_is_an_error(synthetic_dir, tmp_path, capsys):
+    from mmgenre.cli import main
+
+    path = _search_file(tmp_path, synthetic_dir, {"train.learning_rate": {"type": "choice", "values": [0.003]}},
+                        epochs=1, model={"name": "bag_of_words", "params": {"units": 8}})
+    assert main(["tune", "--config", path, "--max-trials", "0"]) == 2
+    assert "max_trials must be >= 1, got 0" in capsys.readouterr().err
+    out = tmp_path / "elsewhere"
+    assert main(["tune", "--config", path, "--max-trials", "1", "--out", str(out)]) == 0
+    assert (out / "trials").is_dir() and (out / "trials.csv").exists()
+    assert not (tmp_path / "search_s").exists()  # the config's own directory stays untouched
