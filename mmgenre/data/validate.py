@@ -104,10 +104,10 @@ class ValidationReport:
         for reason, n in sorted(self.counts.items()):
             scope, meaning = REASONS[reason]
             action = "row dropped" if scope == "row" else f"{scope} unusable"
-            lines.append(f"  {reason:<20} {n:>6}  ({action}: {meaning}); e.g. "
+            lines.append(f"  {reason:<24} {n:>6}  ({action}: {meaning}); e.g. "
                          + "; ".join(self.examples[reason][:3]))
         for reason, n in sorted(self.notes.items()):
-            lines.append(f"  {reason:<20} {n:>6}  (kept: {NOTES[reason]}); e.g. "
+            lines.append(f"  {reason:<24} {n:>6}  (kept: {NOTES[reason]}); e.g. "
                          + "; ".join(self.examples[reason][:3]))
         return "\n".join(lines)
 
