@@ -14,6 +14,7 @@ from mmgenre import config as config_lib
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
 from mmgenre.data.validate import inspect_poster
+from mmgenre.evaluation.metrics import argmax_thresholds
 from mmgenre.models import registry
 from mmgenre.data import prepare
 from mmgenre.evaluation import evaluate
@@ -133,7 +134,7 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
     probs = np.asarray(run.model.predict_on_batch(inputs))[0]
     thresholds = run.thresholds if run.thresholds is not None else np.full(len(probs), 0.5)
     if run.config.data.task == "single":
-        thresholds = np.where(np.arange(len(probs)) == np.argmax(probs), 0.0, 1.1)
+        thresholds = argmax_thresholds(probs[np.newaxis])[0]
     order = np.argsort(-probs)
     return [(run.vocab.genres[i], float(probs[i]), bool(probs[i] >= thresholds[i]),
              float(thresholds[i])) for i in order]

@@ -82,6 +82,29 @@ def save_model(model, path: str):
         model.save(tmp)
 
 
+def cached_array(path: str, compute, rows: int | None = None):
+    """The array saved at ``path`` if it loads (with ``rows`` rows when given), else
+    ``compute()`` saved there atomically. A file cut short by a kill is named and recomputed
+    instead of breaking every run that shares it."""
+    import sys
+
+    import numpy as np
+
+    if os.path.exists(path):
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if rows is None or len(cached) == rows:
+                return cached
+        except (OSError, ValueError, EOFError):
+            pass
+        print(f"warning: cache file {path} is unreadable or of the wrong size; computing it again",
+              file=sys.stderr)
+    array = compute()
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+    return array
+
+
 def read_json(path: str):
     """The parsed file, or None when it is missing, empty or cut short."""
     try:

@@ -18,7 +18,7 @@ from conftest import tiny_config
 from mmgenre import runs
 from mmgenre.training.trainer import train_and_evaluate
 
-FAST = {"epochs": 2, "patience": 10}
+FAST = {"epochs": 1, "patience": 10}
 
 
 def _cfg(data, **train):
@@ -81,9 +81,9 @@ class _KillAfterFirstEpoch(keras.callbacks.Callback):
 def test_kill_in_the_first_epoch_and_an_empty_history_file_resume(synthetic_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
-        train_and_evaluate(_cfg(synthetic_dir), run_dir, callbacks=[_KillInFirstEpoch()], verbose=0)
+        train_and_evaluate(_cfg(synthetic_dir, epochs=2), run_dir, callbacks=[_KillInFirstEpoch()], verbose=0)
     open(os.path.join(run_dir, "history.csv"), "w").close()  # what Keras' CSVLogger used to leave
-    train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    train_and_evaluate(_cfg(synthetic_dir, epochs=2), run_dir, verbose=0)
     assert pd.read_csv(os.path.join(run_dir, "history.csv"))["epoch"].tolist() == [0, 1]
     assert runs.is_complete(run_dir)
 

@@ -21,7 +21,8 @@ def trained(synthetic_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     out = {}
     for name, (model, params) in MODELS.items():
-        cfg = tiny_config(synthetic_dir, model, params, train={"epochs": 2})
+        # One epoch: export must reproduce predict, whatever the model learned.
+        cfg = tiny_config(synthetic_dir, model, params, train={"epochs": 1})
         train_and_evaluate(cfg, str(root / name), verbose=0)
         out[name] = str(root / name)
     return root, out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -48,23 +47,13 @@ def cached_embeddings(name: str, kind: str, inputs, show_progress: bool = True) 
     inputs = list(inputs)
     path = os.path.join(sources.home(), "embeddings", f"{os.path.basename(os.path.normpath(name))}-"
                         f"{kind}-{_key(name, kind, inputs)}.npy")
-    if os.path.exists(path):
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.ndim == 2 and len(cached) == len(inputs):
-                return cached
-        except (OSError, ValueError, EOFError):
-            pass
-        print(f"warning: {path} is unreadable or of the wrong shape; computing it again",
-              file=sys.stderr)
-    if kind == "text":
-        from mmgenre.encoders.text import embed_texts
+    def compute():
+        if kind == "text":
+            from mmgenre.encoders.text import embed_texts
 
-        features = embed_texts(name, inputs, show_progress=show_progress)
-    else:
+            return embed_texts(name, inputs, show_progress=show_progress)
         from mmgenre.encoders.image import embed_posters
 
-        features = embed_posters(name, inputs, show_progress=show_progress)
-    with runs.atomic_path(path) as tmp:
-        np.save(tmp, features)
-    return features
+        return embed_posters(name, inputs, show_progress=show_progress)
+
+    return runs.cached_array(path, compute, rows=len(inputs))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from mmgenre import runs
 from mmgenre.data.prepare import make_split_dataset, prepare_data, takes_raw_text
+from mmgenre.evaluation.metrics import argmax_thresholds
 from mmgenre.inference import load_run
 from mmgenre.progress import progress
 
@@ -46,10 +47,7 @@ def predict_dataset(run_dir: str, data_path: str, out_csv: str, split: str | Non
         batches = progress((x for x, _ in ds), steps, f"predicting {name} ({len(rows)} movies)")
         probs = np.concatenate([np.asarray(run.model.predict_on_batch(x)) for x in batches])
         total += len(rows)
-        if cfg.data.task == "single":
-            on = np.eye(len(run.vocab), dtype=bool)[probs.argmax(axis=1)]
-        else:
-            on = probs >= thresholds
+        on = probs >= (argmax_thresholds(probs) if cfg.data.task == "single" else thresholds)
         order = np.argsort(-probs, axis=1)
         predicted = ["|".join(run.vocab.genres[g] for g in row if flags[g])
                      for row, flags in zip(order, on)]

@@ -80,19 +80,13 @@ def cache_key(*parts) -> str:
 
 def cached_features(extractor, dataset, path: str) -> np.ndarray:
     """Features of every element of ``dataset`` (unshuffled, unaugmented), from ``path``
-    if it loads, else computed with a progress bar and saved there atomically (a file cut
-    short by a kill is named and recomputed, not a crash for every run sharing it)."""
-    if os.path.exists(path):
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            print(f"warning: feature cache {path} is unreadable ({err}); computing it again",
-                  file=sys.stderr)
-    print(f"caching backbone features -> {path}")
-    features = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
-    with runs.atomic_path(path) as tmp:
-        np.save(tmp, features)
-    return features
+    if it loads, else computed with a progress bar and saved there (``runs.cached_array``)."""
+
+    def compute():
+        print(f"caching backbone features -> {path}")
+        return extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
+
+    return runs.cached_array(path, compute)
 
 
 def feature_dataset(features, targets, batch_size, training=False, seed=0):
