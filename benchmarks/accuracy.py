@@ -169,7 +169,9 @@ def main(argv=None):
     table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
     rules = reports.threshold_rule_table(runs)
     fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
-    intervals = bootstrap_section(folders, modalities, data_cfg, args.seeds[0], args.bootstrap) \
+    chosen = reports.dev_choice(summary, fused_rows)
+    pair = (chosen[0]["model"], chosen[1]["model"]) if chosen else None
+    intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap) \
         if args.bootstrap else ""
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
@@ -194,9 +196,9 @@ def main(argv=None):
     print(table)
 
 
-def bootstrap_section(folders, modalities, data_cfg, seed, resamples) -> str:
+def bootstrap_section(folders, pair, data_cfg, seed, resamples) -> str:
     """Markdown: 95% paired bootstrap intervals of test mAP per row, and of the difference
-    between the fused and the unimodal row with the best *dev* mAP (test never chooses)."""
+    between the two rows of ``pair`` (fused, unimodal: ``reports.dev_choice``) when given."""
     from mmgenre.evaluation.intervals import paired_bootstrap
     from mmgenre.evaluation.metrics import mean_average_precision
     from mmgenre.evaluation.score_fusion import aligned_probabilities
@@ -205,11 +207,7 @@ def bootstrap_section(folders, modalities, data_cfg, seed, resamples) -> str:
     prepared, members, _, _ = aligned_probabilities([f for _, f in chosen], data_cfg)
     names = [name for name, _ in chosen]
     dev = {n: mean_average_precision(prepared.splits["dev"][1], m["dev"]) for n, m in zip(names, members)}
-    fused = [n for n in names if modalities.get(n) == {"poster", "overview"}]
-    single = [n for n in names if n not in fused]
-    pairs = []
-    if fused and single:
-        pairs = [(max(fused, key=dev.get), max(single, key=dev.get))]
+    pairs = [pair] if pair else []
     out = paired_bootstrap(prepared.splits["test"][1], {n: m["test"] for n, m in zip(names, members)},
                            resamples=resamples, pairs=pairs)
     rows = [f"| {n} | {dev[n]:.3f} | {out[n][0]:.3f} | [{out[n][1]:.3f}, {out[n][2]:.3f}] |"

@@ -177,6 +177,8 @@ class TrainConfig:
             raise ConfigError(f"train.learning_rate must be a finite number > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
+        if self.fine_tune_blocks < 1:
+            raise ConfigError(f"train.fine_tune_blocks must be >= 1, got {self.fine_tune_blocks}")
         check_choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
         check_choice("train.loss", self.loss, LOSSES)
         if not 0 <= self.label_smoothing < 1:

@@ -27,8 +27,10 @@ import datetime
 import json
 import os
 import socket
+import sys
 import time
 
+import numpy as np
 import pandas as pd
 
 COMPLETE = "complete.json"
@@ -86,10 +88,6 @@ def cached_array(path: str, compute, rows: int | None = None):
     """The array saved at ``path`` if it loads (with ``rows`` rows when given), else
     ``compute()`` saved there atomically. A file cut short by a kill is named and recomputed
     instead of breaking every run that shares it."""
-    import sys
-
-    import numpy as np
-
     if os.path.exists(path):
         try:
             cached = np.load(path, allow_pickle=False)

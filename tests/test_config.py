@@ -69,6 +69,7 @@ def test_shipped_configs_load_in_both_variants(path):
     ("workdir=runs/{nme}", "may only use the placeholder"),
     ("data=0", "it is a section"),
     ("train.learning_rate=.inf", "finite number"),
+    ("train.fine_tune_blocks=0", "train.fine_tune_blocks must be >= 1"),
 ])
 def test_malformed_overrides_are_one_line_errors(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -182,6 +182,20 @@ def per_genre_summary(folders) -> pd.DataFrame:
     return table[[name for name in dict.fromkeys(n for n, _, _ in folders) if name in table]]
 
 
+def dev_choice(summary: pd.DataFrame, fused, select: str = "dev mAP"):
+    """(best fused row, best unimodal row) by ``select`` (dev scores), or None.
+
+    Rows scoring a missing input and the prior are neither; test never chooses.
+    """
+    names = summary["model"]
+    clean = ~names.str.contains("missing") & ~names.str.startswith("prior")
+    both = names.isin(list(fused))
+    fused_rows, single = summary[clean & both], summary[clean & ~both]
+    if fused_rows.empty or single.empty or select not in summary:
+        return None
+    return (fused_rows.loc[fused_rows[select].idxmax()], single.loc[single[select].idxmax()])
+
+
 def fusion_verdict(summary: pd.DataFrame, fused, metrics=("mAP", "macro_f1"),
                    select: str = "dev mAP") -> str:
     """One sentence per metric: does the fused row beat the unimodal row, each chosen on dev?
@@ -189,16 +203,12 @@ def fusion_verdict(summary: pd.DataFrame, fused, metrics=("mAP", "macro_f1"),
     Args:
         summary: ``summarize_runs`` output with a ``select`` column (dev scores).
         fused: names of rows that read both inputs (learned, linear or score-level fusion).
-        select: the column that chooses each side's best row; test never chooses.
+        select: the column that chooses each side's best row (``dev_choice``).
     """
-    names = summary["model"]
-    clean = ~names.str.contains("missing") & ~names.str.startswith("prior")
-    both = names.isin(list(fused))
-    fused_rows, single = summary[clean & both], summary[clean & ~both]
-    if fused_rows.empty or single.empty or select not in summary:
+    chosen = dev_choice(summary, fused, select)
+    if chosen is None:
         return ""
-    best_f = fused_rows.loc[fused_rows[select].idxmax()]
-    best_s = single.loc[single[select].idxmax()]
+    best_f, best_s = chosen
     lines = [f"Best on {select}: fused **{best_f['model']}**, unimodal **{best_s['model']}**."]
     for metric in metrics:
         verb = "beats" if best_f[metric] > best_s[metric] else "does NOT beat"

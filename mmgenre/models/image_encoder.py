@@ -19,7 +19,11 @@ from mmgenre.models.registry import register
 STAGES = ("block7", "block6", "block5", "block4", "block3", "block2", "block1")  # last first
 
 
-def _unfreeze(model, blocks: int):
+def unfreeze_last_blocks(model, blocks: int):
+    """The last ``blocks`` stages (and the top conv) trainable, the rest frozen; 0 freezes all.
+
+    At build time (``trainable_blocks``) and as phase two (``train.fine_tune_blocks``).
+    """
     if not 0 <= blocks <= len(STAGES):
         raise ValueError(f"blocks to fine-tune must be in [0, {len(STAGES)}], got {blocks}")
     backbone = model.get_layer("backbone")
@@ -30,13 +34,6 @@ def _unfreeze(model, blocks: int):
                                            or layer.name.startswith("top_"))
                            and not isinstance(layer, keras.layers.BatchNormalization))
     return model
-
-
-def unfreeze_last_blocks(model, blocks: int):
-    """Phase two: the last ``blocks`` stages (and the top conv) become trainable."""
-    if blocks < 1:
-        raise ValueError(f"fine_tune_blocks must be >= 1, got {blocks}")
-    return _unfreeze(model, blocks)
 
 
 @register("image_encoder", modalities=("poster",), fine_tune=unfreeze_last_blocks,
@@ -73,4 +70,4 @@ def build_image_encoder(num_genres: int, task: str = "multilabel", image_size=(2
     x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     model = keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="image_encoder")
-    return _unfreeze(model, trainable_blocks)
+    return unfreeze_last_blocks(model, trainable_blocks)

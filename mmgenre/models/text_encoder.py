@@ -18,22 +18,19 @@ from mmgenre.models.layers import MaskedMeanPooling
 from mmgenre.models.registry import register
 
 
-def _unfreeze(model, layers: int):
+def unfreeze_last_layers(model, layers: int):
+    """The last ``layers`` transformer layers trainable, the rest frozen; 0 freezes all.
+
+    At build time (``trainable_layers``) and as phase two (``train.fine_tune_blocks``).
+    """
     backbone = model.get_layer("backbone")
     blocks = [layer for layer in backbone.layers if layer.name.startswith("transformer_layer_")]
     if not 0 <= layers <= len(blocks):
         raise ValueError(f"layers to fine-tune must be in [0, {len(blocks)}], got {layers}")
     backbone.trainable = layers > 0
     for layer in backbone.layers:
-        layer.trainable = layer in blocks[len(blocks) - layers:] if layers else False
+        layer.trainable = layer in blocks[len(blocks) - layers:]
     return model
-
-
-def unfreeze_last_layers(model, layers: int):
-    """Phase two: the last ``layers`` transformer layers become trainable."""
-    if layers < 1:
-        raise ValueError(f"fine_tune_blocks must be >= 1, got {layers}")
-    return _unfreeze(model, layers)
 
 
 @register("text_encoder", modalities=("overview",), fine_tune=unfreeze_last_layers,
@@ -78,4 +75,4 @@ def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_lengt
     x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     model = keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="text_encoder")
-    return _unfreeze(model, trainable_layers)
+    return unfreeze_last_layers(model, trainable_layers)
