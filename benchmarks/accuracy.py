@@ -40,7 +40,8 @@ from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
 from mmgenre.training.trainer import run_classical  # noqa: E402
 from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 
-HEADLINE = ["micro_f1", "macro_f1", "mAP", "weighted_f1", "samples_f1", "top1_accuracy"]
+HEADLINE = ["micro_f1", "macro_f1", "mAP", "top1_accuracy", "brier", "ece", "weighted_f1",
+            "samples_f1"]
 
 
 def read_variants(path):
@@ -121,7 +122,7 @@ def main(argv=None):
             cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
             run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
             runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
-            modalities[cfg.name] = set(registry.get(cfg.model.name).modalities)
+            modalities[cfg.name] = set(registry.get(cfg.model.name, cfg.model.params).modalities)
             folders.append((cfg.name, seed, run_dirs[cfg.name]))
             data_cfg = cfg.data
         for kind in args.classical:

@@ -34,7 +34,7 @@ def batch_scaling(config_path, batch_sizes, steps):
     from mmgenre.training import fit
 
     cfg = load_config(config_path, overrides=["data.augment=false"])
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name), show_progress=False)
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params), show_progress=False)
     rows = []
     for batch_size in batch_sizes:
         cfg.data.batch_size = batch_size

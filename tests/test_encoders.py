@@ -10,24 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from encoder_fixtures import lite0_state, lite0_wheel, minilm_wheel, write_tiny_bert
+from encoder_fixtures import lite0_state, write_tiny_bert
 from mmgenre.encoders import sources
-
-
-@pytest.fixture(scope="module")
-def encoder_home(tmp_path_factory):
-    """$MMGENRE_HOME with both known encoders prepared from tiny wheels."""
-    tmp = tmp_path_factory.mktemp("encoders")
-    home = tmp / "home"
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MMGENRE_HOME", str(home))
-    wheels = {"minilm": minilm_wheel(tmp), "efficientnet_lite0": lite0_wheel(tmp)}
-    for name, wheel in wheels.items():
-        patch.setitem(sources.KNOWN, name, sources.KNOWN[name].__class__(
-            **{**sources.KNOWN[name].__dict__, "sha256": sources.sha256(wheel)}))
-        sources.prepare(name, wheel=wheel)
-    yield home, wheels
-    patch.undo()
 
 
 def test_prepare_is_verified_idempotent_and_clear_when_offline(encoder_home, tmp_path, monkeypatch):

@@ -3,8 +3,9 @@
 Multi-label (the MM-IMDb protocol): micro/macro/weighted/samples F1, at 0.5 and
 at thresholds chosen on dev only (``choose_thresholds``, two rules); mean average precision over genres
 with at least one positive; top-1 accuracy (the highest-scoring genre is one of
-the true ones); subset accuracy; per-genre precision/recall/F1/AP.
-Single-label: accuracy, macro F1 and a confusion matrix.
+the true ones); subset accuracy; calibration (Brier score and expected
+calibration error, ``calibration_metrics``); per-genre precision/recall/F1/AP.
+Single-label: accuracy, macro F1, Brier score, top-label ECE and a confusion matrix.
 
 Macro averages run over every genre in the vocabulary, so a model that never
 predicts a genre pays for it (zero_division=0).
@@ -23,7 +24,28 @@ from mmgenre.config import THRESHOLD_RULES
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 PREVALENCE_FACTORS = (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 HEADLINE = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "top1_accuracy",
-            "subset_accuracy")
+            "subset_accuracy", "brier", "ece")
+ECE_BINS = 15  # Guo et al. 2017
+
+
+def expected_calibration_error(confidence, correct, bins: int = ECE_BINS) -> float:
+    """ECE (Naeini et al. 2015, Guo et al. 2017): over equal-width confidence bins, the
+    size-weighted mean |fraction correct - mean confidence|. Inputs are flat arrays."""
+    confidence, correct = np.ravel(confidence), np.ravel(correct).astype(float)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        members = which == b
+        total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total / max(len(confidence), 1))
+
+
+def calibration_metrics(y_true, y_prob) -> dict:
+    """Multi-label calibration over every (movie, genre) pair: Brier score (mean squared
+    error of the probabilities) and ECE of "this genre applies" at each probability."""
+    y_true, y_prob = np.asarray(y_true, float), np.asarray(y_prob, float)
+    return {"brier": float(np.mean((y_prob - y_true) ** 2)),
+            "ece": expected_calibration_error(y_prob, y_true)}
 
 
 def tune_thresholds(y_true: np.ndarray, y_prob: np.ndarray, grid=THRESHOLD_GRID) -> np.ndarray:
@@ -108,6 +130,7 @@ def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds=0.5) -
         "mAP": mean_average_precision(y_true, y_prob),
         "top1_accuracy": float(np.mean(y_true[np.arange(len(top)), top] == 1)),
         "subset_accuracy": float(np.mean((y_true == y_pred).all(axis=1))),
+        **calibration_metrics(y_true, y_prob),
         "genres_without_positives": int(y_true.shape[1] - len(present)),
     }
 
@@ -128,9 +151,12 @@ def single_label_metrics(y_true_onehot, y_prob, genres) -> dict:
     true = np.argmax(y_true_onehot, axis=1)
     pred = np.argmax(y_prob, axis=1)
     labels = list(range(len(genres)))
+    y_prob = np.asarray(y_prob, float)
     return {
         "accuracy": float(np.mean(true == pred)),
         "macro_f1": float(skm.f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
+        "brier": float(np.mean(np.sum((y_prob - np.asarray(y_true_onehot, float)) ** 2, axis=1))),
+        "ece": expected_calibration_error(y_prob.max(axis=1), true == pred),
         "confusion_matrix": skm.confusion_matrix(true, pred, labels=labels).tolist(),
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keras
 
+from mmgenre.models.backbones import image_encoder_backbone
 from mmgenre.models.heads import check_rates, genre_head
 from mmgenre.models.registry import register
 
@@ -57,16 +58,9 @@ def build_image_encoder(num_genres: int, task: str = "multilabel", image_size=(2
     Returns:
         keras.Model: {"poster": (batch, height, width, 3) in [0, 1]} -> (batch, num_genres).
     """
-    from mmgenre.encoders.image import load_image_encoder
-
     check_rates(dropout=dropout)
-    backbone, settings = load_image_encoder(encoder)
-    backbone.name = "backbone"
-    offset, divisor = settings["input_scale"]
     poster = keras.Input(shape=(*image_size, 3), name="poster")
-    x = keras.layers.Rescaling(255.0 / divisor, offset=-offset / divisor, name="encoder_scaling")(poster)
-    x = backbone(x, training=False)  # BatchNorm in inference mode, frozen or not
-    x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    x, _ = image_encoder_backbone(poster, encoder)
     x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     model = keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="image_encoder")

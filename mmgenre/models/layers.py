@@ -178,3 +178,61 @@ class MaskedMeanPooling(keras.layers.Layer):
         mask = ops.cast(mask, sequence.dtype)[..., None]
         pooled = ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
         return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class TrimPadding(keras.layers.Layer):
+    """Cuts a packed batch to its longest real sequence.
+
+    keras-hub's StartEndPacker pads every overview to a fixed length; a batch
+    then runs the encoder over its padding too. Masked tokens do not change the
+    pooled embedding, so trimming to the batch's longest overview gives the same
+    features, faster: one overview padded to 256 word pieces instead of its own
+    ~65 (results/encoder_speed.md measured 3.0x for length-bucketed batches).
+
+    Call args: [token_ids (batch, seq), padding_mask (batch, seq)].
+    Returns the two cut to (batch, longest), at least one column.
+    """
+
+    def call(self, inputs):
+        token_ids, mask = inputs
+        width = ops.maximum(ops.max(ops.sum(ops.cast(mask, "int32"), axis=1)), 1)
+        return token_ids[:, :width], mask[:, :width]
+
+    def compute_output_shape(self, input_shape):
+        return tuple((shape[0], None) for shape in input_shape)
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class PlattCalibration(keras.layers.Layer):
+    """Per-genre Platt scaling (Platt 1999): logits z -> sigmoid(a * z + b).
+
+    The scales a and offsets b are fitted outside the graph on out-of-fold
+    train logits (``mmgenre.training.solve``) and stored here as non-trainable
+    weights, so the saved model outputs calibrated probabilities by itself.
+    Identity scale and zero offset by default: plain sigmoid.
+
+    Args:
+        units: int. number of genres.
+
+    Call args: logits (batch, units). Returns probabilities (batch, units).
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(self.units,), initializer="ones", trainable=False,
+                                     name="scale")
+        self.offset = self.add_weight(shape=(self.units,), initializer="zeros", trainable=False,
+                                      name="offset")
+
+    def call(self, logits):
+        return ops.sigmoid(ops.cast(logits, "float32") * self.scale + self.offset)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

@@ -34,6 +34,7 @@ _MODULES = (
     "mmgenre.models.fusion",
     "mmgenre.models.image_encoder",
     "mmgenre.models.text_encoder",
+    "mmgenre.models.probe",
 )
 
 
@@ -41,10 +42,19 @@ _MODULES = (
 class ModelSpec:
     name: str
     builder: Callable
-    modalities: tuple
+    modalities: tuple  # or a function of the model's params (a probe's inputs follow its features)
     description: str
     accepts_missing: bool = False  # takes rows lacking one modality (fusion)
     fine_tune: Optional[Callable] = None  # fine_tune(model, blocks): unfreeze for phase two
+    # How the trainer fits it: "gradient" (model.fit) or "linear_solver" (a probe's head solved
+    # on cached features, mmgenre.training.solve).
+    fitted_by: str = "gradient"
+
+    def for_params(self, params: dict | None) -> "ModelSpec":
+        """This spec with its modalities resolved for ``params``."""
+        if not callable(self.modalities):
+            return self
+        return dataclasses.replace(self, modalities=tuple(self.modalities(dict(params or {}))))
 
     def hyperparameters(self) -> dict:
         """Plain hyperparameters of the builder with their defaults."""
@@ -58,14 +68,16 @@ _REGISTRY: dict = {}
 
 
 def register(name: str, modalities, description: str = "", accepts_missing: bool = False,
-             fine_tune: Optional[Callable] = None):
-    """Decorator registering ``builder`` under ``name``."""
+             fine_tune: Optional[Callable] = None, fitted_by: str = "gradient"):
+    """Decorator registering ``builder`` under ``name``; ``modalities`` is a tuple or a
+    function of the params returning one."""
 
     def wrap(builder):
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, builder, tuple(modalities), description, accepts_missing,
-                                    fine_tune)
+        _REGISTRY[name] = ModelSpec(name, builder,
+                                    modalities if callable(modalities) else tuple(modalities),
+                                    description, accepts_missing, fine_tune, fitted_by)
         return builder
 
     return wrap
@@ -81,16 +93,17 @@ def names() -> list:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> ModelSpec:
+def get(name: str, params: dict | None = None) -> ModelSpec:
+    """The spec of model ``name``, its modalities resolved for ``params``."""
     _load_all()
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY[name].for_params(params)
 
 
 def check_params(name: str, params: dict) -> ModelSpec:
     """Raises ValueError naming any param the builder does not take."""
-    spec = get(name)
+    spec = get(name, params)
     valid = spec.hyperparameters()
     for key in params:
         if key in DATA_ARGS:

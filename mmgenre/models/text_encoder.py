@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import keras
 
+from mmgenre.models.backbones import text_encoder_backbone
 from mmgenre.models.heads import check_rates, genre_head
-from mmgenre.models.layers import MaskedMeanPooling
 from mmgenre.models.registry import register
 
 
@@ -55,23 +55,9 @@ def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_lengt
     Returns:
         keras.Model: {"overview": (batch,) strings} -> (batch, num_genres).
     """
-    import keras_hub
-
-    from mmgenre.encoders.text import load_text_encoder
-
     check_rates(dropout=dropout)
-    backbone, tokenizer = load_text_encoder(encoder)
-    backbone.name = "backbone"
-    tokenizer.name = "tokenizer"
-    packer = keras_hub.layers.StartEndPacker(
-        sequence_length=sequence_length, start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
-        return_padding_mask=True, name="packer")
     overview = keras.Input(shape=(), dtype="string", name="overview")
-    token_ids, padding_mask = packer(tokenizer(overview))
-    sequence = backbone({"token_ids": token_ids, "padding_mask": padding_mask,
-                         "segment_ids": keras.ops.zeros_like(token_ids)})["sequence_output"]
-    x = MaskedMeanPooling(name="pooled")([sequence, padding_mask])
+    x = text_encoder_backbone(overview, encoder, sequence_length)
     x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     model = keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="text_encoder")

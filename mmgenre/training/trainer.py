@@ -30,7 +30,7 @@ from mmgenre.evaluation import plots
 from mmgenre.evaluation.evaluate import evaluate_prepared, report_probabilities
 from mmgenre.models import registry, weights
 from mmgenre.models.saving import load_model
-from mmgenre.training import distributed, fit
+from mmgenre.training import distributed, fit, solve
 
 
 def _check_run_dir(run_dir, cfg):
@@ -102,6 +102,8 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     if prepared.vectorizer is not None:
         pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
 
+    if spec.fitted_by == "linear_solver":
+        return _solve(cfg, spec, prepared, run_dir)
     with strategy.scope():
         model = fit.build_for_data(cfg, prepared)
         if cfg.train.init_from:
@@ -145,6 +147,21 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
                              extra={"params": int(model.count_params()),
                                     "train_seconds": round(time.time() - started, 1)})
+
+
+def _solve(cfg, spec, prepared, run_dir) -> dict:
+    """A linear probe: its head solved on cached features in seconds (``training.solve``),
+    checked against the whole graph, saved as the whole graph, scored."""
+    started = time.time()
+    model = fit.build_for_data(cfg, prepared)
+    params = {**spec.hyperparameters(), **cfg.model.params}
+    probs, train_oof, extra = solve.fit_linear_probe(model, params, prepared, cfg.train.seed)
+    extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
+    runs.save_model(model, os.path.join(run_dir, "best.keras"))
+    extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))
+    return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
+                                extra=extra, threshold_rule=cfg.evaluation.thresholds,
+                                train_oof=train_oof)
 
 
 def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:

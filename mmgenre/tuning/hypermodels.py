@@ -50,7 +50,7 @@ def check_space(space: dict, cfg: config_lib.ExperimentConfig) -> dict:
     """
     if not space:
         raise config_lib.ConfigError("search space is empty: give at least one hyperparameter")
-    valid_params = registry.get(cfg.model.name).hyperparameters()
+    valid_params = registry.get(cfg.model.name, cfg.model.params).hyperparameters()
     for key, spec in space.items():
         if key.startswith("model.params."):
             name = key[len("model.params."):]

@@ -139,7 +139,7 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
     role = os.environ.get("KERASTUNER_TUNER_ID")
     # The chief never trains, but keras-tuner builds the model once everywhere to
     # discover the space, and building needs the data's vocabulary sizes.
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name))
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params))
     base = cfg.to_dict()
     os.makedirs(search_dir(search), exist_ok=True)
     hypermodel = GenreHyperModel(base, search.space, prepared, objective,

@@ -1,0 +1,102 @@
+"""Feature backbones: raw input -> (batch, dim) pooled features, shared by every head.
+
+A backbone is the part of a model that a frozen run computes once and caches
+(keras-hub's Backbone / Task split: BertBackbone + a classifier head). Each
+function here takes a symbolic Keras input and returns the pooled features;
+heads (``heads.genre_head``, ``probe.build_linear_probe``) and fusions stack on
+top. The encoder backbones compute exactly what ``mmgenre.encoders`` caches for
+the same encoder, so a head trained on cached embeddings runs unchanged behind
+the whole graph (tests/test_probe.py checks the match to 1e-5).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from mmgenre.models.layers import MaskedMeanPooling, TrimPadding
+
+
+def text_encoder_backbone(overview, encoder: str = "minilm", sequence_length: int | None = None,
+                          prefix: str = ""):
+    """(batch,) overview strings -> (batch, hidden) mean-pooled, L2-normalised embeddings.
+
+    Args:
+        overview: symbolic string input, shape (batch,).
+        encoder: str. a known text encoder, a Hugging Face-format folder or a preset handle.
+        sequence_length: int. word pieces kept, [CLS] and [SEP] included; None keeps what
+            ``mmgenre.encoders.text.embed_texts`` keeps (the encoder's limit, at most 256), and
+            each batch is then cut to its longest overview (``TrimPadding``).
+        prefix: str. prefix of the layer names ("tokenizer", "packer", "backbone"), so two
+            text encoders fit in one model.
+    """
+    import keras_hub
+
+    from mmgenre.encoders.text import MAX_TOKENS, load_text_encoder
+
+    backbone, tokenizer = load_text_encoder(encoder)
+    backbone.name, tokenizer.name = f"{prefix}backbone", f"{prefix}tokenizer"
+    trim = sequence_length is None
+    sequence_length = sequence_length or min(MAX_TOKENS, backbone.max_sequence_length)
+    packer = keras_hub.layers.StartEndPacker(
+        sequence_length=sequence_length, start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+        return_padding_mask=True, name=f"{prefix}packer")
+    token_ids, padding_mask = packer(tokenizer(overview))
+    if trim:
+        token_ids, padding_mask = TrimPadding(name=f"{prefix}trim_padding")([token_ids, padding_mask])
+    sequence = backbone({"token_ids": token_ids, "padding_mask": padding_mask,
+                         "segment_ids": keras.ops.zeros_like(token_ids)})["sequence_output"]
+    return MaskedMeanPooling(name=f"{prefix}pooled")([sequence, padding_mask])
+
+
+def image_encoder_backbone(poster, encoder: str = "efficientnet_lite0", prefix: str = ""):
+    """(batch, height, width, 3) posters in [0, 1] -> (batch, channels) averaged features.
+
+    The checkpoint's own input scaling is applied inside ((x - 127) / 128 on
+    0-255 pixels for EfficientNet-Lite0); BatchNorm runs in inference mode.
+
+    Returns (features, settings): settings["image_size"] is the size the
+    checkpoint (and its cached embeddings) use.
+    """
+    from mmgenre.encoders.image import load_image_encoder
+
+    backbone, settings = load_image_encoder(encoder)
+    backbone.name = f"{prefix}backbone"
+    offset, divisor = settings["input_scale"]
+    x = keras.layers.Rescaling(255.0 / divisor, offset=-offset / divisor,
+                               name=f"{prefix}encoder_scaling")(poster)
+    x = backbone(x, training=False)  # BatchNorm in inference mode, frozen or not
+    return keras.layers.GlobalAveragePooling2D(name=f"{prefix}pooled")(x), settings
+
+
+def tfidf_backbone(overview, max_tokens: int = 20000, ngrams: int = 2, prefix: str = ""):
+    """(batch,) overview strings -> (batch, max_tokens) L2-normalised TF-IDF of word n-grams.
+
+    keras.layers.TextVectorization (output_mode "tf_idf", uni- and bigrams);
+    it is adapted on the train overviews before fitting (``layer.adapt``), so
+    its vocabulary and IDF weights are saved with the model.
+    """
+    # pad_to_max_tokens: a fixed width, so the head can be built before adapting.
+    vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, ngrams=ngrams,
+                                                output_mode="tf_idf", pad_to_max_tokens=True,
+                                                name=f"{prefix}tfidf")
+    return keras.layers.UnitNormalization(name=f"{prefix}tfidf_l2")(vectorizer(overview))
+
+
+def adapt_tfidf(vectorizer, texts):
+    """Adapts a ``tfidf_backbone`` vectorizer on ``texts`` (the train overviews).
+
+    With pad_to_max_tokens, Keras 3.15 saves IDF weights padded to max_tokens
+    but the vocabulary unpadded, and the saved model then fails to load
+    ("idf_weights must be the same length as vocabulary"); filling the
+    vocabulary with placeholder tokens no overview can produce (brackets are
+    stripped by the standardisation) makes the two agree without changing any
+    output.
+    """
+    import numpy as np
+
+    vectorizer.adapt(np.asarray(texts, dtype=object), batch_size=256)
+    vocabulary = list(vectorizer.get_vocabulary())
+    idf = np.asarray(vectorizer._lookup_layer.idf_weights)  # no public getter in Keras 3.15
+    filler = [f"[unused {i}]" for i in range(len(idf) - len(vocabulary))]
+    vectorizer.set_vocabulary(vocabulary + filler, idf_weights=idf)
