@@ -101,8 +101,8 @@ def main(argv=None):
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""
     rows = [(path, []) for path in args.configs] + (read_variants(args.variants) if args.variants else [])
-    if not rows:
-        parser.error("nothing to run: give --configs and/or --variants")
+    if not rows and not args.classical:
+        parser.error("nothing to run: give --configs, --variants and/or --classical")
     from mmgenre.encoders import sources
     from mmgenre.models import registry
     from mmgenre.models.classical import kind_modalities
@@ -125,6 +125,9 @@ def main(argv=None):
             modalities[cfg.name] = set(registry.get(cfg.model.name, cfg.model.params).modalities)
             folders.append((cfg.name, seed, run_dirs[cfg.name]))
             data_cfg = cfg.data
+        if data_cfg is None:  # classical rows alone: the default data section
+            data_cfg = load_config(raw={"name": "classical"}, overrides=[f"data.path={args.data}"]
+                                   if args.data else []).data
         for kind in args.classical:
             out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
             runs.append((f"{kind} + logistic regression", seed,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.layers import MaskedMeanPooling, TrimPadding
+from mmgenre.models.layers import MaskedMeanPooling, SublinearTfIdf, TrimPadding
 
 
 def text_encoder_backbone(overview, encoder: str = "minilm", sequence_length: int | None = None,
@@ -72,31 +72,32 @@ def image_encoder_backbone(poster, encoder: str = "efficientnet_lite0", prefix: 
 def tfidf_backbone(overview, max_tokens: int = 20000, ngrams: int = 2, prefix: str = ""):
     """(batch,) overview strings -> (batch, max_tokens) L2-normalised TF-IDF of word n-grams.
 
-    keras.layers.TextVectorization (output_mode "tf_idf", uni- and bigrams);
-    it is adapted on the train overviews before fitting (``layer.adapt``), so
-    its vocabulary and IDF weights are saved with the model.
+    keras.layers.TextVectorization counts uni- and bigrams; ``SublinearTfIdf``
+    weighs them as scikit-learn's sublinear TF-IDF does. Both are fitted on the
+    train overviews before the head (``adapt_tfidf``) and saved with the model.
+    Layers: "<prefix>tfidf" (vectorizer), "<prefix>tfidf_weighting", "<prefix>tfidf_l2".
     """
     # pad_to_max_tokens: a fixed width, so the head can be built before adapting.
     vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, ngrams=ngrams,
-                                                output_mode="tf_idf", pad_to_max_tokens=True,
+                                                output_mode="count", pad_to_max_tokens=True,
                                                 name=f"{prefix}tfidf")
-    return keras.layers.UnitNormalization(name=f"{prefix}tfidf_l2")(vectorizer(overview))
+    x = SublinearTfIdf(max_tokens, name=f"{prefix}tfidf_weighting")(vectorizer(overview))
+    return keras.layers.UnitNormalization(name=f"{prefix}tfidf_l2")(x)
 
 
-def adapt_tfidf(vectorizer, texts):
-    """Adapts a ``tfidf_backbone`` vectorizer on ``texts`` (the train overviews).
-
-    With pad_to_max_tokens, Keras 3.15 saves IDF weights padded to max_tokens
-    but the vocabulary unpadded, and the saved model then fails to load
-    ("idf_weights must be the same length as vocabulary"); filling the
-    vocabulary with placeholder tokens no overview can produce (brackets are
-    stripped by the standardisation) makes the two agree without changing any
-    output.
-    """
+def adapt_tfidf(model, texts, min_df: int = 2, prefix: str = ""):
+    """Fits a ``tfidf_backbone`` of ``model`` on ``texts`` (the train overviews): the
+    vectorizer's vocabulary (the most frequent n-grams) and the smoothed idf of each,
+    0 for n-grams in fewer than ``min_df`` overviews and for the out-of-vocabulary slot."""
     import numpy as np
 
-    vectorizer.adapt(np.asarray(texts, dtype=object), batch_size=256)
-    vocabulary = list(vectorizer.get_vocabulary())
-    idf = np.asarray(vectorizer._lookup_layer.idf_weights)  # no public getter in Keras 3.15
-    filler = [f"[unused {i}]" for i in range(len(idf) - len(vocabulary))]
-    vectorizer.set_vocabulary(vocabulary + filler, idf_weights=idf)
+    vectorizer = model.get_layer(f"{prefix}tfidf")
+    texts = np.asarray(texts, dtype=object)
+    vectorizer.adapt(texts, batch_size=256)
+    df = np.zeros(model.get_layer(f"{prefix}tfidf_weighting").units)
+    for start in range(0, len(texts), 256):
+        df += (np.asarray(vectorizer(texts[start:start + 256])) > 0).sum(axis=0)
+    idf = np.log((1 + len(texts)) / (1 + df)) + 1
+    idf[(df < min_df)] = 0.0
+    idf[0] = 0.0  # [UNK]: every n-gram outside the vocabulary
+    model.get_layer(f"{prefix}tfidf_weighting").set_weights([idf.astype("float32")])

