@@ -81,7 +81,7 @@ def cmd_export(args):
     _quiet_tensorflow()
     from mmgenre.serving.export import export_run
 
-    out = export_run(args.run_dir, args.out, args.format, args.allow_external_code)
+    out = export_run(args.run_dir, args.out, args.format, args.allow_external_code, args.overwrite)
     print(f"exported {args.run_dir} ({args.format}) to {out}; genre names in {out}/genres.json")
 
 
@@ -197,7 +197,7 @@ def cmd_encoders(args):
 
     if args.action == "list":
         for name, source in sources.KNOWN.items():
-            prepared = os.path.exists(os.path.join(sources.encoder_dir(name), "prepared.json"))
+            prepared = os.path.exists(os.path.join(sources.encoder_dir(name), sources.PREPARED))
             print(f"{name:<20} {source.kind:<6} {'prepared' if prepared else 'not prepared':<13} "
                   f"{source.package}=={source.version}: {source.description}")
         print(f"cache: {sources.home()} ($MMGENRE_HOME)")
@@ -256,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run for serving on raw poster bytes and text")
     p.add_argument("run_dir")
-    p.add_argument("--out", required=True, help="export folder (replaced when complete)")
+    p.add_argument("--out", required=True, help="export folder: new, empty or an earlier export "
+                   "(replaced when complete)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it holds files mmgenre did not write")
     p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_export)

@@ -238,3 +238,35 @@ def check_fingerprint(run_dir: str, fingerprint: str):
             f"{run_dir} was trained on other data or vocabularies (fingerprint {stored.get('data')}, "
             f"now {fingerprint}): the dataset changed since this run started; use another workdir")
     write_json(path, {"data": fingerprint})
+
+
+# --- output folders that are not run folders (exports, downloads) ----------------------------
+
+OUTPUT_MARKER = ".mmgenre-output"  # in every output folder mmgenre writes whole: it may replace it
+
+
+def check_output_dir(path: str, overwrite: bool = False):
+    """Refuses to replace ``path`` unless it is absent, empty, a folder mmgenre wrote (it holds
+    OUTPUT_MARKER) or the user said ``overwrite``: mmgenre replaces only what it wrote."""
+    if not os.path.lexists(path) or overwrite:
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise RunFolderError(f"{path} exists and is not a folder; choose another output path")
+    entries = os.listdir(path)
+    if entries and OUTPUT_MARKER not in entries:
+        raise RunFolderError(f"{path} holds {len(entries)} file(s) mmgenre did not write (e.g. "
+                             f"{sorted(entries)[0]!r}); choose an empty or new folder, or pass "
+                             "--overwrite to replace it")
+
+
+def remove_stale_staging(path: str):
+    """Removes ``<path>.tmp<pid>`` folders left by killed commands (their pid is gone)."""
+    parent, base = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        pid = name[len(base) + 4:] if name.startswith(base + ".tmp") else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            import shutil
+
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)

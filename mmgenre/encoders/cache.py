@@ -22,7 +22,7 @@ from mmgenre.encoders import sources
 
 def encoder_identity(name: str) -> str:
     folder = sources.resolve(name, sources.KNOWN[name].kind) if name in sources.KNOWN else name
-    prepared = runs.read_json(os.path.join(folder, "prepared.json")) if os.path.isdir(folder) else None
+    prepared = runs.read_json(os.path.join(folder, sources.PREPARED)) if os.path.isdir(folder) else None
     if prepared:
         return prepared.get("sha256", "")
     if os.path.isdir(folder):

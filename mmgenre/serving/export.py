@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -70,13 +71,39 @@ def serving_function(run):
     return serve, signature
 
 
+def tflite_flatbuffer(saved_model: str):
+    """(flatbuffer bytes, needs_flex): TFLite builtin ops when the model allows it, else with
+    select TensorFlow ops (the LSTM's TensorList ops, for one), which need the Flex delegate."""
+    def convert(ops):
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
+        converter.target_spec.supported_ops = ops
+        return converter.convert()
+
+    try:
+        return convert([tf.lite.OpsSet.TFLITE_BUILTINS]), False
+    except Exception:  # noqa: BLE001  not convertible to builtins alone: try with select ops
+        return convert([tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]), True
+
+
 def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
-               allow_external_code: bool = False) -> str:
-    """Writes the export to ``out_dir`` (replaced whole only when complete); returns it."""
+               allow_external_code: bool = False, overwrite: bool = False) -> str:
+    """Writes the export to ``out_dir`` (replaced whole only when complete); returns it.
+
+    ``out_dir`` must be new, empty or an earlier export (``runs.OUTPUT_MARKER``)
+    unless ``overwrite``; the run must be finished (its completion record), so
+    the export carries its dev-chosen thresholds. Staging folders of killed
+    exports to the same place are removed first.
+    """
     import keras
 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+    runs.check_output_dir(out_dir, overwrite)
+    if not runs.is_complete(run_dir):
+        raise runs.RunFolderError(
+            f"{run_dir} is not a finished run (no valid {runs.COMPLETE}): rerun `mmgenre train` "
+            "with its config and --workdir to finish it, then export")
+    runs.remove_stale_staging(out_dir)
     run = load_run(run_dir, allow_external_code)
     serve, signature = serving_function(run)
     staging = f"{os.path.abspath(out_dir)}.tmp{os.getpid()}"
@@ -97,17 +124,20 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
         archive.add_endpoint("genres", lambda: {"genres": genres}, input_signature=[])
     saved_model = os.path.join(staging, "saved_model") if fmt == "tflite" else staging
     archive.write_out(saved_model, verbose=False)
+    needs_flex = False
     if fmt == "tflite":
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serve"])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                               tf.lite.OpsSet.SELECT_TF_OPS]
         try:
-            flat = converter.convert()
+            flat, needs_flex = tflite_flatbuffer(saved_model)
         except Exception as err:  # the converter raises many types; all mean "not convertible"
             shutil.rmtree(staging, ignore_errors=True)
             first = str(err).strip().splitlines()[0][:300]
             raise ValueError(f"{run_dir}: model {run.config.model.name!r} cannot be converted to "
                              f"TFLite ({first}); export --format saved_model instead") from None
+        if needs_flex:
+            print(f"warning: {run.config.model.name!r} needs TensorFlow ops outside TFLite's "
+                  "builtins: the .tflite file runs only with the Flex delegate "
+                  "(tensorflow-lite-select-tf-ops on mobile; the full tensorflow pip package "
+                  "in Python); genres.json records needs_flex_delegate", file=sys.stderr)
         shutil.rmtree(saved_model)
         os.makedirs(staging, exist_ok=True)
         with open(os.path.join(staging, "model.tflite"), "wb") as f:
@@ -117,8 +147,11 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
         "image_size": list(run.config.data.image_size), "format": fmt,
         "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds],
         "missing_input": "empty string" if run.spec.accepts_missing else None,
+        **({"needs_flex_delegate": needs_flex} if fmt == "tflite" else {}),
         "source_run": os.path.abspath(run_dir)})
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
+    runs.write_text(os.path.join(staging, runs.OUTPUT_MARKER), "mmgenre export\n")
+    if os.path.lexists(out_dir):
+        shutil.rmtree(out_dir) if os.path.isdir(out_dir) and not os.path.islink(out_dir) \
+            else os.remove(out_dir)
     os.replace(staging, out_dir)
     return out_dir

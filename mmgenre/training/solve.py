@@ -104,6 +104,21 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def check_image_size(model, features):
+    """Raises FeatureMismatch when the poster input is not each image encoder's own size
+    (its cached embeddings are computed at that size), before anything is computed."""
+    from mmgenre.encoders.image import encoder_settings
+    from mmgenre.encoders.sources import resolve
+
+    for feature in features:
+        if feature != TFIDF and feature_kind(feature) == "image":
+            size = int(encoder_settings(resolve(feature, "image"))["image_size"])
+            given = tuple(model.input["poster"].shape[1:3])
+            if given != (size, size):
+                raise FeatureMismatch(f"{feature} embeds posters at {size}x{size}; set "
+                                      f"data.image_size: [{size}, {size}] (got {list(given)})")
+
+
 def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
     """Solves ``model``'s head on ``prepared``'s train split and sets its weights.
 
@@ -120,6 +135,7 @@ def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
     """
     started = time.time()
     features, folds = list(params["features"]), int(params["folds"])
+    check_image_size(model, features)
     (train_rows, y_train) = prepared.splits["train"]
     if TFIDF in features:
         texts = [t if isinstance(t, str) else "" for t in train_rows["overview"]]
