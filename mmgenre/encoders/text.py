@@ -11,6 +11,9 @@ longest sample overview has 206 tokens, the mean 65).
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -18,15 +21,49 @@ from mmgenre.encoders.sources import EncoderError, resolve
 from mmgenre.progress import progress
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces
+# Hugging Face model types keras-hub 0.32 cannot convert: mmgenre's own converter module each.
+CONVERTERS = {"mpnet": "mmgenre.encoders.convert_mpnet"}
+
+
+def model_type(preset: str) -> str | None:
+    path = os.path.join(preset, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("model_type")
+
+
+def max_tokens(name: str) -> int:
+    """Word pieces the encoder embeds, special tokens included: its sentence-transformers
+    max_seq_length (256 for all-MiniLM-L6-v2, 384 for all-mpnet-base-v2), else MAX_TOKENS."""
+    path = os.path.join(resolve(name, "text"), "sentence_bert_config.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f).get("max_seq_length", MAX_TOKENS))
+    return MAX_TOKENS
+
+
+def backbone_inputs(backbone, token_ids, padding_mask) -> dict:
+    """The inputs ``backbone`` takes (BERT also wants segment ids; MPNet has none)."""
+    inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    if "segment_ids" in backbone.input:
+        inputs["segment_ids"] = token_ids * 0
+    return inputs
 
 
 def load_text_encoder(name: str):
     """(backbone, tokenizer) for a text encoder name, folder or keras-hub preset."""
-    import os
+    import importlib
 
     import keras_hub
 
     preset = resolve(name, "text")
+    converter = CONVERTERS.get(model_type(preset)) if os.path.isdir(preset) else None
+    if converter:
+        try:
+            return importlib.import_module(converter).load(preset)
+        except (OSError, ValueError, KeyError) as err:
+            raise EncoderError(f"cannot load text encoder {name!r} from {preset}: {err}") from None
     try:
         backbone = keras_hub.models.BertBackbone.from_preset(preset)
         if os.path.isdir(preset):
@@ -49,7 +86,7 @@ def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = Tr
     overview (the slow way, kept for benchmarks/encoder_speed.py).
     """
     backbone, tokenizer = load_text_encoder(name)
-    limit = min(MAX_TOKENS, backbone.max_sequence_length) - 2  # room for [CLS] and [SEP]
+    limit = min(max_tokens(name), backbone.max_sequence_length) - 2  # room for [CLS] and [SEP]
     ids = [np.asarray(tokenizer(t), np.int32)[:limit] for t in texts]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     ids = [np.concatenate([[cls], x, [sep]]).astype(np.int32) for x in ids]
@@ -68,8 +105,7 @@ def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = Tr
         for row, i in enumerate(batch):
             token_ids[row, :len(ids[i])] = ids[i]
             mask[row, :len(ids[i])] = 1
-        hidden = forward({"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids),
-                          "padding_mask": mask}).numpy()
+        hidden = forward(backbone_inputs(backbone, token_ids, mask)).numpy()
         pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
         out[batch] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
     return out

@@ -31,12 +31,12 @@ def text_encoder_backbone(overview, encoder: str = "minilm", sequence_length: in
     """
     import keras_hub
 
-    from mmgenre.encoders.text import MAX_TOKENS, load_text_encoder
+    from mmgenre.encoders.text import backbone_inputs, load_text_encoder, max_tokens
 
     backbone, tokenizer = load_text_encoder(encoder)
     backbone.name, tokenizer.name = f"{prefix}backbone", f"{prefix}tokenizer"
     trim = sequence_length is None
-    sequence_length = sequence_length or min(MAX_TOKENS, backbone.max_sequence_length)
+    sequence_length = sequence_length or min(max_tokens(encoder), backbone.max_sequence_length)
     packer = keras_hub.layers.StartEndPacker(
         sequence_length=sequence_length, start_value=tokenizer.cls_token_id,
         end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
@@ -44,8 +44,7 @@ def text_encoder_backbone(overview, encoder: str = "minilm", sequence_length: in
     token_ids, padding_mask = packer(tokenizer(overview))
     if trim:
         token_ids, padding_mask = TrimPadding(name=f"{prefix}trim_padding")([token_ids, padding_mask])
-    sequence = backbone({"token_ids": token_ids, "padding_mask": padding_mask,
-                         "segment_ids": keras.ops.zeros_like(token_ids)})["sequence_output"]
+    sequence = backbone(backbone_inputs(backbone, token_ids, padding_mask))["sequence_output"]
     return MaskedMeanPooling(name=f"{prefix}pooled")([sequence, padding_mask])
 
 
