@@ -211,7 +211,8 @@ def cmd_encoders(args):
 def cmd_datasets(args):
     from mmgenre.data.download import MMIMDB_URL, download_mmimdb
 
-    folder = download_mmimdb(args.to, args.url or MMIMDB_URL, args.sha256, args.keep_archive)
+    folder = download_mmimdb(args.to, args.url or MMIMDB_URL, args.sha256, args.keep_archive,
+                             args.overwrite)
     print(f"MM-IMDb ready in {folder}: train with --set data.path={folder}")
     return 0
 
@@ -323,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="archive URL (a mirror of mmimdb.tar.gz)")
     p.add_argument("--sha256", help="expected SHA-256 of the archive")
     p.add_argument("--keep-archive", action="store_true", help="keep mmimdb.tar.gz after unpacking")
+    p.add_argument("--overwrite", action="store_true",
+                   help="fill --to even if it holds files mmgenre did not write")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("encoders", help="pretrained encoders: list them, or prepare one offline")

@@ -79,3 +79,19 @@ def test_a_wrong_checksum_is_refused_and_the_part_removed(server, tmp_path):
     with pytest.raises(DataError, match="SHA-256 .* differs"):
         download_mmimdb(str(tmp_path / "m"), url, "0" * 64)
     assert os.listdir(tmp_path / "m") == []
+
+
+def test_a_folder_holding_the_users_files_is_never_filled(server, tmp_path):
+    url, state = server
+    mine = tmp_path / "mine"
+    (mine / "dataset").mkdir(parents=True)
+    (mine / "split.json").write_text('{"train": ["mine"]}')
+    with pytest.raises(DataError, match="did not write .*'dataset'.*--overwrite"):
+        download_mmimdb(str(mine), url)
+    assert (mine / "split.json").read_text() == '{"train": ["mine"]}'
+    assert sorted(os.listdir(mine)) == ["dataset", "split.json"]  # refused before any fetch
+    with pytest.raises(DataError, match="rerun"):  # the test server breaks the first transfer
+        download_mmimdb(str(tmp_path / "ours"), url)
+    out = download_mmimdb(str(tmp_path / "ours"), url)
+    download_mmimdb(out, url)  # a folder an earlier download finished is refilled
+    assert load_records(out)["genres"].tolist() == [["Drama"]]

@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 
+from mmgenre import runs
 from mmgenre.data.records import DataError, detect_layout
 
 MMIMDB_URL = "https://archive.org/download/mmimdb/mmimdb.tar.gz"
@@ -90,12 +91,32 @@ def fetch(url: str, path: str, sha256: str | None = None, timeout: float = 60.0)
     return path
 
 
+def check_download_dir(out_dir: str, archive_name: str, overwrite: bool = False):
+    """Refuses an ``out_dir`` holding files mmgenre did not write (the user's own dataset,
+    say) before anything is fetched: only a new or empty folder, a partial download of this
+    archive, or a folder an earlier download finished (``runs.OUTPUT_MARKER``) is filled."""
+    if overwrite or not os.path.isdir(out_dir):
+        runs.check_output_dir(out_dir, overwrite)  # a file in the way is still refused
+        return
+    entries = set(os.listdir(out_dir))
+    ours = {archive_name, archive_name + ".part", STAGING, runs.OUTPUT_MARKER}
+    if runs.OUTPUT_MARKER not in entries and entries - ours:
+        raise DataError(f"{out_dir} holds files mmgenre did not write (e.g. "
+                        f"{sorted(entries - ours)[0]!r}); download into a new or empty folder, or "
+                        "pass --overwrite to replace what the archive holds")
+
+
+STAGING = ".unpacking"
+
+
 def download_mmimdb(out_dir: str, url: str = MMIMDB_URL, sha256: str | None = None,
-                    keep_archive: bool = False) -> str:
+                    keep_archive: bool = False, overwrite: bool = False) -> str:
     """Fetches and unpacks MM-IMDb; returns the dataset folder (holding split.json, dataset/)."""
+    name = os.path.basename(url) or "mmimdb.tar.gz"
+    check_download_dir(out_dir, name, overwrite)
     os.makedirs(out_dir, exist_ok=True)
-    archive = fetch(url, os.path.join(out_dir, os.path.basename(url) or "mmimdb.tar.gz"), sha256)
-    staging = os.path.join(out_dir, ".unpacking")
+    archive = fetch(url, os.path.join(out_dir, name), sha256)
+    staging = os.path.join(out_dir, STAGING)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with tarfile.open(archive) as tar:
@@ -117,6 +138,7 @@ def download_mmimdb(out_dir: str, url: str = MMIMDB_URL, sha256: str | None = No
             shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         os.replace(os.path.join(root, name), target)
     shutil.rmtree(staging, ignore_errors=True)
+    runs.write_text(os.path.join(out_dir, runs.OUTPUT_MARKER), "mmgenre datasets download\n")
     if not keep_archive:
         os.remove(archive)
     return out_dir

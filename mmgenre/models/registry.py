@@ -22,20 +22,6 @@ from typing import Callable, Optional
 
 # Arguments the trainer derives from the data; not settable in model.params.
 DATA_ARGS = ("num_genres", "task", "image_size", "vocab_size", "sequence_length")
-# Modules that register models when imported.
-_MODULES = (
-    "mmgenre.models.cnn",
-    "mmgenre.models.compact_resnet",
-    "mmgenre.models.resnet",
-    "mmgenre.models.hub",
-    "mmgenre.models.lstm",
-    "mmgenre.models.bilstm_attention",
-    "mmgenre.models.bag_of_words",
-    "mmgenre.models.fusion",
-    "mmgenre.models.image_encoder",
-    "mmgenre.models.text_encoder",
-    "mmgenre.models.probe",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +70,14 @@ def register(name: str, modalities, description: str = "", accepts_missing: bool
 
 
 def _load_all():
-    for module in _MODULES:
-        importlib.import_module(module)
+    """Imports every module of mmgenre.models: a new family module registers itself, no list
+    to keep (keras-hub discovers its presets the same way)."""
+    import pkgutil
+
+    import mmgenre.models as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
 
 
 def names() -> list:
