@@ -105,3 +105,22 @@ def test_score_fusion_refuses_runs_of_different_tasks(synthetic_dir, tmp_path):
     runs.mark_complete(str(tmp_path / "b"))
     with pytest.raises(ValueError, match="'multilabel' run and .* a 'single' run"):
         score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"))
+
+
+def test_score_fusion_refuses_runs_trained_on_other_data(synthetic_dir, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_dir, other)
+    movies = pd.read_csv(other / "movies.csv", keep_default_na=False)
+    movies.loc[0, "overview"] = "an overview edited after the first run"  # same ids, same genres
+    movies.to_csv(other / "movies.csv", index=False)
+    cfg = tiny_config(synthetic_dir, "lstm")
+    run_classical(cfg.data, "tfidf", str(tmp_path / "a"))
+    run_classical(tiny_config(other, "lstm").data, "tfidf", str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="trained on other data .* one dataset only"):
+        score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"),
+                                      cfg.data)
+    assert not (tmp_path / "f").exists()

@@ -34,6 +34,7 @@ class PreparedData:
     allow_missing: bool = False
     skipped_unlabelled: int = 0
     unseen_genres: dict = dataclasses.field(default_factory=dict)
+    dataset_fingerprint: str = ""  # the movies read (ids, splits, genres, texts), whatever the model
 
     def fingerprint(self) -> str:
         """A hash of what the model is fitted to: row ids, targets per split, genres and
@@ -71,6 +72,7 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         # every poster of posters-movielens took 20 s of a "quick" run); rows dropped as bad
         # input are not replaced, and the genre vocabulary comes from these train rows.
         records = records.groupby("split", sort=False).head(data_cfg.limit).reset_index(drop=True)
+    dataset_fingerprint = records_fingerprint(records)
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress, require_genres=require_genres)
     table, merged = labels_lib.normalise_genres(table, vocab.genres if vocab is not None else ())
@@ -105,7 +107,19 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
                                                data_cfg.sequence_length)
     unseen = vocab.unseen(outside_train) if len(table) else {}
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
-                        spec.accepts_missing, skipped, dict(unseen))
+                        spec.accepts_missing, skipped, dict(unseen), dataset_fingerprint)
+
+
+def records_fingerprint(records) -> str:
+    """A hash of the dataset's movies (id, split, genres, overview, poster file name), the same
+    for every model trained on it: runs combined by score fusion must share it."""
+    digest = hashlib.sha256()
+    for column in ("id", "split", "genres", "overview", "poster"):
+        values = records[column] if column in records else []
+        digest.update(json.dumps([column, [str(v) if column != "poster" else
+                                           str(v).replace("\\", "/").rsplit("/", 1)[-1]
+                                           for v in values]]).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
 
 
 def subsample(rows, n: int):

@@ -104,7 +104,8 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         np.savez(tmp, **{s: p for s, p in probs.items()},
                  **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs},
                  **oof)
-    results = {"model": model_name, "name": name, "genres": genres, "task": task, **(extra or {}),
+    results = {"model": model_name, "name": name, "genres": genres, "task": task,
+               "data_fingerprint": prepared.dataset_fingerprint, **(extra or {}),
                "threshold_rule": threshold_rule, "splits": {}}
     rows = []
     for split, prob in probs.items():

@@ -134,6 +134,17 @@ def _task_from_config(run_dir):
     return config_lib.load_config(path).data.task if os.path.exists(path) else None
 
 
+def check_same_data(runs: list, fingerprint: str, path: str):
+    """Refuses runs trained on other movies than ``path`` holds (their metrics.json records the
+    dataset fingerprint), even when their movie ids and genre order happen to match."""
+    for run in runs:
+        saved = (read_json(os.path.join(run, "metrics.json")) or {}).get("data_fingerprint")
+        if saved and saved != fingerprint:
+            raise ValueError(f"{run} was trained on other data than {path} (dataset fingerprint "
+                             f"{saved}, here {fingerprint}): score fusion combines runs of one "
+                             "dataset only")
+
+
 def aligned_probabilities(runs: list, data_cfg=None):
     """(prepared data, [{split: probs}] per run, data config, threshold rule) on the movies
     every run scored.
@@ -165,6 +176,7 @@ def aligned_probabilities(runs: list, data_cfg=None):
     rule = saved_cfg.evaluation.thresholds if saved_cfg else config_lib.THRESHOLD_RULES[0]
     both = ModelSpec("score_fusion", None, ("poster", "overview"), "", accepts_missing=True)
     prepared = prepare.prepare_data(data_cfg, both, show_progress=False)
+    check_same_data(runs, prepared.dataset_fingerprint, data_cfg.path)
     if prepared.vocab.genres != genres:
         raise ValueError(f"{data_cfg.path} gives genres {prepared.vocab.genres}, the runs "
                          f"predict {genres}: not the dataset they were trained on")
