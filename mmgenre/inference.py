@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmgenre import config as config_lib
+from mmgenre import runs
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
 from mmgenre.data.validate import inspect_poster
@@ -50,6 +51,12 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     model_path = os.path.join(run_dir, "best.keras")
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
+    if not runs.is_complete(run_dir):
+        # Without its completion record a folder may hold a half-trained model and no dev
+        # thresholds (predictions would silently use 0.5 everywhere).
+        raise runs.RunFolderError(
+            f"{run_dir} is not a finished run (no valid {runs.COMPLETE}): rerun `mmgenre train "
+            f"--config {os.path.join(run_dir, 'config.yaml')} --workdir {run_dir}` to finish it")
     cfg = config_lib.load_config(os.path.join(run_dir, "config.yaml"))
     vectorizer_path = os.path.join(run_dir, "vectorizer.json")
     vectorizer = pipeline.load_vectorizer(vectorizer_path) if os.path.exists(vectorizer_path) else None

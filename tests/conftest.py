@@ -95,3 +95,14 @@ def encoder_home(tmp_path_factory):
     wheels["mpnet"] = parts
     yield home, wheels
     patch.undo()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks run only when -m names them (``-m benchmark``), so ``-m "not slow"`` is
+    the quick tier without also selecting them."""
+    if "benchmark" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("benchmark") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("benchmark")])
+        items[:] = kept

@@ -109,3 +109,37 @@ def test_data_limit_applies_before_posters_are_checked(synthetic_dir):
     prepared = prepare_data(cfg.data, registry.get("cnn"), show_progress=False)
     assert prepared.report.total == 30  # 10 per split were read and checked, not 240
     assert all(len(rows) <= 10 for rows, _ in prepared.splits.values())
+
+
+def test_mmimdb_layout_follows_the_published_protocol_by_default(mmimdb_dir, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from conftest import tiny_config
+    from mmgenre.data.labels import GenreVocabulary
+    from mmgenre.data.prepare import prepare_data
+    from mmgenre.models import registry
+
+    path = os.path.join(mmimdb_dir, "dataset", "0000001.json")
+    meta = json.load(open(path))
+    meta["plot"] = ["short one", "the longest plot summary of this movie by far", "mid plot"]
+    json.dump(meta, open(path, "w"))
+    spec = registry.get("lstm")
+    published = prepare_data(tiny_config(mmimdb_dir, "lstm").data, spec, show_progress=False)
+    train = published.splits["train"][0].set_index("id")
+    assert train.loc["0000001", "overview"] == "the longest plot summary of this movie by far"
+    # Every train genre up to 23 (Film-Noir has one movie), not min_genre_count's.
+    assert "Film-Noir" in published.vocab.genres
+    first = prepare_data(tiny_config(mmimdb_dir, "lstm", data={"protocol": "min_count",
+                                                               "min_genre_count": 2}).data,
+                         spec, show_progress=False)
+    assert first.splits["train"][0].set_index("id").loc["0000001", "overview"] == "short one"
+    assert "Film-Noir" not in first.vocab.genres
+    # The 23 most frequent train genres, ties by name; the rest are recorded as dropped.
+    table = pd.DataFrame({"split": ["train"] * 30,
+                          "genres": [[f"g{i:02d}"] * 1 for i in range(25)] + [["g00"]] * 5})
+    vocab = GenreVocabulary.from_train(table, 1, top=23)
+    assert vocab.genres[0] == "g00" and len(vocab.genres) == 23
+    assert vocab.dropped == {"g23": "not among the 23 most frequent train genres",
+                             "g24": "not among the 23 most frequent train genres"}

@@ -132,7 +132,7 @@ def test_export_replaces_only_what_mmgenre_wrote(trained, tmp_path):
 
     shutil.copytree(runs_["cnn"], unfinished)
     os.remove(unfinished / COMPLETE)
-    with pytest.raises(RunFolderError, match="not a finished run .*mmgenre train"):
+    with pytest.raises(RunFolderError, match="not a finished run .*mmgenre train --config"):
         export_run(str(unfinished), str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 

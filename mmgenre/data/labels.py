@@ -61,13 +61,17 @@ class GenreVocabulary:
     min_count: int
 
     @classmethod
-    def from_train(cls, table: pd.DataFrame, min_count: int = 10) -> "GenreVocabulary":
+    def from_train(cls, table: pd.DataFrame, min_count: int = 10,
+                   top: int | None = None) -> "GenreVocabulary":
+        """Genres with ``min_count`` train movies, at most the ``top`` most frequent."""
         train = table[table["split"] == "train"]
         counts = collections.Counter(g for genres in train["genres"] for g in genres)
         ordered = sorted(counts, key=lambda g: (-counts[g], g))
-        kept = [g for g in ordered if counts[g] >= min_count]
+        kept = [g for g in ordered if counts[g] >= min_count][:top]
         dropped = {g: f"{counts[g]} train example(s) < min_genre_count {min_count}"
                    for g in ordered if counts[g] < min_count}
+        dropped.update({g: f"not among the {top} most frequent train genres"
+                        for g in ordered if counts[g] >= min_count and g not in kept})
         if not kept:
             raise ValueError(
                 f"no genre has at least {min_count} train examples "

@@ -16,7 +16,8 @@ import numpy as np
 
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
-from mmgenre.data.records import load_records
+from mmgenre.config import MMIMDB_GENRES
+from mmgenre.data.records import detect_layout, load_records
 from mmgenre.data.validate import select_modalities, validate
 
 SPLIT_NAMES = ("train", "dev", "test")
@@ -65,7 +66,9 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         require_genres: False keeps rows without genres (prediction on unlabelled data;
             needs ``vocab``).
     """
-    records = load_records(path or data_cfg.path, allow_outside=data_cfg.allow_outside_files)
+    mmimdb = dataset_protocol(data_cfg, path or data_cfg.path) == "mmimdb"
+    records = load_records(path or data_cfg.path, allow_outside=data_cfg.allow_outside_files,
+                           longest_plot=mmimdb)
     modalities = spec.modalities
     if data_cfg.limit:
         # Smoke runs: the first rows of each split, taken before any poster is opened (checking
@@ -85,7 +88,8 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
     # With a run's vocabulary every row is new data; otherwise train defines the genres.
     outside_train = table if vocab is not None else table[table["split"] != "train"]
     if vocab is None:
-        vocab = labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count)
+        vocab = (labels_lib.GenreVocabulary.from_train(table, 1, top=MMIMDB_GENRES) if mmimdb
+                 else labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count))
     splits, skipped = {}, 0
     for split in SPLIT_NAMES:
         rows = table[table["split"] == split].reset_index(drop=True)
@@ -108,6 +112,13 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
     unseen = vocab.unseen(outside_train) if len(table) else {}
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
                         spec.accepts_missing, skipped, dict(unseen), dataset_fingerprint)
+
+
+def dataset_protocol(data_cfg, path) -> str:
+    """data.protocol with "auto" resolved by the dataset's layout."""
+    if data_cfg.protocol != "auto":
+        return data_cfg.protocol
+    return "mmimdb" if detect_layout(path) == "mmimdb" else "min_count"
 
 
 def records_fingerprint(records) -> str:

@@ -57,10 +57,15 @@ def detect_layout(path: str) -> str:
     raise DataError(f"dataset not found: {path}")
 
 
-def load_records(path: str, allow_outside: bool = False) -> pd.DataFrame:
-    """Reads a dataset in either layout into the movie table described above."""
+def load_records(path: str, allow_outside: bool = False, longest_plot: bool = True) -> pd.DataFrame:
+    """Reads a dataset in either layout into the movie table described above.
+
+    ``longest_plot``: an MM-IMDb movie's overview is its longest plot summary
+    (the dataset authors' make_dataset.py), else its first.
+    """
     layout = detect_layout(path)
-    table = load_csv(path, allow_outside) if layout == "csv" else load_mmimdb(path, allow_outside)
+    table = (load_csv(path, allow_outside) if layout == "csv"
+             else load_mmimdb(path, allow_outside, longest_plot))
     if table.empty:
         raise DataError(f"{path}: the dataset lists no movies")
     table.attrs["path"] = os.path.abspath(path)
@@ -128,7 +133,7 @@ def load_csv(path: str, allow_outside: bool = False) -> pd.DataFrame:
     return table
 
 
-def load_mmimdb(path: str, allow_outside: bool = False) -> pd.DataFrame:
+def load_mmimdb(path: str, allow_outside: bool = False, longest_plot: bool = True) -> pd.DataFrame:
     split_path = os.path.join(path, "split.json")
     try:
         with open(split_path, encoding="utf-8") as f:
@@ -172,11 +177,12 @@ def load_mmimdb(path: str, allow_outside: bool = False) -> pd.DataFrame:
                 # A string here would otherwise be split into single characters.
                 row["problem"] = "bad_metadata"
                 continue
-            # MM-IMDb keeps several plot summaries per movie; the first is the
-            # canonical one, as in the paper's text experiments. A plot of another
-            # type (a number, a mapping) leaves the overview missing.
-            if isinstance(plot, list) and plot and isinstance(plot[0], str):
-                row["overview"] = _text_or_none(plot[0])
+            # MM-IMDb keeps several plot summaries per movie; the authors' make_dataset.py
+            # (johnarevalo/gmu-mmimdb) keeps the longest. A plot of another type (a number,
+            # a mapping) leaves the overview missing.
+            texts = [p for p in plot if isinstance(p, str)] if isinstance(plot, list) else []
+            if texts:
+                row["overview"] = _text_or_none(max(texts, key=len) if longest_plot else texts[0])
             row["genres"] = [g.strip() for g in genres or [] if g.strip()]
             title = meta.get("title")
             row["title"] = title if isinstance(title, str) and title.strip() else movie_id

@@ -99,12 +99,8 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
     runs.check_output_dir(out_dir, overwrite)
-    if not runs.is_complete(run_dir):
-        raise runs.RunFolderError(
-            f"{run_dir} is not a finished run (no valid {runs.COMPLETE}): rerun `mmgenre train` "
-            "with its config and --workdir to finish it, then export")
     runs.remove_stale_staging(out_dir)
-    run = load_run(run_dir, allow_external_code)
+    run = load_run(run_dir, allow_external_code)  # refuses an unfinished run
     serve, signature = serving_function(run)
     staging = f"{os.path.abspath(out_dir)}.tmp{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
