@@ -15,7 +15,8 @@ An ablation is a YAML list of variants, each a config plus overrides under its o
     - {name: bow_balanced, config: configs/bag_of_words.yaml, set: [train.loss=balanced]}
 
 --select-ensemble adds a row picked by ensemble selection on dev mAP (Caruana et al. 2004) over
-the given rows (default: all of them). --score-fusion takes two or more row names (two: weight chosen on dev; more: equal weights); a
+the given rows (default: all of them). --score-fusion takes two or more row names (two: weight
+chosen on dev; more: equal weights); a
 classical kind (tfidf, poster) is a row name too. --thresholds picks the rule behind the F1 columns
 (evaluation.thresholds); a second table shows F1 under every rule for every row.
 
@@ -37,8 +38,7 @@ import_tensorflow_quietly()
 from mmgenre.config import FUSION_SPACES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
-from mmgenre.training.trainer import run_classical  # noqa: E402
-from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
+from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
 
 HEADLINE = ["micro_f1", "macro_f1", "mAP", "top1_accuracy", "brier", "ece", "weighted_f1",
             "samples_f1"]
@@ -189,7 +189,9 @@ def main(argv=None):
                 f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
                 "threshold-free. The prior row predicts each genre's train frequency. Rows "
                 "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n{intervals}{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n![comparison]({os.path.basename(args.out)}.png)\n\n"
+                f"absent.\n\n{table}\n\n{intervals}"
+                f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
+                f"![comparison]({os.path.basename(args.out)}.png)\n\n"
                 "## F1 on test under each threshold rule (mean over seeds)\n\n"
                 f"{reports.to_markdown(rules)}\n\n"
                 "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"

@@ -34,15 +34,16 @@ def main(argv=None):
     import pandas as pd
 
     from mmgenre.config import load_config
+    from mmgenre.data import prepare
     from mmgenre.evaluation.reports import provenance, to_markdown
     from mmgenre.models import registry
-    from mmgenre.data import prepare
     from mmgenre.training import feature_cache, fit
 
     # Random weights unless told otherwise: timings do not depend on weight values.
     cfg = load_config(args.config, overrides=["data.augment=false", "model.params.weights=none",
                                               *args.set])
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params), show_progress=False)
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params),
+                                    show_progress=False)
     model = fit.compile_model(fit.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
     train_ds = prepare.make_split_dataset(cfg.data, prepared, "train")
     for _ in train_ds:  # decode and cache posters first: time the model, not JPEG decoding

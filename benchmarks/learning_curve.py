@@ -13,7 +13,8 @@ subsets, the same for every seed).
         --seeds 0 1 2 --out results/learning_curve
     python benchmarks/learning_curve.py --quick          # minutes-long harness check
 
-Scores are on the paired test split (thresholds chosen on dev by the default rule); "all" means the whole train split.
+Scores are on the paired test split (thresholds chosen on dev by the default rule); "all" means the
+whole train split.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ import pandas as pd  # noqa: E402
 
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
-from mmgenre.training.trainer import run_classical  # noqa: E402
-from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
+from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
 
 METRICS = ["macro_f1", "mAP", "micro_f1"]
 

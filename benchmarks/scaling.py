@@ -29,12 +29,13 @@ def batch_scaling(config_path, batch_sizes, steps):
     import tensorflow as tf
 
     from mmgenre.config import load_config
-    from mmgenre.models import registry
     from mmgenre.data import prepare
+    from mmgenre.models import registry
     from mmgenre.training import fit
 
     cfg = load_config(config_path, overrides=["data.augment=false"])
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params), show_progress=False)
+    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params),
+                                    show_progress=False)
     rows = []
     for batch_size in batch_sizes:
         cfg.data.batch_size = batch_size
@@ -57,9 +58,9 @@ def batch_scaling(config_path, batch_sizes, steps):
 
 def size_scaling(sizes, cache_modes, work_dir, batch_size):
     from mmgenre.config import DataConfig
+    from mmgenre.data import prepare
     from mmgenre.data.synth import make_synthetic
     from mmgenre.models.registry import ModelSpec
-    from mmgenre.data import prepare
 
     rows = []
     for n in sizes:

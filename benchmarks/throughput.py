@@ -56,9 +56,9 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     import tensorflow as tf
 
     from mmgenre.config import load_config
+    from mmgenre.data import prepare
     from mmgenre.inference import Run, predict_movie
     from mmgenre.models import registry
-    from mmgenre.data import prepare
     from mmgenre.training import distributed, fit
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -203,9 +203,9 @@ def main(argv=None):
     missing = [c for c in args.configs if not os.path.exists(c)]
     if missing:
         raise SystemExit(f"config not found: {missing}")
+    import keras
     import pandas as pd
     import tensorflow as tf
-    import keras
 
     from mmgenre.evaluation.reports import provenance, to_markdown
 

@@ -126,7 +126,7 @@ def cmd_tune(args):
         if code or not args.retrain_best:
             return code
         out = args.out or search_lib.search_dir(search)
-        return _retrain(os.path.join(out, "best_config.yaml"))
+        return _retrain(os.path.join(out, "best_config.yaml"), out)
     if args.role:
         os.environ.update(search_lib.role_environment(args.role, args.host, args.port, args.worker_id))
         if args.role == "chief":
@@ -143,17 +143,20 @@ def cmd_tune(args):
     out = args.out or search_lib.search_dir(search)
     print(f"trials table, plot and best_config.yaml in {out}")
     if args.retrain_best and best is not None:
-        return _retrain(os.path.join(out, "best_config.yaml"))
+        return _retrain(os.path.join(out, "best_config.yaml"), out)
     return 0
 
 
-def _retrain(best_config: str):
+def _retrain(best_config: str, out: str):
+    """Trains the best trial's config into ``out``/best, beside the search it came from."""
     from mmgenre.config import load_config
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = load_config(best_config)
-    train_and_evaluate(cfg)
-    print(open(os.path.join(cfg.run_dir, "report.md"), encoding="utf-8").read())
+    run_dir = os.path.join(out, "best")
+    train_and_evaluate(cfg, run_dir)
+    print(open(os.path.join(run_dir, "report.md"), encoding="utf-8").read())
+    print(f"best trial retrained in {run_dir}")
     return 0
 
 

@@ -146,7 +146,8 @@ class TrainConfig:
         the first epoch) or val_accuracy (single).
     steps_per_epoch: cap on train steps per epoch (smoke runs); None = all.
     cache_features: compute a frozen backbone's features once (cached on disk
-        under feature_cache_dir) and train only the head on them.
+        under feature_cache_dir, default $MMGENRE_HOME/features beside the
+        encoder caches) and train only the head on them.
     fine_tune_epochs: epochs of a second phase that unfreezes the last
         ``fine_tune_blocks`` blocks (models that define it, e.g. resnet) and
         trains at ``fine_tune_learning_rate``; 0 skips it.
@@ -170,7 +171,7 @@ class TrainConfig:
     monitor: str = "auto"
     steps_per_epoch: Optional[int] = None
     cache_features: bool = False
-    feature_cache_dir: str = "runs/cache/features"
+    feature_cache_dir: Optional[str] = None  # None: $MMGENRE_HOME/features
     fine_tune_epochs: int = 0
     fine_tune_blocks: int = 1
     fine_tune_learning_rate: float = 1e-5

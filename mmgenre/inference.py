@@ -13,13 +13,11 @@ import tensorflow as tf
 from mmgenre import config as config_lib
 from mmgenre import runs
 from mmgenre.data import labels as labels_lib
-from mmgenre.data import pipeline
+from mmgenre.data import pipeline, prepare
 from mmgenre.data.validate import inspect_poster
-from mmgenre.evaluation.metrics import argmax_thresholds
-from mmgenre.models import registry
-from mmgenre.data import prepare
 from mmgenre.evaluation import evaluate
-from mmgenre.models import saving
+from mmgenre.evaluation.metrics import argmax_thresholds
+from mmgenre.models import registry, saving
 
 
 @dataclasses.dataclass

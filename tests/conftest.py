@@ -59,7 +59,8 @@ def mmimdb_dir(tmp_path):
     """A tiny MM-IMDb layout: dataset/<id>.json + .jpeg and split.json."""
     root = tmp_path / "mmimdb"
     (root / "dataset").mkdir(parents=True)
-    genres = [["Drama"], ["Comedy", "Drama", "Film-Noir"], ["Comedy"], ["Horror"], ["Drama", "Horror"], ["Comedy"]]
+    genres = [["Drama"], ["Comedy", "Drama", "Film-Noir"], ["Comedy"], ["Horror"], ["Drama", "Horror"],
+              ["Comedy"]]
     splits = {"train": ["0000001", "0000002", "0000003", "0000004"], "dev": ["0000005"],
               "test": ["0000006"]}
     for i, movie_id in enumerate(sum(splits.values(), [])):
@@ -75,6 +76,7 @@ def mmimdb_dir(tmp_path):
 def encoder_home(tmp_path_factory):
     """$MMGENRE_HOME with the known encoders prepared from tiny wheels (MPNet in two parts)."""
     from encoder_fixtures import lite0_wheel, minilm_wheel, mpnet_wheels
+
     from mmgenre.encoders import sources
 
     tmp = tmp_path_factory.mktemp("encoders")
@@ -106,3 +108,13 @@ def pytest_collection_modifyitems(config, items):
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("benchmark")])
         items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_mmgenre_home(tmp_path_factory):
+    """Caches (encoders, embeddings, features) of every test go to a fresh folder, never to
+    the user's ~/.cache/mmgenre."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMGENRE_HOME", str(tmp_path_factory.mktemp("mmgenre-home")))
+    yield
+    patch.undo()

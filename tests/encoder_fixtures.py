@@ -18,7 +18,8 @@ def write_tiny_bert(folder, hidden=8, layers=2, heads=2, seed=0):
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(seed)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *"abcdefghijklmnopqrstuvwxyz"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS,
+             *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *"abcdefghijklmnopqrstuvwxyz"]
     os.makedirs(folder, exist_ok=True)
     config = {"model_type": "bert", "architectures": ["BertModel"], "hidden_size": hidden,
               "num_hidden_layers": layers, "num_attention_heads": heads,
@@ -94,7 +95,8 @@ def lite0_state(seed=0):
     state = {}
 
     def conv(name, out, inp, k):
-        state[name + ".weight"] = (rng.standard_normal((out, inp, k, k)) * (2 / (inp * k * k)) ** 0.5).astype(np.float32)
+        scale = (2 / (inp * k * k)) ** 0.5
+        state[name + ".weight"] = (rng.standard_normal((out, inp, k, k)) * scale).astype(np.float32)
 
     def bn(name, n):
         state.update({f"{name}.weight": np.ones(n, np.float32), f"{name}.bias": np.zeros(n, np.float32),
@@ -187,7 +189,8 @@ def write_tiny_mpnet(folder, hidden=8, layers=2, heads=2, seed=1):
             tensors[f"{p}attention.attn.{name}.bias"] = w(hidden)
         tensors[p + "intermediate.dense.weight"], tensors[p + "intermediate.dense.bias"] = \
             w(2 * hidden, hidden), w(2 * hidden)
-        tensors[p + "output.dense.weight"], tensors[p + "output.dense.bias"] = w(hidden, 2 * hidden), w(hidden)
+        tensors[p + "output.dense.weight"] = w(hidden, 2 * hidden)
+        tensors[p + "output.dense.bias"] = w(hidden)
         for name in ("attention.LayerNorm", "output.LayerNorm"):
             tensors[p + name + ".weight"], tensors[p + name + ".bias"] = 1 + w(hidden) * 0.1, w(hidden)
     save_file(tensors, os.path.join(folder, "model.safetensors"))

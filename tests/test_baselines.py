@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from mmgenre.evaluation import metrics, reports, score_fusion
 from mmgenre.training.trainer import run_classical
 
@@ -82,7 +82,8 @@ def test_fusion_verdict_says_when_fusion_does_not_win():
 
     summary = pd.DataFrame({"model": ["prior (train frequency)", "cnn", "lstm", "fusion_gmu",
                                       "fusion_gmu (poster missing)", "tfidf+poster + logistic regression"],
-                            "mAP": [0.1, 0.2, 0.3, 0.25, 0.9, 0.2], "macro_f1": [0.1, 0.2, 0.2, 0.3, 0.9, 0.1],
+                            "mAP": [0.1, 0.2, 0.3, 0.25, 0.9, 0.2],
+                            "macro_f1": [0.1, 0.2, 0.2, 0.3, 0.9, 0.1],
                             # dev picks the rows: the tfidf+poster row on dev, though fusion_gmu wins on test
                             "dev mAP": [0.1, 0.2, 0.3, 0.2, 0.9, 0.25]})
     fused = {"fusion_gmu", "tfidf+poster + logistic regression"}

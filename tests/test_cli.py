@@ -70,6 +70,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
 
 def test_predict_shows_the_most_attended_words(synthetic_dir, tmp_path, capsys):
     from conftest import tiny_config
+
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = tiny_config(synthetic_dir, "bilstm_attention", train={"epochs": 8})

@@ -23,7 +23,8 @@ def test_wrong_type_names_the_key():
 def test_bad_choice_lists_the_choices():
     with pytest.raises(ConfigError, match=r"data.task must be one of \['multilabel', 'single'\]"):
         load_config(raw={"data": {"task": "multiclass"}})
-    with pytest.raises(ConfigError, match=r"evaluation.thresholds must be one of \['prevalence', 'per_genre'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"evaluation.thresholds must be one of \['prevalence', 'per_genre'\]"):
         load_config(raw={"evaluation": {"thresholds": "global"}})
 
 
@@ -47,7 +48,8 @@ def test_quick_without_block_is_an_error(tmp_path):
 def test_init_frozen_needs_a_source_and_losses_are_listed():
     with pytest.raises(ConfigError, match="train.init_frozen needs train.init_from"):
         load_config(raw={"train": {"init_frozen": True}})
-    with pytest.raises(ConfigError, match=r"train.loss must be one of \['crossentropy', 'balanced', 'focal'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"train.loss must be one of \['crossentropy', 'balanced', 'focal'\]"):
         load_config(raw={"train": {"loss": "weighted"}})
     with pytest.raises(ConfigError, match="data.train_limit must be >= 1 or null, got 0"):
         load_config(raw={"data": {"train_limit": 0}})

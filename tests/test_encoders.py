@@ -9,8 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from encoder_fixtures import lite0_state, write_tiny_bert
+
 from mmgenre.encoders import sources
 
 
@@ -69,6 +69,7 @@ def test_lite0_weights_land_in_keras_hub_layers(encoder_home):
 
 def test_text_encoder_model_matches_the_embedder_trains_and_reloads_offline(encoder_home, tmp_path):
     from helpers import assert_trains_and_round_trips
+
     from mmgenre.encoders.text import embed_texts
     from mmgenre.models import registry
     from mmgenre.training.feature_cache import split_at_embedding
@@ -94,6 +95,7 @@ def test_text_encoder_model_matches_the_embedder_trains_and_reloads_offline(enco
 
 def test_linear_probe_on_encoder_embeddings_learns(encoder_home, synthetic_dir, tmp_path):
     from conftest import tiny_config
+
     from mmgenre.training.trainer import run_classical
 
     cfg = tiny_config(synthetic_dir, "bag_of_words")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from helpers import assert_trains_and_round_trips
+
 from mmgenre.models import registry
 
 DATA_ARGS = dict(num_genres=4, image_size=(32, 32), vocab_size=50, sequence_length=12)

@@ -58,6 +58,7 @@ def test_mpnet_probe_saves_and_reloads_with_identical_predictions(encoder_home, 
     import os
 
     from conftest import tiny_config
+
     from mmgenre.models.saving import load_model
     from mmgenre.training.trainer import train_and_evaluate
 

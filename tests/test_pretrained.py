@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-
 from helpers import assert_trains_and_round_trips
+
 from mmgenre.models import registry, resnet
 
 DATA_ARGS = dict(num_genres=3, image_size=(32, 32))
@@ -107,6 +107,7 @@ def test_bad_handles_are_clear_errors(tmp_path, monkeypatch):
 
 def test_frozen_backbone_features_are_cached_and_reused(synthetic_dir, tmp_path, capsys):
     from conftest import tiny_config
+
     from mmgenre.models.saving import load_model
     from mmgenre.training.trainer import train_and_evaluate
 
@@ -130,6 +131,7 @@ def test_second_phase_fine_tunes_after_the_first(synthetic_dir, tmp_path, monkey
     import dataclasses
 
     from conftest import tiny_config
+
     from mmgenre.training.trainer import train_and_evaluate
 
     calls = []
@@ -153,6 +155,7 @@ def test_resnet_fine_tuning_hook_unfreezes_only_the_last_stage():
 
 def test_caching_a_trainable_backbone_is_refused(synthetic_dir, tmp_path):
     from conftest import tiny_config
+
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = tiny_config(synthetic_dir, "cnn", train={"cache_features": True})

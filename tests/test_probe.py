@@ -5,9 +5,8 @@ import os
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
-
 from conftest import tiny_config
+from sklearn.linear_model import LogisticRegression
 
 
 def probe_config(data_path, features, **params):

@@ -1,8 +1,8 @@
 import os
 
 import pytest
-
 from conftest import write_csv_dataset
+
 from mmgenre.data.records import DataError, load_records
 
 
@@ -44,6 +44,7 @@ def test_user_csv_file_path_loads(tmp_path):
 
 def test_files_outside_the_dataset_are_never_read(tmp_path):
     from conftest import write_image
+
     from mmgenre.data.validate import validate
 
     secret = write_image(tmp_path / "outside.jpg")
@@ -102,6 +103,7 @@ def test_a_header_only_csv_is_a_clear_error(tmp_path):
 
 def test_data_limit_applies_before_posters_are_checked(synthetic_dir):
     from conftest import tiny_config
+
     from mmgenre.data.prepare import prepare_data
     from mmgenre.models import registry
 
@@ -115,8 +117,8 @@ def test_mmimdb_layout_follows_the_published_protocol_by_default(mmimdb_dir, tmp
     import json
 
     import pandas as pd
-
     from conftest import tiny_config
+
     from mmgenre.data.labels import GenreVocabulary
     from mmgenre.data.prepare import prepare_data
     from mmgenre.models import registry

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import tiny_config
+
 from mmgenre import runs
 from mmgenre.training.trainer import train_and_evaluate
 

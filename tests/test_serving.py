@@ -7,8 +7,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import tiny_config
+
 from mmgenre.training.trainer import train_and_evaluate
 
 MODELS = {"cnn": ("cnn", {}), "lstm": ("lstm", {}),
@@ -137,7 +137,8 @@ def test_export_replaces_only_what_mmgenre_wrote(trained, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, synthetic_dir, tmp_path, capsys):
+def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, synthetic_dir, tmp_path,
+                                                                       capsys):
     from mmgenre.cli import main
 
     _, runs_ = trained
@@ -155,7 +156,8 @@ def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, 
         assert set(filter(None, row["predicted"].split("|"))) == on
 
 
-def test_single_movie_predict_shows_thresholds_and_never_hides_a_predicted_genre(trained, synthetic_dir, capsys):
+def test_single_movie_predict_shows_thresholds_and_never_hides_a_predicted_genre(trained, synthetic_dir,
+                                                                                 capsys):
     from mmgenre.cli import main
 
     _, runs_ = trained

@@ -4,8 +4,8 @@ import os
 import keras
 import pandas as pd
 import pytest
-
 from conftest import tiny_config
+
 from mmgenre.training.trainer import train_and_evaluate
 
 

@@ -11,7 +11,6 @@ from mmgenre.models import registry
 from mmgenre.tuning import search as search_lib
 from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
 
-
 LSTM = {"name": "lstm", "params": {"units": 16, "embedding_dim": 16}}
 
 
@@ -142,7 +141,8 @@ def test_distributed_search_with_a_worker_killed_mid_trial(synthetic_dir, tmp_pa
 def test_search_state_follows_out_and_zero_trials_is_an_error(synthetic_dir, tmp_path, capsys):
     from mmgenre.cli import main
 
-    path = _search_file(tmp_path, synthetic_dir, {"train.learning_rate": {"type": "choice", "values": [0.003]}},
+    path = _search_file(tmp_path, synthetic_dir,
+                        {"train.learning_rate": {"type": "choice", "values": [0.003]}},
                         epochs=1, model={"name": "bag_of_words", "params": {"units": 8}})
     assert main(["tune", "--config", path, "--max-trials", "0"]) == 2
     assert "max_trials must be >= 1, got 0" in capsys.readouterr().err

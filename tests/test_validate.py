@@ -2,8 +2,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import write_csv_dataset, write_image
+
 from mmgenre.data.records import DataError, load_records
 from mmgenre.data.validate import select_modalities, validate
 

@@ -32,7 +32,8 @@ CHUNK = 1 << 20
 def _progress(done: int, total: int | None, started: float):
     rate = done / max(time.time() - started, 1e-6) / 1e6
     if total:
-        line = f"downloading [{'#' * int(30 * done / total):<30}] {done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:.1f} MB/s"
+        line = (f"downloading [{'#' * int(30 * done / total):<30}] "
+                f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:.1f} MB/s")
     else:
         line = f"downloading {done / 1e6:,.0f} MB {rate:.1f} MB/s"
     sys.stderr.write(("\r" + line) if sys.stderr.isatty() else line + "\n")
@@ -131,7 +132,8 @@ def download_mmimdb(out_dir: str, url: str = MMIMDB_URL, sha256: str | None = No
         if detect_layout(root) != "mmimdb":
             raise DataError("")
     except DataError:
-        raise DataError(f"{archive}: unpacked, but holds no split.json and dataset/ (MM-IMDb layout)") from None
+        raise DataError(f"{archive}: unpacked, but holds no split.json and dataset/ "
+                        "(MM-IMDb layout)") from None
     for name in os.listdir(root):
         target = os.path.join(out_dir, name)
         if os.path.exists(target):

@@ -14,9 +14,9 @@ import json
 
 import numpy as np
 
+from mmgenre.config import MMIMDB_GENRES
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
-from mmgenre.config import MMIMDB_GENRES
 from mmgenre.data.records import detect_layout, load_records
 from mmgenre.data.validate import select_modalities, validate
 

@@ -31,9 +31,9 @@ import os
 
 import numpy as np
 
-from mmgenre.runs import PROBABILITIES, read_json, require_complete
 from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
+from mmgenre.runs import PROBABILITIES, read_json, require_complete
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -155,8 +155,8 @@ def aligned_probabilities(runs: list, data_cfg=None):
     the probabilities.
     """
     from mmgenre import config as config_lib
-    from mmgenre.models.registry import ModelSpec
     from mmgenre.data import prepare
+    from mmgenre.models.registry import ModelSpec
 
     loaded = [saved_probabilities(run) for run in runs]
     _, genres, task = loaded[0]

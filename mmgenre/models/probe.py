@@ -2,9 +2,9 @@
 
 One Keras graph from raw inputs to calibrated genre probabilities:
 
-    overview strings ──> TF-IDF (TextVectorization) ──> L2 ─┐
-                    └──> MiniLM (tokenizer + BERT + pool) ─> L2 ─┼─> concat ─> Dense "logits" ─> Platt "genres"
-    poster (h, w, 3) ──> EfficientNet-Lite0 (+ pooling) ───> L2 ─┘
+    overview strings ─┬─> TF-IDF (TextVectorization) ───> L2 ─┐
+                      └─> MPNet / MiniLM (tokenize, pool) ─> L2 ─┼─> concat ─> Dense "logits"
+    poster (h, w, 3) ───> EfficientNet-Lite0 (+ pooling) ──> L2 ─┘        ─> Platt "genres"
 
 Every backbone is frozen; the head is a one-vs-rest logistic regression over
 the concatenated L2-normalised features (fusion inside one model when the

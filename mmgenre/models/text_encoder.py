@@ -34,7 +34,8 @@ def unfreeze_last_layers(model, layers: int):
 
 
 @register("text_encoder", modalities=("overview",), fine_tune=unfreeze_last_layers,
-          description="pretrained keras-hub BERT encoder (all-MiniLM-L6-v2) on raw text, frozen or fine-tuned")
+          description="pretrained text encoder (all-MiniLM-L6-v2, all-mpnet-base-v2) on raw text, "
+                      "frozen or fine-tuned")
 def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_length: int = 256,
                        encoder: str = "minilm", trainable_layers: int = 0, dense_units: int = 256,
                        dropout: float = 0.3):

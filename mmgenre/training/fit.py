@@ -19,6 +19,7 @@ import numpy as np
 from mmgenre import config as config_lib
 from mmgenre import runs
 from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_text
+from mmgenre.encoders import sources
 from mmgenre.models import heads, registry
 from mmgenre.training import distributed, feature_cache
 
@@ -176,8 +177,9 @@ def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, ve
                                           cfg.model.name, cfg.model.params, list(rows["id"]),
                                           feature_cache.weights_identity(cfg.train.init_from),
                                           feature_cache.encoder_identity(cfg.model.params))
-            features = feature_cache.cached_features(
-                extractor, ds, os.path.join(cfg.train.feature_cache_dir, f"{key}.npy"))
+            cache_dir = cfg.train.feature_cache_dir or os.path.join(sources.home(), "features")
+            features = feature_cache.cached_features(extractor, ds,
+                                                     os.path.join(cache_dir, f"{key}.npy"))
             data[split] = feature_cache.feature_dataset(features, targets, cfg.data.batch_size,
                                                         training=split == "train", seed=cfg.train.seed)
         train_ds, dev_ds = data["train"], data["dev"]

@@ -25,8 +25,8 @@ import keras
 import keras_tuner as kt
 
 from mmgenre import config as config_lib
-from mmgenre.models import registry
 from mmgenre.data import prepare
+from mmgenre.models import registry
 from mmgenre.training import fit as fit_lib
 
 # Keys outside model.params that a trial may change without rebuilding the data.

@@ -127,8 +127,8 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
         (trials DataFrame, best experiment config) or (None, None) on a worker.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mmgenre.models import registry
     from mmgenre.data import prepare
+    from mmgenre.models import registry
     from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
 
     cfg = experiment_config(search)
