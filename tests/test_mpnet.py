@@ -63,7 +63,7 @@ def test_mpnet_probe_saves_and_reloads_with_identical_predictions(encoder_home, 
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf", "mpnet"], "c": 1.0,
-                                                      "folds": 2})
+                                                      "folds": 2}, data={"limit": 40})
     results = train_and_evaluate(cfg, str(tmp_path / "run"))
     assert results["graph_check_max_diff"] < 1e-4
     assert results["splits"]["test"]["at_0.5"]["mAP"] > results["splits"]["test"]["prior"]["mAP"] + 0.3

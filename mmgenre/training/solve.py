@@ -104,16 +104,17 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def check_image_size(model, features):
-    """Raises FeatureMismatch when the poster input is not each image encoder's own size
-    (its cached embeddings are computed at that size), before anything is computed."""
+def check_image_size(features, image_size):
+    """Raises FeatureMismatch when ``image_size`` (data.image_size, the poster input) is not
+    each image encoder's own size (its cached embeddings use that size), before anything is
+    built or computed."""
     from mmgenre.encoders.image import encoder_settings
     from mmgenre.encoders.sources import resolve
 
     for feature in features:
         if feature != TFIDF and feature_kind(feature) == "image":
             size = int(encoder_settings(resolve(feature, "image"))["image_size"])
-            given = tuple(model.input["poster"].shape[1:3])
+            given = tuple(image_size)
             if given != (size, size):
                 raise FeatureMismatch(f"{feature} embeds posters at {size}x{size}; set "
                                       f"data.image_size: [{size}, {size}] (got {list(given)})")
@@ -135,7 +136,6 @@ def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
     """
     started = time.time()
     features, folds = list(params["features"]), int(params["folds"])
-    check_image_size(model, features)
     (train_rows, y_train) = prepared.splits["train"]
     if TFIDF in features:
         texts = [t if isinstance(t, str) else "" for t in train_rows["overview"]]

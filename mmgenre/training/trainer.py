@@ -159,6 +159,7 @@ def _solve(cfg, spec, prepared, run_dir) -> dict:
     for feature in params["features"]:  # pinned, hash-checked packages; idempotent
         if feature in sources.KNOWN:
             print(f"encoder {feature}: {sources.prepare(feature)}")
+    solve.check_image_size(params["features"], cfg.data.image_size)
     model = fit.build_for_data(cfg, prepared)
     probs, train_oof, extra = solve.fit_linear_probe(model, params, prepared, cfg.train.seed)
     extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
