@@ -19,7 +19,7 @@ def probe_config(data_path, features, limit=None, **params):
 def fused_run(encoder_home, synthetic_dir, tmp_path_factory):
     from mmgenre.training.trainer import train_and_evaluate
 
-    cfg = probe_config(synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], c=0.3)
+    cfg = probe_config(synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], limit=40, c=0.3)
     run_dir = str(tmp_path_factory.mktemp("probe") / "run")
     return cfg, run_dir, train_and_evaluate(cfg, run_dir)
 
@@ -39,7 +39,7 @@ def test_fused_probe_learns_is_calibrated_and_the_saved_graph_reproduces_it(fuse
 
     cfg, run_dir, results = fused_run
     test = results["splits"]["test"]
-    assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.3
+    assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.2  # 40 movies per split
     assert results["graph_check_max_diff"] < 1e-4
     # Probabilities, not just scores: a lower Brier score than the (calibrated) prior's.
     assert test["at_0.5"]["brier"] < test["prior"]["brier"]

@@ -32,6 +32,30 @@ def encoder_identity(name: str) -> str:
     return folder
 
 
+_LOADED: dict = {}  # (name, kind, identity) -> (what load_*_encoder returned, traced forward)
+KEEP_LOADED = 4  # encoders a process keeps (all-mpnet-base-v2 is the largest, 438 MB)
+
+
+def loaded_encoder(name: str, kind: str, forward):
+    """(load_text_encoder / load_image_encoder output, tf.function of ``forward(backbone)``),
+    loaded and traced once per encoder in a process: embedding train, dev and test, and every
+    probe of a benchmark, reuse them (tracing EfficientNet-Lite0 took about 2 s a call, loading
+    all-mpnet-base-v2 several). Only the embedders use them; models build their own."""
+    import tensorflow as tf
+
+    key = (name, kind, encoder_identity(name))
+    if key not in _LOADED:
+        if kind == "text":
+            from mmgenre.encoders.text import load_text_encoder as load
+        else:
+            from mmgenre.encoders.image import load_image_encoder as load
+        while len(_LOADED) >= KEEP_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))
+        loaded = load(name)
+        _LOADED[key] = (loaded, tf.function(forward(loaded[0]), reduce_retracing=True))
+    return _LOADED[key]
+
+
 def _key(name: str, kind: str, inputs) -> str:
     digest = hashlib.sha256(json.dumps([name, kind, encoder_identity(name)]).encode())
     for item in inputs:

@@ -46,8 +46,11 @@ def embed_posters(name: str, paths, batch_size: int = 32, show_progress: bool = 
     import tensorflow as tf
 
     from mmgenre.data.pipeline import read_poster
+    from mmgenre.encoders.cache import loaded_encoder
 
-    backbone, settings = load_image_encoder(name)
+    # One traced function for full and last (smaller) batches alike, and for every call.
+    (backbone, settings), forward = loaded_encoder(
+        name, "image", lambda b: lambda x: tf.reduce_mean(b(x, training=False), axis=(1, 2)))
     size = int(settings["image_size"])
     offset, divisor = settings["input_scale"]
     ds = (tf.data.Dataset.from_tensor_slices(list(paths))
@@ -56,7 +59,4 @@ def embed_posters(name: str, paths, batch_size: int = 32, show_progress: bool = 
           .batch(batch_size).prefetch(tf.data.AUTOTUNE))
     steps = -(-len(paths) // batch_size)
     batches = progress(ds, steps, f"embedding {len(paths)} posters") if show_progress else ds
-    # One traced function for full and last (smaller) batches alike.
-    forward = tf.function(lambda x: tf.reduce_mean(backbone(x, training=False), axis=(1, 2)),
-                          reduce_retracing=True)
     return np.concatenate([forward(x).numpy() for x in batches]).astype(np.float32)

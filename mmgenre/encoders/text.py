@@ -15,7 +15,6 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from mmgenre.encoders.sources import EncoderError, resolve
 from mmgenre.progress import progress
@@ -85,15 +84,16 @@ def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = Tr
     ``pad_to`` pads every batch to that many tokens instead of its own longest
     overview (the slow way, kept for benchmarks/encoder_speed.py).
     """
-    backbone, tokenizer = load_text_encoder(name)
+    from mmgenre.encoders.cache import loaded_encoder
+
+    # One traced function for every batch width (predict_on_batch retraced per shape).
+    (backbone, tokenizer), forward = loaded_encoder(
+        name, "text", lambda b: lambda x: b(x, training=False)["sequence_output"])
     limit = min(max_tokens(name), backbone.max_sequence_length) - 2  # room for [CLS] and [SEP]
     ids = [np.asarray(tokenizer(t), np.int32)[:limit] for t in texts]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     ids = [np.concatenate([[cls], x, [sep]]).astype(np.int32) for x in ids]
     order = np.argsort([len(x) for x in ids], kind="stable")
-    # One traced function for every batch width (predict_on_batch retraced per shape).
-    forward = tf.function(lambda x: backbone(x, training=False)["sequence_output"],
-                          reduce_retracing=True)
     out = np.zeros((len(ids), backbone.hidden_dim), np.float32)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if show_progress:
