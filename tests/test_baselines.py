@@ -6,6 +6,7 @@ from mmgenre.evaluation import metrics, reports, score_fusion
 from mmgenre.training.trainer import run_classical
 
 
+@pytest.mark.slow
 def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_path):
     cfg = tiny_config(synthetic_dir, "lstm")
     results = run_classical(cfg.data, "tfidf", str(tmp_path / "tfidf"))
@@ -93,6 +94,7 @@ def test_fusion_verdict_says_when_fusion_does_not_win():
     assert "test macro_f1: the fused row (0.100) does NOT beat" in verdict
 
 
+@pytest.mark.slow
 def test_score_fusion_refuses_runs_of_different_tasks(synthetic_dir, tmp_path):
     import json
 
@@ -108,6 +110,7 @@ def test_score_fusion_refuses_runs_of_different_tasks(synthetic_dir, tmp_path):
         score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"))
 
 
+@pytest.mark.slow
 def test_score_fusion_refuses_runs_trained_on_other_data(synthetic_dir, tmp_path):
     import shutil
 

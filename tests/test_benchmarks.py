@@ -72,6 +72,7 @@ def test_learning_curve_table_averages_seeds_per_size():
     assert shown[shown["model"].str.startswith("prior")]["train_examples"].tolist() == ["every size"]
 
 
+@pytest.mark.slow
 def test_threshold_rule_cross_validation_reads_dev_only_and_favours_stable_thresholds():
     import numpy as np
 
@@ -87,6 +88,7 @@ def test_threshold_rule_cross_validation_reads_dev_only_and_favours_stable_thres
     assert np.mean(scores["prevalence"]) > np.mean(scores["per_genre"])
 
 
+@pytest.mark.slow
 def test_quick_benchmark_runs_never_write_into_results(synthetic_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _load("accuracy").main(["--quick", "--configs", os.path.join(ROOT, "configs", "bag_of_words.yaml"),

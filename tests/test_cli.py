@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from mmgenre.cli import main
@@ -24,6 +25,7 @@ def test_synth_is_deterministic_per_seed(tmp_path):
     assert (tmp_path / "a/posters" / first).read_bytes() == (tmp_path / "b/posters" / first).read_bytes()
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
     data = str(tmp_path / "data")
     other = str(tmp_path / "other")
@@ -68,6 +70,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
     assert "not_an_image" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predict_shows_the_most_attended_words(synthetic_dir, tmp_path, capsys):
     from conftest import tiny_config
 
@@ -86,6 +89,7 @@ def test_predict_shows_the_most_attended_words(synthetic_dir, tmp_path, capsys):
     assert out["genres"][0]["genre"] == "Horror", out["genres"][:3]
 
 
+@pytest.mark.slow
 def test_cli_answers_without_tensorflow_start_up_noise():
     import subprocess
     import sys

@@ -13,6 +13,8 @@ from encoder_fixtures import lite0_state, write_tiny_bert
 
 from mmgenre.encoders import sources
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 
 def test_prepare_is_verified_idempotent_and_clear_when_offline(encoder_home, tmp_path, monkeypatch):
     home, wheels = encoder_home

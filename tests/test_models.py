@@ -36,6 +36,7 @@ def test_bag_of_words_counts_in_vocabulary_words_and_hashed_bigrams():
 
 # Pretrained and hub models have their own modules (test_pretrained, test_encoders); the linear
 # probe is solved, not trained by gradient (test_probe).
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in registry.names() if n not in (
     "resnet", "hub_image", "hub_text", "image_encoder", "text_encoder", "linear_probe")])
 def test_every_registered_model_trains_and_round_trips(name, tmp_path):
@@ -70,6 +71,7 @@ def test_bad_hyperparameter_value_is_quoted():
 
 
 # (cnn, lstm, concat) is the default fusion, covered by the registry-wide test above.
+@pytest.mark.slow
 @pytest.mark.parametrize("image_branch,text_branch,method", [
     ("cnn", "bilstm_attention", "gmu"),
 ])

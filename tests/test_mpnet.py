@@ -7,6 +7,8 @@ import pytest
 
 from mmgenre.encoders import sources
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 TEXTS = ["the ghost of the night", "a funny crazy family and the war", "love",
          "the army and the soldier in the city of night and blood and the man"]
 

@@ -10,6 +10,8 @@ from helpers import assert_trains_and_round_trips
 
 from mmgenre.models import registry, resnet
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 DATA_ARGS = dict(num_genres=3, image_size=(32, 32))
 
 

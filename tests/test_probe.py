@@ -8,6 +8,8 @@ import pytest
 from conftest import tiny_config
 from sklearn.linear_model import LogisticRegression
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 
 def probe_config(data_path, features, limit=None, **params):
     """Posters at EfficientNet-Lite0's 224x224; ``limit`` rows per split keep the encoders quick."""

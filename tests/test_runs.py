@@ -18,6 +18,8 @@ from conftest import tiny_config
 from mmgenre import runs
 from mmgenre.training.trainer import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 FAST = {"epochs": 1, "patience": 10}
 
 

@@ -11,6 +11,8 @@ from conftest import tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 MODELS = {"cnn": ("cnn", {}), "lstm": ("lstm", {}),
           "fusion": ("fusion", {"image_branch": "cnn", "text_branch": "bag_of_words",
                                 "modality_dropout": 0.2, "fusion_units": 16})}

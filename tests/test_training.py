@@ -8,6 +8,8 @@ from conftest import tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 
 @pytest.mark.parametrize("model", ["cnn", "lstm"])
 def test_model_learns_the_planted_signal(model, synthetic_dir, tmp_path):

@@ -11,6 +11,8 @@ from mmgenre.models import registry
 from mmgenre.tuning import search as search_lib
 from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
 
+pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+
 LSTM = {"name": "lstm", "params": {"units": 16, "embedding_dim": 16}}
 
 
