@@ -97,8 +97,8 @@ def main(argv=None):
              "value": float(np.abs(in_graph - reference).max()), "of": len(texts)},
             {"check": "min cosine(mmgenre, reference)",
              "value": float(np.min(np.sum(bucketed * reference, axis=1))), "of": len(texts)}]
-    frame = pd.DataFrame(rows)
-    frame["value"] = [f"{v:.2e}" if isinstance(v, float) else str(v) for v in frame["value"]]
+    frame = pd.DataFrame([{**r, "value": f"{r['value']:.2e}" if isinstance(r["value"], float)
+                           else str(r["value"])} for r in rows])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     reports_table = reports.to_markdown(frame)
     frame.to_csv(args.out + ".csv", index=False)

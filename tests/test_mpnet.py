@@ -71,3 +71,15 @@ def test_mpnet_inside_a_model_saves_and_reloads_with_identical_outputs(encoder_h
     np.testing.assert_array_equal(model.predict(texts, verbose=0), reloaded.predict(texts, verbose=0))
     assert reloaded.get_layer("mpnet_backbone").count_params() == \
         model.get_layer("mpnet_backbone").count_params() > 0
+    # A fresh process (mmgenre predict, evaluate) registers the MPNet classes before loading.
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from mmgenre.models.saving import load_model; "
+            "m = load_model(sys.argv[1]); "
+            "print(m.predict({'overview': np.asarray(['love'], dtype=object)}, verbose=0)[0, 0])")
+    done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert float(done.stdout.split()[-1]) == pytest.approx(
+        float(model.predict({"overview": np.asarray(["love"], dtype=object)}, verbose=0)[0, 0]),
+        abs=1e-5)

@@ -54,6 +54,7 @@ def load_model(path: str, allow_external_code: bool = False):
         ValueError naming the file and the layer types that would run code,
         or saying the file is unreadable (truncated or not a .keras file).
     """
+    import mmgenre.encoders.mpnet  # noqa: F401  registers the MPNet backbone, tokenizer and layers
     from mmgenre.models import registry
 
     registry.names()  # imports every model module, registering its layers
@@ -73,3 +74,7 @@ def load_model(path: str, allow_external_code: bool = False):
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise ValueError(f"{path} is not a readable .keras file ({err}); it was probably "
                          "cut short by a kill: delete it or rerun the training") from None
+    except TypeError as err:  # a layer class this mmgenre does not know
+        first = str(err).split(". ")[0]
+        raise ValueError(f"{path} holds a layer this version of mmgenre cannot build ({first}); "
+                         "load it with the mmgenre version that trained it") from None
