@@ -81,7 +81,7 @@ def main(argv=None):
                              "every config, variant and classical row)")
     parser.add_argument("--fusion-space", choices=FUSION_SPACES, default=FUSION_SPACES[0],
                         help="score space of --score-fusion and --select-ensemble rows (results made "
-                             "before issue 12 averaged probabilities: --fusion-space probability)")
+                             "before the encoder rows averaged probabilities: --fusion-space probability)")
     parser.add_argument("--thresholds", choices=THRESHOLD_RULES, default=THRESHOLD_RULES[0],
                         help="threshold rule of every row's F1 columns (evaluation.thresholds)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),

@@ -1,4 +1,4 @@
-"""Learning curves: would more data pay? (issue 7)
+"""Learning curves: would more data pay?
 
 Poster branch: pretrain the compact ResNet on N posters of posters-movielens' train split
 (one pretraining per N, seed 0: it is the expensive part), freeze it and train a new genre

@@ -6,7 +6,7 @@ score goes back through a sigmoid. Runs are calibrated differently (a frozen
 encoder's logistic regression is flat, a deep model is confident), and
 averaging probabilities then follows the most confident run: on the paired set
 plain averaging of MiniLM and EfficientNet-Lite0 scored below MiniLM alone,
-z-scored logits did not (issue 12). Space "probability" is the plain average.
+z-scored logits did not (results/encoders.md). Space "probability" is the plain average.
 
 Weighting "auto": two runs: p = w * p_a + (1 - w) * p_b, with w picked on
 mean average precision from a grid; three or more runs (an ensemble, e.g. a poster
