@@ -36,7 +36,7 @@ GRAPH_CHECK_ROWS = 8  # dev rows run through the whole graph to check the cached
 GRAPH_CHECK_TOLERANCE = 1e-4
 
 
-class FeatureMismatch(RuntimeError):
+class FeatureMismatch(ValueError):
     """The saved graph and the cached features disagree: the model would not reproduce its scores."""
 
 
