@@ -2,10 +2,13 @@
 
 A builder is a plain function returning a functional ``keras.Model`` whose
 inputs are a dict keyed by modality ("poster": (batch, height, width, 3)
-float32 in [0, 1]; "overview": (batch, sequence_length) int64 token ids) and
-whose output is (batch, n_genres) probabilities from a layer named "genres".
-Every model also has a layer named "embedding" (its penultimate features) so
-fusion can reuse branches.
+float32 in [0, 1]; "overview": (batch, sequence_length) int64 token ids, or
+(batch,) strings for models with a tokenizer inside) and whose output is
+(batch, n_genres) probabilities from a layer named "genres". Gradient-trained
+models also have a layer named "embedding" (their penultimate features) so
+fusion can reuse branches; the linear probe (``fitted_by="linear_solver"``)
+has "features" and "logits" instead. Every module of this package is imported
+by ``names()``/``get()``, so a new family module registers itself.
 
 Builders take two kinds of keyword arguments: data-derived ones filled in by
 the trainer (``DATA_ARGS``) and plain hyperparameters from ``model.params`` in
