@@ -83,3 +83,16 @@ def test_mpnet_inside_a_model_saves_and_reloads_with_identical_outputs(encoder_h
     assert float(done.stdout.split()[-1]) == pytest.approx(
         float(model.predict({"overview": np.asarray(["love"], dtype=object)}, verbose=0)[0, 0]),
         abs=1e-5)
+
+
+def test_mpnet_text_encoder_fine_tunes_only_its_last_layers(encoder_home):
+    from mmgenre.models import registry
+
+    model = registry.build_model("text_encoder", {"encoder": "mpnet", "dense_units": 4},
+                                 num_genres=3, task="multilabel", sequence_length=16)
+    assert not model.get_layer("backbone").trainable_weights  # frozen by default
+    registry.get("text_encoder").fine_tune(model, 1)
+    trainable = {w.path.split("/")[0] for w in model.get_layer("backbone").trainable_weights}
+    assert trainable == {"transformer_layer_1"}
+    probs = model.predict({"overview": np.asarray(TEXTS, dtype=object)}, verbose=0)
+    assert probs.shape == (len(TEXTS), 3)
