@@ -165,7 +165,15 @@ def cmd_score_fusion(args):
     from mmgenre.evaluation.score_fusion import run_score_fusion
 
     out = args.out or os.path.join(args.runs[0], "score_fusion")
-    results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds,
+    data_cfg = None
+    if args.data:  # the runs' dataset from another current folder (or where it moved)
+        from mmgenre import config as config_lib
+
+        saved = [os.path.join(r, "config.yaml") for r in args.runs
+                 if os.path.exists(os.path.join(r, "config.yaml"))]
+        data_cfg = config_lib.load_config(saved[0]).data if saved else config_lib.DataConfig()
+        data_cfg.path = args.data
+    results = run_score_fusion(args.runs, out, data_cfg, threshold_rule=args.thresholds,
                                weighting=args.weighting, space=args.space)
     print(open(os.path.join(out, "report.md"), encoding="utf-8").read())
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
@@ -309,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="logit_z: average logits z-scored per genre on dev (runs calibrated "
                         "differently); probability: average probabilities")
     p.add_argument("--out", help="output folder (default FIRST_RUN/score_fusion)")
+    p.add_argument("--data", help="the runs' dataset folder, when the path their config.yaml "
+                   "records does not resolve from here (the dataset fingerprint must still match)")
     p.set_defaults(func=cmd_score_fusion)
 
     p = sub.add_parser("synth", help="write a synthetic dataset with a planted genre signal")

@@ -128,3 +128,22 @@ def test_score_fusion_refuses_runs_trained_on_other_data(synthetic_dir, tmp_path
         score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"),
                                       cfg.data)
     assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.slow
+def test_score_fusion_takes_the_dataset_from_another_folder(synthetic_dir, tmp_path, monkeypatch,
+                                                            capsys):
+    from mmgenre.cli import main
+
+    cfg = tiny_config(synthetic_dir, "lstm")
+    for name in ("a", "b"):
+        run_classical(cfg.data, "tfidf", str(tmp_path / name))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    runs_ = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["score-fusion", *runs_, "--out", str(tmp_path / "f1")]) == 2  # no config: no data
+    assert not (tmp_path / "f1").exists()
+    assert main(["score-fusion", *runs_, "--data", str(synthetic_dir), "--out",
+                 str(tmp_path / "f2")]) == 0
+    assert (tmp_path / "f2" / "complete.json").exists()
