@@ -135,7 +135,8 @@ def write_history_row(run_dir: str, epoch: int, logs: dict):
 
 # --- lock -----------------------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -159,7 +160,7 @@ def locked(run_dir: str):
         except FileExistsError:
             holder = read_json(path) or {}
             pid, host = holder.get("pid"), holder.get("host")
-            if isinstance(pid, int) and host == me["host"] and not _alive(pid):
+            if isinstance(pid, int) and host == me["host"] and not pid_alive(pid):
                 print(f"note: {run_dir}: taking over a stale lock of process {pid} (it is gone)")
                 os.remove(path)
                 continue
@@ -266,7 +267,7 @@ def remove_stale_staging(path: str):
         return
     for name in os.listdir(parent):
         pid = name[len(base) + 4:] if name.startswith(base + ".tmp") else ""
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             import shutil
 
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)

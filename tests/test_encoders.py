@@ -175,3 +175,18 @@ def test_mmgenre_home_that_is_a_file_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MMGENRE_HOME", str(tmp_path / "file"))
     with pytest.raises(sources.EncoderError, match="MMGENRE_HOME=.* is not a folder"):
         sources.resolve("minilm", "text")
+
+
+def test_a_preparation_killed_mid_way_leaves_nothing_behind_the_next_one(encoder_home, tmp_path,
+                                                                         monkeypatch):
+    home, wheels = encoder_home
+    monkeypatch.setenv("MMGENRE_HOME", str(tmp_path / "home"))
+    parent = tmp_path / "home" / "encoders"
+    stale = parent / ".prepare-minilm-999999999-abc123"  # its process is gone
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half")
+    live = parent / f".prepare-minilm-{os.getpid()}-def456"  # a preparation still running
+    live.mkdir()
+    folder = sources.prepare("minilm", wheel=wheels["minilm"])
+    assert not stale.exists() and live.exists()
+    assert sources.verify(folder, full=True) is None

