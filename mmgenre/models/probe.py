@@ -27,6 +27,7 @@ from mmgenre.models.registry import register
 
 TFIDF = "tfidf"
 CALIBRATIONS = ("platt", "none")
+DEFAULT_FEATURES = (TFIDF, "minilm", "efficientnet_lite0")
 
 
 def feature_kind(feature: str) -> str:
@@ -49,8 +50,6 @@ def probe_modalities(params: dict) -> tuple:
     kinds = {feature_kind(f) for f in features}
     return tuple(m for m, k in (("poster", "image"), ("overview", "text")) if k in kinds)
 
-
-DEFAULT_FEATURES = (TFIDF, "minilm", "efficientnet_lite0")
 
 
 def _branch(feature, inputs, tfidf_max_tokens):
