@@ -60,6 +60,108 @@ def read_variants(path):
     return rows
 
 
+def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg):
+    """Trains and scores every row of one seed (configs, variants, classical baselines, score
+    fusions), appending to ``runs``, ``folders`` and ``modalities``; returns the data config."""
+    from mmgenre.models import registry
+    from mmgenre.models.classical import kind_modalities
+
+    run_dirs = {}
+    for path, variant in rows:
+        overrides = [f"train.seed={seed}", f"evaluation.thresholds={args.thresholds}", *args.set]
+        overrides += [f"data.path={args.data}"] if args.data else []
+        overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
+        cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
+        run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
+        runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
+        modalities[cfg.name] = set(registry.get(cfg.model.name, cfg.model.params).modalities)
+        folders.append((cfg.name, seed, run_dirs[cfg.name]))
+        data_cfg = cfg.data
+    if data_cfg is None:  # classical rows alone: the default data section
+        data_cfg = load_config(raw={"name": "classical"}, overrides=[f"data.path={args.data}"]
+                               if args.data else []).data
+    for kind in args.classical:
+        out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
+        runs.append((f"{kind} + logistic regression", seed,
+                     run_classical(data_cfg, kind, out, seed, args.thresholds)))
+        run_dirs[kind] = out
+        folders.append((runs[-1][0], seed, out))
+        modalities[runs[-1][0]] = modalities[kind] = set(kind_modalities(kind))
+    for members in args.score_fusion:
+        missing = [n for n in members if n not in run_dirs]
+        if missing or len(members) < 2:
+            parser.error(f"--score-fusion {members}: needs two or more rows of this run "
+                         f"({sorted(run_dirs)}); not rows: {missing}")
+        out = os.path.join(args.workdir, f"{tag}score-{'-'.join(members)}-seed{seed}")
+        results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds,
+                                   space=args.fusion_space)
+        runs.append((f"score fusion {'+'.join(members)}", seed, results))
+        folders.append((runs[-1][0], seed, out))
+        modalities[runs[-1][0]] = set().union(*(modalities[n] for n in members))
+    if args.select_ensemble is not None:
+        candidates = args.select_ensemble or list(run_dirs)
+        if not set(candidates) <= set(run_dirs):
+            parser.error(f"--select-ensemble: not rows of this run: "
+                         f"{sorted(set(candidates) - set(run_dirs))}")
+        out = os.path.join(args.workdir, f"{tag}ensemble-selected-seed{seed}")
+        results = run_score_fusion([run_dirs[n] for n in candidates], out, data_cfg,
+                                   args.thresholds, weighting="select", space=args.fusion_space)
+        runs.append(("score fusion selected on dev", seed, results))
+        folders.append((runs[-1][0], seed, out))
+        modalities[runs[-1][0]] = set().union(*(modalities[n] for n in candidates))
+    return data_cfg
+
+
+def write_results(args, parser, command, runs, folders, modalities, data_cfg) -> str:
+    """OUT.csv, OUT_runs.csv, OUT_per_genre.csv, OUT.png, OUT.md (and OUT_errors.md); returns
+    the markdown summary table."""
+    summary, per_run = reports.summarize_runs(runs, HEADLINE)
+    # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
+    dev, _ = reports.summarize_runs(runs, ["mAP"], split="dev")
+    for column, source in (("dev mAP", "mAP"), ("dev mAP_std", "mAP_std")):
+        summary[column] = summary["model"].map(dict(zip(dev["model"], dev[source])))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    summary.to_csv(args.out + ".csv", index=False)
+    per_run.to_csv(args.out + "_runs.csv", index=False)
+    plots.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
+                         f"test split, thresholds by rule {args.thresholds!r} on dev "
+                         "(mean over seeds)")
+    per_genre = reports.per_genre_summary(folders)
+    per_genre.to_csv(args.out + "_per_genre.csv")
+    table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
+    rules = reports.threshold_rule_table(runs)
+    fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
+    select = {"dev": "dev mAP", "cv": "cv_train_mAP"}[args.select]
+    chosen = reports.dev_choice(summary, fused_rows, select)
+    pair = (chosen[0]["model"], chosen[1]["model"]) if chosen else None
+    intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap,
+                                  select) \
+        if args.bootstrap else ""
+    with open(args.out + ".md", "w", encoding="utf-8") as f:
+        f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
+                f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
+                f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
+                "threshold-free. The prior row predicts each genre's train frequency. Rows "
+                "'(poster missing)' / '(overview missing)' score a fused model with that input "
+                f"absent.\n\n{table}\n\n{intervals}"
+                f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
+                f"![comparison]({os.path.basename(args.out)}.png)\n\n"
+                "## F1 on test under each threshold rule (mean over seeds)\n\n"
+                f"{reports.to_markdown(rules)}\n\n"
+                "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
+                f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
+    if args.errors:
+        source = next((d for name, _, d in folders if name == args.errors), None)
+        if source is None:
+            parser.error(f"--errors {args.errors!r}: not a row of this run")
+        with open(os.path.join(source, "errors.md"), encoding="utf-8") as f:
+            analysis = f.read()
+        with open(args.out + "_errors.md", "w", encoding="utf-8") as f:
+            f.write(f"{reports.provenance(command)}\n\nRun folder: `{source}` (seed {args.seeds[0]}).\n\n"
+                    f"{analysis}")
+    return table
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="*", default=["configs/cnn.yaml", "configs/lstm.yaml"])
@@ -108,8 +210,6 @@ def main(argv=None):
     if not rows and not args.classical:
         parser.error("nothing to run: give --configs, --variants and/or --classical")
     from mmgenre.encoders import sources
-    from mmgenre.models import registry
-    from mmgenre.models.classical import kind_modalities
 
     for kind in args.classical:  # the headline prepares its encoders itself (idempotent)
         for part in kind.split("+"):
@@ -118,93 +218,8 @@ def main(argv=None):
     runs, folders, data_cfg = [], [], None
     modalities = {}  # row name -> inputs it reads, to tell fused rows from unimodal ones
     for seed in args.seeds:
-        run_dirs = {}
-        for path, variant in rows:
-            overrides = [f"train.seed={seed}", f"evaluation.thresholds={args.thresholds}", *args.set]
-            overrides += [f"data.path={args.data}"] if args.data else []
-            overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
-            cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
-            run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
-            runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
-            modalities[cfg.name] = set(registry.get(cfg.model.name, cfg.model.params).modalities)
-            folders.append((cfg.name, seed, run_dirs[cfg.name]))
-            data_cfg = cfg.data
-        if data_cfg is None:  # classical rows alone: the default data section
-            data_cfg = load_config(raw={"name": "classical"}, overrides=[f"data.path={args.data}"]
-                                   if args.data else []).data
-        for kind in args.classical:
-            out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
-            runs.append((f"{kind} + logistic regression", seed,
-                         run_classical(data_cfg, kind, out, seed, args.thresholds)))
-            run_dirs[kind] = out
-            folders.append((runs[-1][0], seed, out))
-            modalities[runs[-1][0]] = modalities[kind] = set(kind_modalities(kind))
-        for members in args.score_fusion:
-            missing = [n for n in members if n not in run_dirs]
-            if missing or len(members) < 2:
-                parser.error(f"--score-fusion {members}: needs two or more rows of this run "
-                             f"({sorted(run_dirs)}); not rows: {missing}")
-            out = os.path.join(args.workdir, f"{tag}score-{'-'.join(members)}-seed{seed}")
-            results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds,
-                                       space=args.fusion_space)
-            runs.append((f"score fusion {'+'.join(members)}", seed, results))
-            folders.append((runs[-1][0], seed, out))
-            modalities[runs[-1][0]] = set().union(*(modalities[n] for n in members))
-        if args.select_ensemble is not None:
-            candidates = args.select_ensemble or list(run_dirs)
-            if not set(candidates) <= set(run_dirs):
-                parser.error(f"--select-ensemble: not rows of this run: "
-                             f"{sorted(set(candidates) - set(run_dirs))}")
-            out = os.path.join(args.workdir, f"{tag}ensemble-selected-seed{seed}")
-            results = run_score_fusion([run_dirs[n] for n in candidates], out, data_cfg,
-                                       args.thresholds, weighting="select", space=args.fusion_space)
-            runs.append(("score fusion selected on dev", seed, results))
-            folders.append((runs[-1][0], seed, out))
-            modalities[runs[-1][0]] = set().union(*(modalities[n] for n in candidates))
-    summary, per_run = reports.summarize_runs(runs, HEADLINE)
-    # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
-    dev, _ = reports.summarize_runs(runs, ["mAP"], split="dev")
-    for column, source in (("dev mAP", "mAP"), ("dev mAP_std", "mAP_std")):
-        summary[column] = summary["model"].map(dict(zip(dev["model"], dev[source])))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    summary.to_csv(args.out + ".csv", index=False)
-    per_run.to_csv(args.out + "_runs.csv", index=False)
-    plots.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
-                         f"test split, thresholds by rule {args.thresholds!r} on dev "
-                         "(mean over seeds)")
-    per_genre = reports.per_genre_summary(folders)
-    per_genre.to_csv(args.out + "_per_genre.csv")
-    table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
-    rules = reports.threshold_rule_table(runs)
-    fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
-    select = {"dev": "dev mAP", "cv": "cv_train_mAP"}[args.select]
-    chosen = reports.dev_choice(summary, fused_rows, select)
-    pair = (chosen[0]["model"], chosen[1]["model"]) if chosen else None
-    intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap,
-                                  select) \
-        if args.bootstrap else ""
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
-                f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
-                f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
-                "threshold-free. The prior row predicts each genre's train frequency. Rows "
-                "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n{intervals}"
-                f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
-                f"![comparison]({os.path.basename(args.out)}.png)\n\n"
-                "## F1 on test under each threshold rule (mean over seeds)\n\n"
-                f"{reports.to_markdown(rules)}\n\n"
-                "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
-                f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
-    if args.errors:
-        source = next((d for name, _, d in folders if name == args.errors), None)
-        if source is None:
-            parser.error(f"--errors {args.errors!r}: not a row of this run")
-        with open(os.path.join(source, "errors.md"), encoding="utf-8") as f:
-            analysis = f.read()
-        with open(args.out + "_errors.md", "w", encoding="utf-8") as f:
-            f.write(f"{reports.provenance(command)}\n\nRun folder: `{source}` (seed {args.seeds[0]}).\n\n"
-                    f"{analysis}")
+        data_cfg = run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg)
+    table = write_results(args, parser, command, runs, folders, modalities, data_cfg)
     print(table)
 
 

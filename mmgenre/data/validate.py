@@ -168,6 +168,79 @@ def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+def _check_rows(table, report, require_genres) -> list:
+    """Row-level checks (loader problems, duplicate ids, splits, genres); fixes titles that are
+    not UTF-8 in place. Returns the per-row drop flags."""
+    drop = [False] * len(table)
+    seen = set()
+    titles = list(table["title"])
+    for i, row in enumerate(table.itertuples(index=False)):
+        if row.problem in REASONS and REASONS[row.problem][0] == "row":
+            report.add(row.problem, f"{row.source} (id {row.id})")
+            drop[i] = True
+            continue
+        if row.id in seen:
+            report.add("duplicate_id", f"{row.source} (id {row.id})")
+            drop[i] = True
+            continue
+        seen.add(row.id)
+        if isinstance(row.title, str) and _has_surrogates(row.title):
+            titles[i] = row.title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            report.add("title_not_utf8", f"{row.source} (id {row.id})", note=True)
+        if row.split not in SPLITS:
+            report.add("unknown_split", f"{row.source} (split {row.split!r})")
+            drop[i] = True
+        elif not row.genres and require_genres:
+            report.add("no_genres", f"{row.source} (id {row.id})")
+            drop[i] = True
+        elif any(_has_surrogates(g) for g in row.genres):
+            report.add("non_utf8_genres", f"{row.source} (id {row.id})")
+            drop[i] = True
+    table["title"] = titles
+    return drop
+
+
+def _check_overviews(table, drop, report) -> list:
+    """Per-row flags: the overview is usable text."""
+    has_overview = [False] * len(table)
+    for i, row in enumerate(table.itertuples(index=False)):
+        if drop[i]:
+            continue
+        if not isinstance(row.overview, str):
+            report.add("missing_overview", f"{row.source} (id {row.id})")
+        elif _has_surrogates(row.overview):
+            report.add("non_utf8", f"{row.source} (id {row.id})")
+        else:
+            has_overview[i] = True
+    return has_overview
+
+
+def _check_posters(table, drop, report, max_image_pixels, show_progress) -> list:
+    """Per-row flags: the poster file opens as an image (checked in threads)."""
+    has_poster = [False] * len(table)
+    todo = []
+    for i in range(len(table)):
+        if drop[i]:
+            continue
+        if table.at[i, "problem"] == "poster_outside_dataset":
+            report.add("poster_outside_dataset", f"{table.at[i, 'source']}")
+        else:
+            todo.append(i)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+        results = pool.map(lambda i: inspect_poster(table.at[i, "poster"], max_image_pixels), todo)
+        if show_progress and len(todo) >= 500:
+            results = progress(results, len(todo), "validating posters")
+        for i, (problem, notes) in zip(todo, results):
+            where = f"{table.at[i, 'source']} ({table.at[i, 'poster']})"
+            if problem:
+                report.add(problem, where)
+            else:
+                has_poster[i] = True
+            for note in notes:
+                report.add(note, where, note=True)
+    return has_poster
+
+
 def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
              max_image_pixels: int = 40_000_000, show_progress: bool = True,
              require_genres: bool = True):
@@ -194,68 +267,11 @@ def validate(table: pd.DataFrame, policy: str = "skip", modalities=MODALITIES,
     table = table.reset_index(drop=True).copy()
     if "problem" not in table:  # tables built by hand rather than by records.load_records
         table["problem"] = None
-    drop = [False] * len(table)
-
-    seen = set()
-    titles = list(table["title"])
-    for i, row in enumerate(table.itertuples(index=False)):
-        if row.problem in REASONS and REASONS[row.problem][0] == "row":
-            report.add(row.problem, f"{row.source} (id {row.id})")
-            drop[i] = True
-            continue
-        if row.id in seen:
-            report.add("duplicate_id", f"{row.source} (id {row.id})")
-            drop[i] = True
-            continue
-        seen.add(row.id)
-        if isinstance(row.title, str) and _has_surrogates(row.title):
-            titles[i] = row.title.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            report.add("title_not_utf8", f"{row.source} (id {row.id})", note=True)
-        if row.split not in SPLITS:
-            report.add("unknown_split", f"{row.source} (split {row.split!r})")
-            drop[i] = True
-        elif not row.genres and require_genres:
-            report.add("no_genres", f"{row.source} (id {row.id})")
-            drop[i] = True
-        elif any(_has_surrogates(g) for g in row.genres):
-            report.add("non_utf8_genres", f"{row.source} (id {row.id})")
-            drop[i] = True
-    table["title"] = titles
-
-    has_overview = [False] * len(table)
-    if "overview" in modalities:
-        for i, row in enumerate(table.itertuples(index=False)):
-            if drop[i]:
-                continue
-            if not isinstance(row.overview, str):
-                report.add("missing_overview", f"{row.source} (id {row.id})")
-            elif _has_surrogates(row.overview):
-                report.add("non_utf8", f"{row.source} (id {row.id})")
-            else:
-                has_overview[i] = True
-
-    has_poster = [False] * len(table)
-    if "poster" in modalities:
-        todo = []
-        for i in range(len(table)):
-            if drop[i]:
-                continue
-            if table.at[i, "problem"] == "poster_outside_dataset":
-                report.add("poster_outside_dataset", f"{table.at[i, 'source']}")
-            else:
-                todo.append(i)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-            results = pool.map(lambda i: inspect_poster(table.at[i, "poster"], max_image_pixels), todo)
-            if show_progress and len(todo) >= 500:
-                results = progress(results, len(todo), "validating posters")
-            for i, (problem, notes) in zip(todo, results):
-                where = f"{table.at[i, 'source']} ({table.at[i, 'poster']})"
-                if problem:
-                    report.add(problem, where)
-                else:
-                    has_poster[i] = True
-                for note in notes:
-                    report.add(note, where, note=True)
+    drop = _check_rows(table, report, require_genres)
+    has_overview = (_check_overviews(table, drop, report) if "overview" in modalities
+                    else [False] * len(table))
+    has_poster = (_check_posters(table, drop, report, max_image_pixels, show_progress)
+                  if "poster" in modalities else [False] * len(table))
 
     table["has_poster"] = has_poster
     table["has_overview"] = has_overview

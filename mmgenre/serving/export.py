@@ -85,6 +85,28 @@ def tflite_flatbuffer(saved_model: str):
         return convert([tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]), True
 
 
+def _replace_with_tflite(run, run_dir, staging, saved_model) -> bool:
+    """Converts the SavedModel in ``staging`` to model.tflite in its place; returns whether the
+    file needs the Flex delegate (said on stderr). Not convertible: staging removed, ValueError."""
+    try:
+        flat, needs_flex = tflite_flatbuffer(saved_model)
+    except Exception as err:  # the converter raises many types; all mean "not convertible"
+        shutil.rmtree(staging, ignore_errors=True)
+        first = str(err).strip().splitlines()[0][:300]
+        raise ValueError(f"{run_dir}: model {run.config.model.name!r} cannot be converted to "
+                         f"TFLite ({first}); export --format saved_model instead") from None
+    if needs_flex:
+        print(f"warning: {run.config.model.name!r} needs TensorFlow ops outside TFLite's "
+              "builtins: the .tflite file runs only with the Flex delegate "
+              "(tensorflow-lite-select-tf-ops on mobile; the full tensorflow pip package "
+              "in Python); genres.json records needs_flex_delegate", file=sys.stderr)
+    shutil.rmtree(saved_model)
+    os.makedirs(staging, exist_ok=True)
+    with open(os.path.join(staging, "model.tflite"), "wb") as f:
+        f.write(flat)
+    return needs_flex
+
+
 def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
                allow_external_code: bool = False, overwrite: bool = False) -> str:
     """Writes the export to ``out_dir`` (replaced whole only when complete); returns it.
@@ -120,24 +142,7 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
         archive.add_endpoint("genres", lambda: {"genres": genres}, input_signature=[])
     saved_model = os.path.join(staging, "saved_model") if fmt == "tflite" else staging
     archive.write_out(saved_model, verbose=False)
-    needs_flex = False
-    if fmt == "tflite":
-        try:
-            flat, needs_flex = tflite_flatbuffer(saved_model)
-        except Exception as err:  # the converter raises many types; all mean "not convertible"
-            shutil.rmtree(staging, ignore_errors=True)
-            first = str(err).strip().splitlines()[0][:300]
-            raise ValueError(f"{run_dir}: model {run.config.model.name!r} cannot be converted to "
-                             f"TFLite ({first}); export --format saved_model instead") from None
-        if needs_flex:
-            print(f"warning: {run.config.model.name!r} needs TensorFlow ops outside TFLite's "
-                  "builtins: the .tflite file runs only with the Flex delegate "
-                  "(tensorflow-lite-select-tf-ops on mobile; the full tensorflow pip package "
-                  "in Python); genres.json records needs_flex_delegate", file=sys.stderr)
-        shutil.rmtree(saved_model)
-        os.makedirs(staging, exist_ok=True)
-        with open(os.path.join(staging, "model.tflite"), "wb") as f:
-            f.write(flat)
+    needs_flex = _replace_with_tflite(run, run_dir, staging, saved_model) if fmt == "tflite" else False
     runs.write_json(os.path.join(staging, "genres.json"), {
         "genres": run.vocab.genres, "inputs": list(signature), "task": run.config.data.task,
         "image_size": list(run.config.data.image_size), "format": fmt,

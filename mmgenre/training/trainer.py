@@ -85,12 +85,9 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         return _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code)
 
 
-def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
-    # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
-    strategy = distributed.make_strategy(cfg.train.strategy)
-    config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
-    keras.utils.set_random_seed(cfg.train.seed)
-
+def _prepare_run_data(cfg, spec, run_dir):
+    """PreparedData for ``cfg``, checked against the folder's fingerprint; writes what a
+    later evaluate or predict needs (validation report, genres, vectorizer)."""
     prepared = prepare_data(cfg.data, spec)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
     runs.write_json(os.path.join(run_dir, "validation.json"), {
@@ -101,7 +98,16 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     prepared.vocab.to_json(os.path.join(run_dir, "genres.json"))
     if prepared.vectorizer is not None:
         pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
+    return prepared
 
+
+def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
+    # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
+    strategy = distributed.make_strategy(cfg.train.strategy)
+    config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    keras.utils.set_random_seed(cfg.train.seed)
+
+    prepared = _prepare_run_data(cfg, spec, run_dir)
     if spec.fitted_by == "linear_solver":
         return _solve(cfg, spec, prepared, run_dir)
     with strategy.scope():
