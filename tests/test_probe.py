@@ -136,7 +136,7 @@ def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path):
 
     with pytest.raises(ValueError, match="features must be 'tfidf' or a known encoder"):
         train_and_evaluate(probe_config(synthetic_dir, ["bert"]), str(tmp_path / "a"))
-    with pytest.raises(ValueError, match="multi-label model"):
+    with pytest.raises(ValueError, match="multi-label"):
         train_and_evaluate(tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf"]},
                                        data={"task": "single"}), str(tmp_path / "b"))
     # Posters at another size than the encoder's own: the graph would not reproduce the cached

@@ -51,8 +51,9 @@ def probe_modalities(params: dict) -> tuple:
     return tuple(m for m, k in (("poster", "image"), ("overview", "text")) if k in kinds)
 
 
-
-def _branch(feature, inputs, tfidf_max_tokens):
+def branch_features(feature, inputs, tfidf_max_tokens):
+    """(batch, dim) L2-normalised features of ``feature`` (layer "<feature>_l2") from the
+    symbolic ``inputs`` {"overview": strings, "poster": pixels}."""
     if feature == TFIDF:
         return tfidf_backbone(inputs["overview"], tfidf_max_tokens)
     if feature_kind(feature) == "text":
@@ -60,6 +61,34 @@ def _branch(feature, inputs, tfidf_max_tokens):
     else:
         pooled, _ = image_encoder_backbone(inputs["poster"], feature, prefix=f"{feature}_")
     return keras.layers.UnitNormalization(name=f"{feature}_l2")(pooled)
+
+
+def check_probe_args(task, features, calibration, folds) -> list:
+    """Raises ValueError on arguments shared by the cached-feature families; returns the
+    features as a list."""
+    if task != "multilabel":
+        raise ValueError(f"a cached-feature model is multi-label (one logistic output per "
+                         f"genre); data.task {task!r} needs another model")
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration must be one of {list(CALIBRATIONS)}, got {calibration!r}")
+    if not 2 <= int(folds) <= 20:
+        raise ValueError(f"folds must be in [2, 20], got {folds}")
+    features = list(features)
+    if len(set(features)) != len(features):
+        raise ValueError(f"features repeat a name: {features}")
+    probe_modalities({"features": features})
+    return features
+
+
+def feature_inputs(features, image_size) -> dict:
+    """The symbolic raw inputs the features read: "poster" (batch, h, w, 3), "overview" (batch,)."""
+    modalities = probe_modalities({"features": features})
+    inputs = {}
+    if "poster" in modalities:
+        inputs["poster"] = keras.Input(shape=(*image_size, 3), name="poster")
+    if "overview" in modalities:
+        inputs["overview"] = keras.Input(shape=(), dtype="string", name="overview")
+    return inputs
 
 
 @register("linear_probe", modalities=probe_modalities, fitted_by="linear_solver",
@@ -92,25 +121,11 @@ def build_linear_probe(num_genres: int, task: str = "multilabel", image_size=(22
         in [0, 1]} -> (batch, num_genres) probabilities. Its head is unfitted
         until ``mmgenre.training.solve.fit_linear_probe`` solves it.
     """
-    if task != "multilabel":
-        raise ValueError(f"linear_probe is a multi-label model (one logistic regression per "
-                         f"genre); data.task {task!r} needs another model")
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration must be one of {list(CALIBRATIONS)}, got {calibration!r}")
     if c is not None and not c > 0:
         raise ValueError(f"c must be > 0 or null (chosen by cross-validation), got {c}")
-    if not 2 <= int(folds) <= 20:
-        raise ValueError(f"folds must be in [2, 20], got {folds}")
-    features = list(features)
-    if len(set(features)) != len(features):
-        raise ValueError(f"linear_probe features repeat a name: {features}")
-    modalities = probe_modalities({"features": features})
-    inputs = {}
-    if "poster" in modalities:
-        inputs["poster"] = keras.Input(shape=(*image_size, 3), name="poster")
-    if "overview" in modalities:
-        inputs["overview"] = keras.Input(shape=(), dtype="string", name="overview")
-    branches = [_branch(f, inputs, tfidf_max_tokens) for f in features]
+    features = check_probe_args(task, features, calibration, folds)
+    inputs = feature_inputs(features, image_size)
+    branches = [branch_features(f, inputs, tfidf_max_tokens) for f in features]
     x = (keras.layers.Concatenate(name="features")(branches) if len(branches) > 1
          else keras.layers.Identity(name="features")(branches[0]))
     logits = keras.layers.Dense(num_genres, dtype="float32", name="logits")(x)

@@ -6,8 +6,8 @@ float32 in [0, 1]; "overview": (batch, sequence_length) int64 token ids, or
 (batch,) strings for models with a tokenizer inside) and whose output is
 (batch, n_genres) probabilities from a layer named "genres". Gradient-trained
 models also have a layer named "embedding" (their penultimate features) so
-fusion can reuse branches; the linear probe (``fitted_by="linear_solver"``)
-has "features" and "logits" instead. Every module of this package is imported
+fusion can reuse branches; the cached-feature families (linear probe, encoder
+head) have "<feature>_l2" blocks and "logits" instead. Every module of this package is imported
 by ``names()``/``get()``, so a new family module registers itself.
 
 Builders take two kinds of keyword arguments: data-derived ones filled in by
@@ -35,8 +35,9 @@ class ModelSpec:
     description: str
     accepts_missing: bool = False  # takes rows lacking one modality (fusion)
     fine_tune: Optional[Callable] = None  # fine_tune(model, blocks): unfreeze for phase two
-    # How the trainer fits it: "gradient" (model.fit) or "linear_solver" (a probe's head solved
-    # on cached features, mmgenre.training.solve).
+    # How the trainer fits it: "gradient" (model.fit), "linear_solver" (a probe's head solved on
+    # cached features, mmgenre.training.solve) or "cached_features" (a Keras head trained on
+    # cached features, mmgenre.training.head).
     fitted_by: str = "gradient"
 
     def for_params(self, params: dict | None) -> "ModelSpec":

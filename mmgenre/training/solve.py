@@ -48,18 +48,27 @@ def _encoder_features(feature, rows):
     return dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
 
 
+def feature_block(model, feature, rows) -> np.ndarray:
+    """(n, dim) float32 features of ``rows`` for one block: what layer "<feature>_l2" of
+    ``model`` computes, from the embedding cache for an encoder."""
+    if feature == TFIDF:
+        extractor = keras.Model(model.input["overview"], model.get_layer("tfidf_l2").output)
+        texts = np.asarray(list(rows["overview"]), dtype=object)
+        return extractor.predict(texts, batch_size=256, verbose=0).astype("float32")
+    return _encoder_features(feature, rows).astype("float32")
+
+
 def split_features(model, features, rows):
     """(n, dim) CSR matrix of the probe's concatenated features for ``rows``: what the
     "features" layer of ``model`` computes, from the caches where there is one."""
-    blocks = []
-    for feature in features:
-        if feature == TFIDF:
-            extractor = keras.Model(model.input["overview"], model.get_layer("tfidf_l2").output)
-            texts = np.asarray(list(rows["overview"]), dtype=object)
-            blocks.append(sp.csr_matrix(extractor.predict(texts, batch_size=256, verbose=0)))
-        else:
-            blocks.append(sp.csr_matrix(_encoder_features(feature, rows)))
-    return sp.hstack(blocks).tocsr()
+    return sp.hstack([sp.csr_matrix(feature_block(model, f, rows)) for f in features]).tocsr()
+
+
+def adapt_text_features(model, features, prepared):
+    """Fits the model's TF-IDF (when it has one) on the train overviews."""
+    if TFIDF in features:
+        train_rows = prepared.splits["train"][0]
+        adapt_tfidf(model, [t if isinstance(t, str) else "" for t in train_rows["overview"]])
 
 
 def _fit_genre(x, y, c, seed):
@@ -120,13 +129,27 @@ def check_image_size(features, image_size):
                                       f"data.image_size: [{size}, {size}] (got {list(given)})")
 
 
-def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
+def build_over_encoders(cfg, prepared, features, log=print):
+    """The model of ``cfg`` once its encoders are prepared (pinned, hash-checked packages;
+    idempotent) and the poster size checked against theirs."""
+    from mmgenre.encoders import sources
+    from mmgenre.training.fit import build_for_data
+
+    for feature in features:
+        if feature in sources.KNOWN:
+            log(f"encoder {feature}: {sources.prepare(feature)}")
+    check_image_size(features, cfg.data.image_size)
+    return build_for_data(cfg, prepared)
+
+
+def fit_linear_probe(model, params: dict, prepared, cfg, log=print):
     """Solves ``model``'s head on ``prepared``'s train split and sets its weights.
 
     Args:
         model: a "linear_probe" model (``mmgenre.models.probe``).
         params: its hyperparameters (features, c, folds, calibration).
         prepared: mmgenre.data.prepare.PreparedData.
+        cfg: the experiment (train.seed seeds the folds and the solver).
 
     Returns:
         (probabilities {split: (n, genres)} for dev and test computed from the
@@ -135,11 +158,9 @@ def fit_linear_probe(model, params: dict, prepared, seed: int = 0, log=print):
         seconds).
     """
     started = time.time()
-    features, folds = list(params["features"]), int(params["folds"])
-    (train_rows, y_train) = prepared.splits["train"]
-    if TFIDF in features:
-        texts = [t if isinstance(t, str) else "" for t in train_rows["overview"]]
-        adapt_tfidf(model, texts)
+    features, folds, seed = list(params["features"]), int(params["folds"]), cfg.train.seed
+    y_train = prepared.splits["train"][1]
+    adapt_text_features(model, features, prepared)
     x = {s: split_features(model, features, prepared.splits[s][0]) for s in ("train", "dev", "test")
          if not prepared.splits[s][0].empty}
     log(f"features: {x['train'].shape[1]} per movie ({' + '.join(features)}), "

@@ -30,7 +30,13 @@ from mmgenre.evaluation import plots
 from mmgenre.evaluation.evaluate import evaluate_prepared, report_probabilities
 from mmgenre.models import registry, weights
 from mmgenre.models.saving import load_model
-from mmgenre.training import distributed, fit, solve
+from mmgenre.training import distributed, fit, head, solve
+
+# How a model over frozen backbones (registry ``fitted_by``) gets its head from cached features:
+# fitter(model, params, prepared, cfg) -> (dev/test probabilities, out-of-fold train
+# probabilities, facts for metrics.json).
+CACHED_FEATURE_FITTERS = {"linear_solver": solve.fit_linear_probe,
+                          "cached_features": head.fit_encoder_head}
 
 
 def _check_run_dir(run_dir, cfg):
@@ -108,8 +114,8 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     keras.utils.set_random_seed(cfg.train.seed)
 
     prepared = _prepare_run_data(cfg, spec, run_dir)
-    if spec.fitted_by == "linear_solver":
-        return _solve(cfg, spec, prepared, run_dir)
+    if spec.fitted_by in CACHED_FEATURE_FITTERS:
+        return _fit_on_cached_features(cfg, spec, prepared, run_dir)
     with strategy.scope():
         model = fit.build_for_data(cfg, prepared)
         if cfg.train.init_from:
@@ -155,19 +161,14 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
                                     "train_seconds": round(time.time() - started, 1)})
 
 
-def _solve(cfg, spec, prepared, run_dir) -> dict:
-    """A linear probe: its head solved on cached features in seconds (``training.solve``),
-    checked against the whole graph, saved as the whole graph, scored."""
-    from mmgenre.encoders import sources
-
+def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
+    """A model over frozen backbones: its head fitted on cached features in seconds
+    (``CACHED_FEATURE_FITTERS``), checked against the whole graph, saved as the whole
+    graph, scored."""
     started = time.time()
     params = {**spec.hyperparameters(), **cfg.model.params}
-    for feature in params["features"]:  # pinned, hash-checked packages; idempotent
-        if feature in sources.KNOWN:
-            print(f"encoder {feature}: {sources.prepare(feature)}")
-    solve.check_image_size(params["features"], cfg.data.image_size)
-    model = fit.build_for_data(cfg, prepared)
-    probs, train_oof, extra = solve.fit_linear_probe(model, params, prepared, cfg.train.seed)
+    model = solve.build_over_encoders(cfg, prepared, params["features"])
+    probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](model, params, prepared, cfg)
     extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
     runs.save_model(model, os.path.join(run_dir, "best.keras"))
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))

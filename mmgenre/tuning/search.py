@@ -129,26 +129,62 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mmgenre.data import prepare
     from mmgenre.models import registry
-    from mmgenre.tuning.hypermodels import GenreHyperModel, check_space
+    from mmgenre.tuning.hypermodels import check_space
 
     cfg = experiment_config(search)
     check_space(search.space, cfg)
-    objective = cfg.monitor() if search.objective == "auto" else search.objective
-    if search.objective == "auto" and cfg.data.task == "multilabel":
-        objective = "val_micro_f1"
+    spec = registry.get(cfg.model.name, cfg.model.params)
     role = os.environ.get("KERASTUNER_TUNER_ID")
     # The chief never trains, but keras-tuner builds the model once everywhere to
     # discover the space, and building needs the data's vocabulary sizes.
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params))
-    base = cfg.to_dict()
+    prepared = prepare.prepare_data(cfg.data, spec)
     os.makedirs(search_dir(search), exist_ok=True)
-    hypermodel = GenreHyperModel(base, search.space, prepared, objective,
-                                 log_path=os.path.join(search_dir(search), "fits.jsonl"))
+    make_hypermodel = HYPERMODELS.get(spec.fitted_by, _gradient_hypermodel)
+    hypermodel, objective = make_hypermodel(search, cfg, prepared,
+                                            os.path.join(search_dir(search), "fits.jsonl"))
     tuner = make_tuner(search, hypermodel, objective)
     tuner.search(verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2))
     if role and role != "chief":
         return None, None
-    return write_reports(search, tuner, objective, base, out_dir or search_dir(search))
+    return write_reports(search, tuner, objective, cfg.to_dict(), out_dir or search_dir(search))
+
+
+def _gradient_hypermodel(search, cfg, prepared, log_path):
+    """(hypermodel, objective): each trial fits the model with model.fit, scored on dev."""
+    from mmgenre.tuning.hypermodels import GenreHyperModel
+
+    objective = cfg.monitor() if search.objective == "auto" else search.objective
+    if search.objective == "auto" and cfg.data.task == "multilabel":
+        objective = "val_micro_f1"
+    return GenreHyperModel(cfg.to_dict(), search.space, prepared, objective, log_path), objective
+
+
+def _cached_feature_hypermodel(search, cfg, prepared, log_path):
+    """(hypermodel, objective): features computed once, each trial cross-validates a head."""
+    from mmgenre.models import registry
+    from mmgenre.training import head, solve
+    from mmgenre.tuning.hypermodels import CachedFeatureHyperModel
+
+    objective = CachedFeatureHyperModel.OBJECTIVE
+    if search.objective not in ("auto", objective):
+        raise config_lib.ConfigError(f"a search over {cfg.model.name!r} is scored on {objective} "
+                                     f"(k-fold train mAP); got objective {search.objective!r}")
+    if search.tuner == "hyperband":
+        raise config_lib.ConfigError("hyperband shares out epochs between trials; a head on cached "
+                                     "features trains in seconds: use tuner random or bayesian")
+    params = {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
+    model = solve.build_over_encoders(cfg, prepared, params["features"])
+    started = time.time()
+    x = head.split_blocks(model, params["features"], prepared)["train"]
+    print(f"cached features of {len(prepared.splits['train'][0])} train movies: "
+          f"{sum(a.shape[1] for a in x.values())} per movie, {time.time() - started:.1f} s")
+    hypermodel = CachedFeatureHyperModel(cfg.to_dict(), search.space, x,
+                                         prepared.splits["train"][1], log_path)
+    return hypermodel, objective
+
+
+# How each kind of model family (registry ``fitted_by``) is searched.
+HYPERMODELS = {"gradient": _gradient_hypermodel, "cached_features": _cached_feature_hypermodel}
 
 
 def read_fit_log(path: str) -> dict:
