@@ -77,7 +77,7 @@ def main(argv=None):
                     train_and_evaluate(probe, os.path.join(args.workdir, "probe"))),
             run_row("encoder head, untuned", "config defaults",
                     train_and_evaluate(experiment, os.path.join(args.workdir, "untuned"))),
-            run_row("encoder head, searched", "best of the search on 5-fold train mAP",
+            run_row("encoder head, searched", "best of the search on k-fold train mAP",
                     train_and_evaluate(best, os.path.join(args.workdir, "best")))]
     frame = pd.DataFrame(rows)
     runs.write_csv(frame, args.out + ".csv")
