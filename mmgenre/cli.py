@@ -70,11 +70,21 @@ def cmd_predict(args):
                           "attention": [{"word": w, "weight": a} for w, a in words]}))
         return
     print("predicted genres: " + (", ".join(g for g, _, on, _ in ranked if on) or "(none above threshold)"))
-    print(f"    {'genre':<20} {'prob':>6} {'threshold':>9}")
+    print(f"    {'genre':<20} {'prob':>8} {'threshold':>9}")
     for genre, prob, on, threshold in shown:
-        print(f"  {'*' if on else ' '} {genre:<20} {prob:6.3f} {threshold:9.3f}")
+        p, t = _distinct(prob, threshold)
+        print(f"  {'*' if on else ' '} {genre:<20} {p:>8} {t:>9}")
     if words:
         print("most attended words: " + ", ".join(f"{w} ({a:.2f})" for w, a in words))
+
+
+def _distinct(prob: float, threshold):
+    """prob and threshold as text with enough digits that a reader sees which is larger
+    (0.5049 against 0.5051 both round to 0.505); "top genre" for single-label runs."""
+    if threshold is None:
+        return f"{prob:.3f}", "top genre"
+    digits = next((d for d in range(3, 8) if f"{prob:.{d}f}" != f"{threshold:.{d}f}"), 7)
+    return f"{prob:.{digits}f}", f"{threshold:.{digits}f}"
 
 
 def cmd_export(args):

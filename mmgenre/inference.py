@@ -11,12 +11,11 @@ import numpy as np
 import tensorflow as tf
 
 from mmgenre import config as config_lib
-from mmgenre import runs
+from mmgenre import runs, tasks
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline, prepare
 from mmgenre.data.validate import inspect_poster
 from mmgenre.evaluation import evaluate
-from mmgenre.evaluation.metrics import argmax_thresholds
 from mmgenre.models import registry, saving
 
 
@@ -96,7 +95,8 @@ def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str
 
 
 def predict_movie(run: Run, poster: str | None = None, overview: str | None = None):
-    """Genre probabilities for one movie, highest first: [(genre, prob, predicted, threshold)].
+    """Genre probabilities for one movie, highest first: [(genre, prob, predicted, threshold)];
+    predicted by the task's rule (``mmgenre.tasks``), threshold None for single-label runs.
 
     A unimodal model needs its own input; giving the other is an error so
     nobody believes a text model looked at a poster. A fused model takes either
@@ -135,12 +135,14 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
     # per call (model.predict did, about 140 ms per movie on 2 CPU cores); an eager
     # model(...) call was slower still for the LSTMs (1.1 s: every time step eager).
     probs = np.asarray(run.model.predict_on_batch(inputs))[0]
-    thresholds = run.thresholds if run.thresholds is not None else np.full(len(probs), 0.5)
-    if run.config.data.task == "single":
-        thresholds = argmax_thresholds(probs[np.newaxis])[0]
+    task = tasks.get(run.config.data.task)
+    on = task.decide(probs[np.newaxis], run.thresholds)[0]
+    # Single-label runs predict the top genre: no threshold to show.
+    shown = ((run.thresholds if run.thresholds is not None else np.full(len(probs), 0.5))
+             if task.uses_thresholds else [None] * len(probs))
     order = np.argsort(-probs)
-    return [(run.vocab.genres[i], float(probs[i]), bool(probs[i] >= thresholds[i]),
-             float(thresholds[i])) for i in order]
+    return [(run.vocab.genres[i], float(probs[i]), bool(on[i]),
+             None if shown[i] is None else float(shown[i])) for i in order]
 
 
 def attention_words(run: Run, overview: str, top: int = 5):

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmgenre.data.labels import GenreVocabulary, targets
+from mmgenre import tasks
+from mmgenre.data.labels import GenreVocabulary
 
 
 def _table():
@@ -28,8 +29,26 @@ def test_multi_hot_and_single_label_rules():
     # rarest: Drama|Horror -> Horror (1 train example); first: -> Drama
     assert vocab.single_label([["Drama", "Horror"], ["Western"]], "rarest").tolist() == [2, -1]
     assert vocab.single_label([["Drama", "Horror"]], "first").tolist() == [0]
-    one_hot = targets(vocab, table.head(3), "single")
+    single = tasks.get("single")
+    one_hot = single.targets(vocab, table.head(3))
     assert one_hot.sum(axis=1).tolist() == [1, 1, 1]
+    assert single.labelled(single.targets(vocab, pd.DataFrame({"genres": [["Western"]]}))).tolist() == [False]
+
+
+def test_the_decision_rule_is_the_tasks_and_predict_shows_what_it_decided():
+    """Multi-label: probability >= threshold (0.5049 against 0.5051 is not predicted, and the
+    display says why); single-label: the top genre only, no invented thresholds."""
+    from mmgenre.cli import _distinct
+
+    probs = np.array([[0.5049, 0.5051, 0.2]])
+    on = tasks.get("multilabel").decide(probs, [0.5051, 0.5051, 0.1])
+    assert on.tolist() == [[False, True, True]]
+    assert _distinct(0.5049, 0.5051) == ("0.5049", "0.5051")
+    assert _distinct(0.7, 0.5) == ("0.700", "0.500")
+    assert tasks.get("single").decide(probs).tolist() == [[False, True, False]]
+    assert _distinct(0.5051, None) == ("0.505", "top genre")
+    with pytest.raises(ValueError, match="task must be one of"):
+        tasks.get("ordinal")
 
 
 def test_no_genre_left_is_a_clear_error():

@@ -120,14 +120,32 @@ def test_probe_head_is_scikit_learns_regression_and_platt_calibrates(text_run):
         calibration_metrics(y_test, raw)["ece"], abs=1e-4)
 
 
-def test_probe_chooses_c_on_cross_validated_train_map(synthetic_dir, tmp_path):
+def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(synthetic_dir, tmp_path):
+    from mmgenre.config import ConfigError
+    from mmgenre.data.prepare import prepare_data
+    from mmgenre.evaluation.metrics import choose_thresholds
+    from mmgenre.models import registry
+    from mmgenre.runs import read_json
     from mmgenre.training.trainer import train_and_evaluate
 
-    results = train_and_evaluate(probe_config(synthetic_dir, ["tfidf"], folds=2), str(tmp_path / "r"))
+    cfg = probe_config(synthetic_dir, ["tfidf"], folds=2)
+    cfg.evaluation.threshold_split = "train_oof"
+    results = train_and_evaluate(cfg, str(tmp_path / "r"))
     cv = results["cv_mAP"]
     assert set(cv) == {"0.003", "0.01", "0.03", "0.1", "0.3", "1", "3"}
     assert cv[f"{results['C']:g}"] == max(cv.values())
     assert results["cv_train_mAP"] == pytest.approx(max(cv.values()), abs=1e-4)
+    # Thresholds from the out-of-fold train probabilities, not from dev.
+    y_train = prepare_data(cfg.data, registry.get("linear_probe", cfg.model.params),
+                           show_progress=False).splits["train"][1]
+    oof = np.load(tmp_path / "r" / "probabilities.npz")["train_oof"]
+    saved = np.array(list(read_json(str(tmp_path / "r" / "thresholds.json")).values()))
+    np.testing.assert_allclose(saved, choose_thresholds("prevalence", y_train, oof, y_train), atol=1e-6)
+    assert results["threshold_split"] == "train_oof"
+    with pytest.raises(ConfigError, match="needs out-of-fold train probabilities"):
+        gradient = tiny_config(synthetic_dir, "bag_of_words", evaluation={"threshold_split": "train_oof"})
+        train_and_evaluate(gradient, str(tmp_path / "g"))
+    assert not os.path.exists(tmp_path / "g" / "config.yaml")  # refused before anything was written
 
 
 def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path):

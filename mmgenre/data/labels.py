@@ -125,17 +125,3 @@ class GenreVocabulary:
     def from_json(cls, path: str) -> "GenreVocabulary":
         with open(path, encoding="utf-8") as f:
             return cls(**json.load(f))
-
-
-def targets(vocab: GenreVocabulary, table: pd.DataFrame, task: str, rule: str = "rarest"):
-    """Targets for ``table``: multi-hot (multilabel) or one-hot (single).
-
-    For task "single", rows whose genres are all outside the vocabulary get an
-    all-zero row; callers drop them (``keep_labelled``) and count the skip.
-    """
-    if task == "multilabel":
-        return vocab.multi_hot(table["genres"])
-    index = vocab.single_label(table["genres"], rule)
-    out = np.zeros((len(index), len(vocab)), np.float32)
-    out[np.arange(len(index))[index >= 0], index[index >= 0]] = 1.0
-    return out

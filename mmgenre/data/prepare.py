@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from mmgenre import tasks
 from mmgenre.config import MMIMDB_GENRES
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
@@ -82,18 +83,17 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
     if vocab is None:
         vocab = (labels_lib.GenreVocabulary.from_train(table, 1, top=MMIMDB_GENRES) if mmimdb
                  else labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count))
-    splits, skipped = {}, 0
+    splits, skipped, task = {}, 0, tasks.get(data_cfg.task)
     for split in SPLIT_NAMES:
         rows = table[table["split"] == split].reset_index(drop=True)
         if split == "train" and data_cfg.train_limit:
             rows = subsample(rows, data_cfg.train_limit)
         if data_cfg.limit:
             rows = rows.head(data_cfg.limit)
-        targets = labels_lib.targets(vocab, rows, data_cfg.task, data_cfg.single_label_rule)
-        if data_cfg.task == "single":
-            labelled = targets.sum(axis=1) > 0
-            skipped += int((~labelled).sum())
-            rows, targets = rows[labelled].reset_index(drop=True), targets[labelled]
+        targets = task.targets(vocab, rows, data_cfg.single_label_rule)
+        labelled = task.labelled(targets)  # single-label: movies without a kept genre go
+        skipped += int((~labelled).sum())
+        rows, targets = rows[labelled].reset_index(drop=True), targets[labelled]
         splits[split] = (rows, targets)
     if "overview" in modalities and vectorizer is None:
         train_texts = [t for t in splits["train"][0]["overview"] if isinstance(t, str)]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mmgenre import config as config_lib
-from mmgenre import runs
+from mmgenre import runs, tasks
 from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_text
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
@@ -43,24 +43,26 @@ def mean_gate(model, data_cfg, prepared, split) -> dict | None:
 
 
 def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, thresholds=None,
-                      splits=("dev", "test"), extra=None) -> dict:
+                      splits=("dev", "test"), extra=None, train_oof=None) -> dict:
     """Scores ``model`` on ``splits`` and writes the run's tables and plots.
 
     Fused models (those accepting a missing modality) are also scored with each
-    input absent, and GMU models report their mean gate.
+    input absent, and GMU models report their mean gate. ``train_oof``: the
+    run's saved out-of-fold train probabilities (cached-feature models).
     """
     probs = {s: predict_split(model, cfg.data, prepared, s) for s in splits
              if not prepared.splits[s][0].empty}
     extra = dict(extra or {})
     variants = {}
-    if prepared.allow_missing and cfg.data.task == "multilabel":
+    if prepared.allow_missing and tasks.get(cfg.data.task).uses_thresholds:
         # Fused models, judged as a catalogue would meet them: one input absent.
         final = "test" if "test" in probs else next(iter(probs))
         variants = {f"{absent} missing": predict_split(model, cfg.data, prepared, final, absent)
                     for absent in prepared.modalities}
         extra["gmu_mean_gate"] = mean_gate(model, cfg.data, prepared, final)
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, out_dir,
-                                thresholds, extra, variants, cfg.evaluation.thresholds)
+                                thresholds, extra, variants, cfg.evaluation.thresholds, train_oof,
+                                cfg.evaluation.threshold_split)
 
 
 def _multilabel_section(results, truth, prob, genres, thresholds, threshold_rule, final, name,
@@ -68,7 +70,8 @@ def _multilabel_section(results, truth, prob, genres, thresholds, threshold_rule
     """(per-genre table, report lines, thresholds of the error analysis) of a multi-label run."""
     per_genre = metrics_lib.per_genre_table(truth, prob, genres, thresholds)
     rule = ("the trained run's thresholds" if threshold_rule == "the trained run's"
-            else f"thresholds chosen on dev by rule {threshold_rule!r}")
+            else f"thresholds chosen on {results.get('threshold_split', 'dev')} by rule "
+                 f"{threshold_rule!r}")
     left_out = int((truth.sum(axis=0) == 0).sum())
     lines = [f"## Per-genre ({final}, {rule})", "",
              *([f"{left_out} genre(s) have no positive movie here; macro-F1 and mAP average "
@@ -94,9 +97,10 @@ def _single_label_section(results, truth, prob, genres, thresholds, threshold_ru
 
 
 def score_splits(name, prepared: PreparedData, probs: dict, task: str, thresholds, by_rule: dict,
-                 variants=None):
+                 variants=None, chosen_on: str = "dev"):
     """Scores per-split probabilities (no files): ({"splits": ..., "missing_modality": ...},
-    table rows), the train-frequency prior scored beside every split."""
+    table rows), the train-frequency prior scored beside every split. ``chosen_on`` labels the
+    rows at the chosen thresholds."""
     genres, train_targets = prepared.vocab.genres, prepared.splits["train"][1]
     out, rows = {"splits": {}}, []
     for split, prob in probs.items():
@@ -106,7 +110,7 @@ def score_splits(name, prepared: PreparedData, probs: dict, task: str, threshold
         if by_rule:  # the threshold-rule ablation, free for every run
             out["splits"][split]["by_rule"] = {
                 rule: metrics_lib.multilabel_metrics(truth, prob, t) for rule, t in by_rule.items()}
-        rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics)]
+        rows += [{"split": split, **r} for r in reports.metrics_rows(name, split_metrics, chosen_on)]
         if len(train_targets):  # the constant train-frequency prior (single: the majority class)
             prior = metrics_lib.evaluate_split(
                 truth, metrics_lib.prior_probabilities(train_targets, len(truth)), task, genres)
@@ -119,16 +123,22 @@ def score_splits(name, prepared: PreparedData, probs: dict, task: str, threshold
             scores = metrics_lib.evaluate_split(prepared.splits[final][1], prob, task, genres,
                                                 thresholds)
             out["missing_modality"][label] = scores
-            rows += [{"split": final, **r} for r in reports.metrics_rows(f"{name} ({label})", scores)]
+            rows += [{"split": final, **r}
+                     for r in reports.metrics_rows(f"{name} ({label})", scores, chosen_on)]
     return out, rows
 
 
-def thresholds_by_rule(prepared: PreparedData, probs: dict) -> dict:
-    """{rule: per-genre thresholds chosen on the dev probabilities} (none without dev)."""
-    if "dev" not in probs:
+def thresholds_by_rule(prepared: PreparedData, probs: dict, train_oof=None) -> dict:
+    """{rule: per-genre thresholds} chosen on ``train_oof`` (out-of-fold train probabilities)
+    when given, else on the dev probabilities (none without dev)."""
+    y_train = prepared.splits["train"][1]
+    if train_oof is not None:
+        y, p = y_train, train_oof
+    elif "dev" in probs:
+        y, p = prepared.splits["dev"][1], probs["dev"]
+    else:
         return {}
-    return {rule: metrics_lib.choose_thresholds(rule, prepared.splits["dev"][1], probs["dev"],
-                                                prepared.splits["train"][1])
+    return {rule: metrics_lib.choose_thresholds(rule, y, p, y_train)
             for rule in config_lib.THRESHOLD_RULES}
 
 
@@ -159,7 +169,8 @@ def _notes(results, prepared: PreparedData, final: str) -> list:
 
 def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
                          out_dir: str, thresholds=None, extra=None, variants=None,
-                         threshold_rule: str = config_lib.THRESHOLD_RULES[0], train_oof=None) -> dict:
+                         threshold_rule: str = config_lib.THRESHOLD_RULES[0], train_oof=None,
+                         threshold_split: str = config_lib.THRESHOLD_SPLITS[0]) -> dict:
     """Metrics, tables, plots and error analysis from per-split probabilities.
 
     Any model's output goes through here (Keras, scikit-learn baselines, score
@@ -174,23 +185,32 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
             (e.g. a fused model with its poster missing).
         train_oof: out-of-fold probabilities of the train rows (models fitted by
             cross-validation), saved for score fusion to choose weights on.
+        threshold_split: "dev", or "train_oof" to choose the thresholds on ``train_oof``.
     """
     os.makedirs(out_dir, exist_ok=True)
     runs.clear_complete(out_dir)  # rewriting: not a finished result until the end
     genres = prepared.vocab.genres
     task = data_cfg.task
-    by_rule = thresholds_by_rule(prepared, probs) if task == "multilabel" else {}
+    uses_thresholds = tasks.get(task).uses_thresholds
+    if threshold_split == "train_oof" and train_oof is None:
+        raise ValueError(f"{name}: evaluation.threshold_split 'train_oof' needs out-of-fold train "
+                         "probabilities (linear_probe, encoder_head); use 'dev'")
+    by_rule = (thresholds_by_rule(prepared, probs, train_oof if threshold_split == "train_oof"
+                                  else None) if uses_thresholds else {})
     if thresholds is not None:
         threshold_rule = "the trained run's"  # its dev-chosen thresholds applied to new data
-    elif task == "multilabel":
+    elif uses_thresholds:
         thresholds = by_rule[threshold_rule]
         runs.write_json(os.path.join(out_dir, "thresholds.json"),
                         dict(zip(genres, map(float, thresholds))))
     save_probabilities(out_dir, prepared, probs, train_oof)
     results = {"model": model_name, "name": name, "genres": genres, "task": task,
                "data_fingerprint": prepared.dataset_fingerprint, **(extra or {}),
-               "threshold_rule": threshold_rule}
-    splits, rows = score_splits(name, prepared, probs, task, thresholds, by_rule, variants)
+               "threshold_rule": threshold_rule,
+               **({"threshold_split": threshold_split} if threshold_rule != "the trained run's" else {})}
+    chosen_on = "train_oof" if threshold_split == "train_oof" else "dev"
+    splits, rows = score_splits(name, prepared, probs, task, thresholds, by_rule, variants,
+                                chosen_on)
     results.update(splits)
     final = "test" if "test" in probs else next(iter(probs))
     table = pd.DataFrame(rows)
@@ -201,7 +221,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
               f"{len(genres)} genres; task: {task}.", "",
               reports.to_markdown(table), ""]
     truth, prob = prepared.splits[final][1], probs[final]
-    section = _multilabel_section if task == "multilabel" else _single_label_section
+    section = _multilabel_section if uses_thresholds else _single_label_section
     per_genre, lines, error_thresholds = section(results, truth, prob, genres, thresholds,
                                                  threshold_rule, final, name, out_dir)
     # Both tasks write the same three files: per-genre table, its plot, the error analysis.

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mmgenre import tasks
 from mmgenre.config import THRESHOLD_RULES
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -186,7 +187,7 @@ def prior_probabilities(train_targets: np.ndarray, n: int) -> np.ndarray:
 
 def evaluate_split(y_true, y_prob, task: str, genres, dev_thresholds=None) -> dict:
     """All metrics for one split; multi-label rows at 0.5 and at dev thresholds."""
-    if task == "single":
+    if not tasks.get(task).uses_thresholds:
         return {"single": single_label_metrics(y_true, y_prob, genres)}
     out = {"at_0.5": multilabel_metrics(y_true, y_prob, 0.5)}
     if dev_thresholds is not None:

@@ -61,15 +61,16 @@ def format_summary(summary: pd.DataFrame, metrics) -> pd.DataFrame:
     return out
 
 
-def metrics_rows(name: str, split_metrics: dict) -> list:
-    """Flattens evaluate_split output into table rows (one per threshold rule)."""
+def metrics_rows(name: str, split_metrics: dict, chosen_on: str = "dev") -> list:
+    """Flattens evaluate_split output into table rows (one per threshold rule); ``chosen_on``
+    names the split the thresholds came from."""
     rows = []
     for rule, values in split_metrics.items():
-        if rule == "single":
+        if "accuracy" in values:  # single-label scores: the top genre, no thresholds
             rows.append({"model": name, "thresholds": "argmax", "accuracy": values["accuracy"],
                          "macro_f1": values["macro_f1"]})
         else:
-            rows.append({"model": name, "thresholds": "0.5" if rule == "at_0.5" else "chosen on dev",
+            rows.append({"model": name, "thresholds": "0.5" if rule == "at_0.5" else f"chosen on {chosen_on}",
                          **{k: values[k] for k in HEADLINE}})
     return rows
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import keras
 
+from mmgenre import tasks
 from mmgenre.models.backbones import image_encoder_backbone, text_encoder_backbone, tfidf_backbone
 from mmgenre.models.layers import PlattCalibration
 from mmgenre.models.registry import register
@@ -66,7 +67,7 @@ def branch_features(feature, inputs, tfidf_max_tokens):
 def check_probe_args(task, features, calibration, folds) -> list:
     """Raises ValueError on arguments shared by the cached-feature families; returns the
     features as a list."""
-    if task != "multilabel":
+    if not isinstance(tasks.get(task), tasks.MultiLabel):
         raise ValueError(f"a cached-feature model is multi-label (one logistic output per "
                          f"genre); data.task {task!r} needs another model")
     if calibration not in CALIBRATIONS:

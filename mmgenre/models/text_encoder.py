@@ -21,7 +21,7 @@ from mmgenre.models.registry import register
 def unfreeze_last_layers(model, layers: int):
     """The last ``layers`` transformer layers trainable, the rest frozen; 0 freezes all.
 
-    At build time (``trainable_layers``) and as phase two (``train.fine_tune_blocks``).
+    At build time (``trainable_blocks``) and as phase two (``train.fine_tune_blocks``).
     """
     backbone = model.get_layer("backbone")
     blocks = [layer for layer in backbone.layers if layer.name.startswith("transformer_layer_")]
@@ -37,7 +37,7 @@ def unfreeze_last_layers(model, layers: int):
           description="pretrained text encoder (all-MiniLM-L6-v2, all-mpnet-base-v2) on raw text, "
                       "frozen or fine-tuned")
 def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_length: int = 256,
-                       encoder: str = "minilm", trainable_layers: int = 0, dense_units: int = 256,
+                       encoder: str = "minilm", trainable_blocks: int = 0, dense_units: int = 256,
                        dropout: float = 0.3):
     """Builds tokenizer + packer + backbone + mean pooling + Dense "embedding" + genre head.
 
@@ -48,7 +48,7 @@ def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_lengt
             (data.sequence_length; all-MiniLM-L6-v2 was trained on 256).
         encoder: str. a known encoder (``mmgenre encoders list``), a Hugging
             Face-format or keras-hub preset folder, or a preset handle.
-        trainable_layers: int. how many of the last transformer layers train from
+        trainable_blocks: int. how many of the last transformer blocks (layers) train from
             the start; 0 freezes the encoder. Defaults to 0.
         dense_units: int. width of the "embedding" layer. Defaults to 256.
         dropout: float. dropout before the head. Defaults to 0.3.
@@ -62,4 +62,4 @@ def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_lengt
     x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     model = keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="text_encoder")
-    return unfreeze_last_layers(model, trainable_layers)
+    return unfreeze_last_layers(model, trainable_blocks)

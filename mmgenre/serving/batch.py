@@ -15,9 +15,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from mmgenre import runs
+from mmgenre import runs, tasks
 from mmgenre.data.prepare import make_split_dataset, prepare_data, takes_raw_text
-from mmgenre.evaluation.metrics import argmax_thresholds
 from mmgenre.inference import load_run
 from mmgenre.progress import progress
 
@@ -47,7 +46,7 @@ def predict_dataset(run_dir: str, data_path: str, out_csv: str, split: str | Non
         batches = progress((x for x, _ in ds), steps, f"predicting {name} ({len(rows)} movies)")
         probs = np.concatenate([np.asarray(run.model.predict_on_batch(x)) for x in batches])
         total += len(rows)
-        on = probs >= (argmax_thresholds(probs) if cfg.data.task == "single" else thresholds)
+        on = tasks.get(cfg.data.task).decide(probs, thresholds)
         order = np.argsort(-probs, axis=1)
         predicted = ["|".join(run.vocab.genres[g] for g in row if flags[g])
                      for row, flags in zip(order, on)]

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from mmgenre import runs
+from mmgenre import runs, tasks
 from mmgenre.data import pipeline
 from mmgenre.data.prepare import takes_raw_text
 from mmgenre.inference import load_run
@@ -45,7 +45,7 @@ def serving_function(run):
     n = len(run.vocab.genres)
     thresholds = tf.constant(run.thresholds if run.thresholds is not None else np.full(n, 0.5),
                              tf.float32)
-    single = run.config.data.task == "single"
+    single = not tasks.get(run.config.data.task).uses_thresholds  # the top genre, no thresholds
 
     def decode(data):
         if not fused:

@@ -39,9 +39,7 @@ def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
 
 def loss_for(cfg: config_lib.ExperimentConfig, prepared: PreparedData | None = None):
     """The configured loss; "balanced" weighs genres by ``prepared``'s train frequency."""
-    rate = None
-    if prepared is not None and cfg.data.task == "multilabel":
-        rate = prepared.splits["train"][1].mean(axis=0)
+    rate = None if prepared is None else prepared.splits["train"][1].mean(axis=0)
     return heads.loss_for(cfg.data.task, cfg.train.loss, cfg.train.label_smoothing, rate)
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 
 from mmgenre import config as config_lib
 from mmgenre import runs
@@ -81,6 +82,10 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     """
     run_dir = workdir or cfg.run_dir
     spec = registry.check_params(cfg.model.name, cfg.model.params)
+    if cfg.evaluation.threshold_split == "train_oof" and spec.fitted_by not in CACHED_FEATURE_FITTERS:
+        raise config_lib.ConfigError(
+            f"evaluation.threshold_split 'train_oof' needs out-of-fold train probabilities, which "
+            f"model {cfg.model.name!r} does not make; use 'dev' (or linear_probe, encoder_head)")
     with runs.locked(run_dir):
         state = _check_run_dir(run_dir, cfg)
         if state == "finished":
@@ -174,7 +179,8 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
                                 extra=extra, threshold_rule=cfg.evaluation.thresholds,
-                                train_oof=train_oof)
+                                train_oof=train_oof,
+                                threshold_split=cfg.evaluation.threshold_split)
 
 
 def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
@@ -188,8 +194,10 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
     prepared = prepare_data(cfg.data, spec, show_progress=False)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
     model = load_model(os.path.join(run_dir, "best.keras"), allow_external_code)
+    saved = np.load(os.path.join(run_dir, runs.PROBABILITIES))
     return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
-                             extra={k: stored[k] for k in ("params", "train_seconds") if k in stored})
+                             extra={k: stored[k] for k in ("params", "train_seconds") if k in stored},
+                             train_oof=saved["train_oof"] if "train_oof" in saved else None)
 
 
 def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,

@@ -151,11 +151,11 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
 
 def _gradient_hypermodel(search, cfg, prepared, log_path):
     """(hypermodel, objective): each trial fits the model with model.fit, scored on dev."""
+    from mmgenre import tasks
     from mmgenre.tuning.hypermodels import GenreHyperModel
 
-    objective = cfg.monitor() if search.objective == "auto" else search.objective
-    if search.objective == "auto" and cfg.data.task == "multilabel":
-        objective = "val_micro_f1"
+    objective = (tasks.get(cfg.data.task).search_objective if search.objective == "auto"
+                 else search.objective)
     return GenreHyperModel(cfg.to_dict(), search.space, prepared, objective, log_path), objective
 
 
