@@ -254,7 +254,8 @@ def _add_train(sub):
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a trained run on a split of any dataset")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="dataset folder (CSV or MM-IMDb layout) or CSV file")
+    p.add_argument("--data", help="dataset folder (CSV or MM-IMDb layout) or CSV file; default: "
+                   "the run's own dataset")
     p.add_argument("--split", default="test", choices=("train", "dev", "test"))
     p.add_argument("--out", help="output folder (default RUN_DIR/eval/<dataset>-<split>)")
     p.add_argument("--bad-input", choices=("skip", "strict"), help="override the run's policy")

@@ -66,9 +66,11 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
                thresholds)
 
 
-def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str | None = None,
-                 bad_input: str | None = None, allow_external_code: bool = False) -> dict:
-    """Scores a trained run on ``split`` of any dataset in a supported layout.
+def evaluate_run(run_dir: str, data_path: str | None = None, split: str = "test",
+                 out_dir: str | None = None, bad_input: str | None = None,
+                 allow_external_code: bool = False) -> dict:
+    """Scores a trained run on ``split`` of any dataset in a supported layout (default: the
+    dataset it was trained on, found from any current folder).
 
     The run's own genre vocabulary, vectorizer and dev-tuned thresholds are
     used unchanged; genres the run never learned are ignored and counted.
@@ -78,6 +80,7 @@ def evaluate_run(run_dir: str, data_path: str, split: str = "test", out_dir: str
     cfg = run.config
     if bad_input:
         cfg.data.bad_input = bad_input
+    data_path = data_path or runs.dataset_path(run_dir, cfg.data.path)
     cfg.data.path = data_path
     cfg.data.limit = None
     prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params), vocab=run.vocab,

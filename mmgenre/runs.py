@@ -37,6 +37,7 @@ COMPLETE = "complete.json"
 LOCK = ".lock"
 FINGERPRINT = "fingerprint.json"
 HISTORY = "history.csv"
+DATASET = "dataset.json"  # the dataset's absolute path and fingerprint: found from any folder
 PROBABILITIES = "probabilities.npz"  # dev/test probabilities with movie ids; score fusion reads them
 STALE_EMPTY_LOCK_SECONDS = 60  # an empty lock older than this lost its writer
 
@@ -228,6 +229,26 @@ def has_progress(run_dir: str) -> bool:
     return any(os.path.exists(os.path.join(run_dir, name)) for name in
                ("best.keras", "phase1.done", "backup", "backup_finetune", "backup_multiworker")) \
         or len(read_history(run_dir)) > 0
+
+
+def record_dataset(out_dir: str, path: str, fingerprint: str):
+    """Records the dataset a result was computed on, as an absolute path, so commands reading
+    the folder find it from any current folder (a config's relative path does not)."""
+    write_json(os.path.join(out_dir, DATASET), {"path": os.path.abspath(path),
+                                                "fingerprint": fingerprint})
+
+
+def dataset_path(run_dir: str, configured: str | None = None) -> str:
+    """``configured`` (a config's data.path) when it exists from here, else the dataset the run
+    recorded; raises RunFolderError naming both and the fix when neither is there."""
+    if configured and os.path.exists(configured):
+        return configured
+    recorded = (read_json(os.path.join(run_dir, DATASET)) or {}).get("path")
+    if recorded and os.path.exists(recorded):
+        return recorded
+    tried = " nor ".join(repr(p) for p in (configured, recorded) if p) or "no recorded path"
+    raise RunFolderError(f"{run_dir}: its dataset is not found ({tried}, from {os.getcwd()}); "
+                         "pass --data DIR")
 
 
 def check_fingerprint(run_dir: str, fingerprint: str):

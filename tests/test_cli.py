@@ -53,6 +53,16 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
     scores = json.load(open(os.path.join(run_dir, "eval/other-test/metrics.json")))
     assert scores["splits"]["test"]["at_0.5"]["mAP"] > scores["splits"]["test"]["prior"]["mAP"] + 0.2
     assert f"Dataset: `{other}`" in capsys.readouterr().out
+    # Without --data, from another current folder: the run's own dataset, as it recorded it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        assert main(["evaluate", run_dir, "--split", "dev", "--out", str(tmp_path / "dev-eval")]) == 0
+    finally:
+        os.chdir(cwd)
+    assert f"Dataset: `{os.path.abspath(data)}`" in capsys.readouterr().out
     # The MM-IMDb layout works too; genres the model never learned are reported.
     assert main(["evaluate", run_dir, "--data", mmimdb_dir, "--split", "train"]) == 0
     assert "never learned (ignored): {'Film-Noir': 1}" in capsys.readouterr().out

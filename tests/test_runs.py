@@ -146,3 +146,21 @@ def test_a_diverging_loss_stops_naming_the_epoch_before_anything_is_saved():
     guard.on_train_batch_end(0, {"loss": 0.5})
     with pytest.raises(TrainingDiverged, match="loss is nan in epoch 3 .batch 4."):
         guard.on_train_batch_end(3, {"loss": np.float32("nan")})
+
+
+def test_a_run_finds_its_dataset_from_any_current_folder(tmp_path, monkeypatch):
+    """A config's relative data.path breaks from another folder; the recorded absolute path
+    does not; neither there is a one-line error naming both and the fix."""
+    from mmgenre import runs
+
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    run_dir = str(tmp_path / "run")
+    monkeypatch.chdir(tmp_path / "work")
+    runs.record_dataset(run_dir, "data", "abc")
+    assert runs.dataset_path(run_dir, "data") == "data"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert runs.dataset_path(run_dir, "data") == str(tmp_path / "work" / "data")
+    (tmp_path / "work" / "data").rmdir()
+    with pytest.raises(runs.RunFolderError, match=r"dataset is not found \('data' nor .*--data DIR"):
+        runs.dataset_path(run_dir, "data")

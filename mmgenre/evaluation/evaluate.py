@@ -204,6 +204,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
         runs.write_json(os.path.join(out_dir, "thresholds.json"),
                         dict(zip(genres, map(float, thresholds))))
     save_probabilities(out_dir, prepared, probs, train_oof)
+    runs.record_dataset(out_dir, data_cfg.path, prepared.dataset_fingerprint)
     results = {"model": model_name, "name": name, "genres": genres, "task": task,
                "data_fingerprint": prepared.dataset_fingerprint, **(extra or {}),
                "threshold_rule": threshold_rule,

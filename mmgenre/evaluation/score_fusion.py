@@ -33,7 +33,7 @@ import numpy as np
 
 from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
-from mmgenre.runs import PROBABILITIES, read_json, require_complete
+from mmgenre.runs import PROBABILITIES, dataset_path, read_json, require_complete
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -173,6 +173,7 @@ def aligned_probabilities(runs: list, data_cfg=None):
         if not saved_cfg:
             raise ValueError("no run has a config.yaml; pass the data config")
         data_cfg = saved_cfg.data
+        data_cfg.path = dataset_path(source, data_cfg.path)
     rule = saved_cfg.evaluation.thresholds if saved_cfg else config_lib.THRESHOLD_RULES[0]
     both = ModelSpec("score_fusion", None, ("poster", "overview"), "", accepts_missing=True)
     prepared = prepare.prepare_data(data_cfg, both, show_progress=False)
