@@ -142,6 +142,12 @@ def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(syntheti
     saved = np.array(list(read_json(str(tmp_path / "r" / "thresholds.json")).values()))
     np.testing.assert_allclose(saved, choose_thresholds("prevalence", y_train, oof, y_train), atol=1e-6)
     assert results["threshold_split"] == "train_oof"
+    # Back to dev thresholds: a re-score from the saved probabilities, the fit's facts kept.
+    cfg.evaluation.threshold_split = "dev"
+    rescored = train_and_evaluate(cfg, str(tmp_path / "r"))
+    assert rescored["splits"]["test"]["at_0.5"] == results["splits"]["test"]["at_0.5"]
+    assert (rescored["C"], rescored["cv_train_mAP"]) == (results["C"], results["cv_train_mAP"])
+    assert rescored["threshold_split"] == "dev"
     with pytest.raises(ConfigError, match="needs out-of-fold train probabilities"):
         gradient = tiny_config(synthetic_dir, "bag_of_words", evaluation={"threshold_split": "train_oof"})
         train_and_evaluate(gradient, str(tmp_path / "g"))

@@ -38,6 +38,9 @@ from mmgenre.training import distributed, fit, head, solve
 # probabilities, facts for metrics.json).
 CACHED_FEATURE_FITTERS = {"linear_solver": solve.fit_linear_probe,
                           "cached_features": head.fit_encoder_head}
+# metrics.json keys the report writes (the rest are facts of the fit, kept by a re-score).
+REPORT_KEYS = ("model", "name", "genres", "task", "data_fingerprint", "threshold_rule",
+               "threshold_split", "splits", "missing_modality")
 
 
 def _check_run_dir(run_dir, cfg):
@@ -184,20 +187,31 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
 
 
 def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
-    """Scores a finished run's best.keras again under ``cfg.evaluation`` (no training)."""
+    """Scores a finished run again under ``cfg.evaluation`` (no training): a cached-feature
+    model from its saved probabilities (they depend on the model only, and the completion
+    record vouches for them), any other from its best.keras."""
     stored = runs.read_json(os.path.join(run_dir, "metrics.json")) or {}
     print(f"{run_dir} is finished with thresholds by rule "
-          f"{stored.get('threshold_rule', 'per_genre')!r}; re-scoring its best.keras with rule "
-          f"{cfg.evaluation.thresholds!r}")
+          f"{stored.get('threshold_rule', 'per_genre')!r}; re-scoring it with rule "
+          f"{cfg.evaluation.thresholds!r} on {cfg.evaluation.threshold_split}")
+    with np.load(os.path.join(run_dir, runs.PROBABILITIES)) as saved:
+        saved = {k: saved[k] for k in saved.files}
     runs.clear_complete(run_dir)
     config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
     prepared = prepare_data(cfg.data, spec, show_progress=False)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
+    train_oof = saved.get("train_oof")
+    if spec.fitted_by in CACHED_FEATURE_FITTERS:
+        facts = {k: v for k, v in stored.items() if k not in REPORT_KEYS}
+        return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared,
+                                    {s: saved[s] for s in ("dev", "test") if s in saved}, run_dir,
+                                    extra=facts, threshold_rule=cfg.evaluation.thresholds,
+                                    train_oof=train_oof,
+                                    threshold_split=cfg.evaluation.threshold_split)
     model = load_model(os.path.join(run_dir, "best.keras"), allow_external_code)
-    saved = np.load(os.path.join(run_dir, runs.PROBABILITIES))
     return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
                              extra={k: stored[k] for k in ("params", "train_seconds") if k in stored},
-                             train_oof=saved["train_oof"] if "train_oof" in saved else None)
+                             train_oof=train_oof)
 
 
 def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
