@@ -31,6 +31,7 @@ import_tensorflow_quietly()
 
 import pandas as pd  # noqa: E402
 
+from mmgenre import runs  # noqa: E402
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
@@ -66,6 +67,12 @@ def main(argv=None):
     command = "python benchmarks/learning_curve.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""
     # (branch, model, x = training examples of the varied set, seed, results)
+    points = poster_points(args, tag) + text_points(args, tag)
+    write_curves(curve_table(points), args, command)
+
+
+def poster_points(args, tag) -> list:
+    """Poster rows: the frozen branch pretrained on each posters-movielens size, per seed."""
     points = []
     for n in args.posters:
         pretrain_dir = None
@@ -89,6 +96,12 @@ def main(argv=None):
             x = train_rows(pretrain_dir) if pretrain_dir else 0
             points.append(("poster", "compact_resnet (movielens-pretrained, frozen)" if x
                            else "compact_resnet (paired posters only)", x, seed, results))
+    return points
+
+
+def text_points(args, tag) -> list:
+    """Text rows: the text config and TF-IDF + logistic regression on nested train subsets."""
+    points = []
     for n in args.texts:
         for seed in args.seeds:
             limit = [f"data.train_limit={n if n is not None else 'null'}"]
@@ -101,23 +114,24 @@ def main(argv=None):
             out = os.path.join(args.workdir, f"{tag}tfidf-{n or 'all'}-seed{seed}")
             points.append(("text", "tfidf + logistic regression", x, seed,
                            run_classical(cfg.data, "tfidf", out, seed)))
+    return points
 
-    table = curve_table(points)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    table.to_csv(args.out + ".csv", index=False)
+
+def write_curves(table, args, command):
+    runs.write_csv(table, args.out + ".csv")
     plots.learning_curves(table, ["macro_f1", "mAP"], args.out + ".png")
     shown = collapse_constant_prior(table)
     for m in METRICS:
         shown[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(shown[m], shown[f"{m}_std"])]
     shown = shown[["branch", "model", "train_examples", "seeds", *METRICS]]
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(f"# Learning curves on the paired test split\n\n{reports.provenance(command)}\n\n"
-                f"Seeds: {args.seeds} (mean ± spread). Poster rows: train_examples is the number "
-                "of posters-movielens train posters the frozen branch was pretrained on (one "
-                "pretraining per size, seed 0; 0 = trained on the paired posters only). Text rows: "
-                "paired train overviews (nested subsets of one fixed shuffle). F1 at thresholds "
-                "chosen on dev (the default evaluation.thresholds rule); mAP is threshold-free.\n\n"
-                f"{reports.to_markdown(shown)}\n\n![learning curves]({os.path.basename(args.out)}.png)\n")
+    runs.write_text(args.out + ".md",
+                    f"# Learning curves on the paired test split\n\n{reports.provenance(command)}\n\n"
+                    f"Seeds: {args.seeds} (mean ± spread). Poster rows: train_examples is the number "
+                    "of posters-movielens train posters the frozen branch was pretrained on (one "
+                    "pretraining per size, seed 0; 0 = trained on the paired posters only). Text rows: "
+                    "paired train overviews (nested subsets of one fixed shuffle). F1 at thresholds "
+                    "chosen on dev (the default evaluation.thresholds rule); mAP is threshold-free.\n\n"
+                    f"{reports.to_markdown(shown)}\n\n![learning curves]({os.path.basename(args.out)}.png)\n")
     print(reports.to_markdown(shown))
 
 

@@ -49,22 +49,18 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline, strategy_name):
-    """Runs every measurement for one config in this process; returns a dict row."""
+def _build(config_path, data, batch_size, precision, xla, strategy_name):
+    """(config, spec, prepared data, compiled model, strategy) for one measured config."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from mmgenre.config import load_config
     from mmgenre.data import prepare
-    from mmgenre.inference import Run, predict_movie
     from mmgenre.models import registry
     from mmgenre.training import distributed, fit
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if precision != "float32" or xla:
-        if not gpus:
-            raise SystemExit(f"{precision}/XLA variants are GPU-only options and this machine has no GPU")
+    if (precision != "float32" or xla) and not tf.config.list_physical_devices("GPU"):
+        raise SystemExit(f"{precision}/XLA variants are GPU-only options and this machine has no GPU")
     if precision != "float32":
         keras.mixed_precision.set_global_policy(precision)
     overrides = [f"data.batch_size={batch_size}", "data.augment=false"]
@@ -73,27 +69,26 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
     cfg = load_config(config_path, overrides=overrides)
     spec = registry.get(cfg.model.name, cfg.model.params)
     prepared = prepare.prepare_data(cfg.data, spec, show_progress=False)
-    train_rows, targets = prepared.splits["train"]
-    if batch_size > len(train_rows):
-        raise SystemExit(f"batch size {batch_size} is larger than the train split ({len(train_rows)} rows)")
+    if batch_size > len(prepared.splits["train"][0]):
+        raise SystemExit(f"batch size {batch_size} is larger than the train split "
+                         f"({len(prepared.splits['train'][0])} rows)")
     strategy = distributed.make_strategy(strategy_name)
     with strategy.scope():
         model = fit.compile_model(fit.build_for_data(cfg, prepared), cfg, len(prepared.vocab))
     model.jit_compile = bool(xla)
+    return cfg, spec, prepared, model, strategy
+
+
+def _training_rates(cfg, prepared, model, batch_size, steps) -> dict:
+    """Samples per second of the input pipeline, of training from it and from memory, and of
+    inference on one batch."""
+    import tensorflow as tf
+
+    from mmgenre.data import prepare
 
     def dataset(cache):
         cfg.data.cache = cache
         return prepare.make_split_dataset(cfg.data, prepared, "train", training=True)
-
-    n = len(train_rows)
-    cached = dataset("memory")
-    cold = _timed(lambda: [None for _ in cached])
-    warm = _timed(lambda: [None for _ in cached])
-    row = {"config": os.path.basename(config_path), "model": cfg.model.name, "strategy": strategy_name,
-           "replicas": strategy.num_replicas_in_sync,
-           "inputs": "+".join(spec.modalities), "batch_size": batch_size, "precision": precision,
-           "xla": bool(xla), "params": model.count_params(),
-           "pipeline_cold_sps": _rate(n, cold), "pipeline_cached_sps": _rate(n, warm)}
 
     def train_rate(ds):
         ds = ds.repeat()
@@ -101,22 +96,34 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
         seconds = _timed(lambda: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0))
         return _rate(steps * batch_size, seconds)
 
-    row["train_from_files_sps"] = train_rate(dataset("none"))
-    row["train_cached_pipeline_sps"] = train_rate(cached)
+    n = len(prepared.splits["train"][0])
+    cached = dataset("memory")
+    row = {"pipeline_cold_sps": _rate(n, _timed(lambda: [None for _ in cached])),
+           "pipeline_cached_sps": _rate(n, _timed(lambda: [None for _ in cached])),
+           "train_from_files_sps": train_rate(dataset("none")),
+           "train_cached_pipeline_sps": train_rate(cached)}
     batch = next(iter(cached))
     # The same batch from memory, with the batch dimension unknown like the pipeline's
     # (from_tensors would fix it at 64 and let TensorFlow specialise the graph).
-    in_memory = tf.data.Dataset.from_tensor_slices(batch).batch(batch_size).cache()
-    row["train_in_memory_sps"] = train_rate(in_memory)
+    row["train_in_memory_sps"] = train_rate(
+        tf.data.Dataset.from_tensor_slices(batch).batch(batch_size).cache())
     row["pipeline_efficiency"] = round(row["train_cached_pipeline_sps"] / row["train_in_memory_sps"], 3)
     row["pipeline_efficiency_no_cache"] = round(row["train_from_files_sps"] / row["train_in_memory_sps"], 3)
     x = batch[0]
     model.predict_on_batch(x)
-    seconds = _timed(lambda: [model.predict_on_batch(x) for _ in range(steps)])
-    row["inference_sps"] = _rate(steps * batch_size, seconds)
+    row["inference_sps"] = _rate(steps * batch_size,
+                                 _timed(lambda: [model.predict_on_batch(x) for _ in range(steps)]))
+    return row
+
+
+def _single_movie_latency(cfg, spec, prepared, model) -> dict:
+    """p50/p95/p99 milliseconds of ``predict_movie`` on one train movie, 50 calls after 5."""
+    import numpy as np
+
+    from mmgenre.inference import Run, predict_movie
 
     run = Run("", cfg, model, prepared.vocab, prepared.vectorizer, None)
-    movie = train_rows.iloc[0]
+    movie = prepared.splits["train"][0].iloc[0]
     kwargs = {m: movie[m] for m in spec.modalities}
     for _ in range(5):
         predict_movie(run, **kwargs)
@@ -125,11 +132,21 @@ def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline
         start = time.perf_counter()
         predict_movie(run, **kwargs)
         latencies.append((time.perf_counter() - start) * 1000)
-    for q in (50, 95, 99):
-        row[f"latency_p{q}_ms"] = round(float(np.percentile(latencies, q)), 2)
+    return {f"latency_p{q}_ms": round(float(np.percentile(latencies, q)), 2) for q in (50, 95, 99)}
 
+
+def measure(config_path, data, batch_size, steps, precision, xla, numpy_baseline, strategy_name):
+    """Runs every measurement for one config in this process; returns a dict row."""
+    cfg, spec, prepared, model, strategy = _build(config_path, data, batch_size, precision, xla,
+                                                  strategy_name)
+    row = {"config": os.path.basename(config_path), "model": cfg.model.name, "strategy": strategy_name,
+           "replicas": strategy.num_replicas_in_sync,
+           "inputs": "+".join(spec.modalities), "batch_size": batch_size, "precision": precision,
+           "xla": bool(xla), "params": model.count_params()}
+    row.update(_training_rates(cfg, prepared, model, batch_size, steps))
+    row.update(_single_movie_latency(cfg, spec, prepared, model))
     if numpy_baseline and spec.modalities == ("poster",):
-        row.update(numpy_feeding(cfg, prepared, model, targets))
+        row.update(numpy_feeding(cfg, prepared, model, prepared.splits["train"][1]))
     row["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return row
 
@@ -203,13 +220,16 @@ def main(argv=None):
     missing = [c for c in args.configs if not os.path.exists(c)]
     if missing:
         raise SystemExit(f"config not found: {missing}")
-    import keras
     import pandas as pd
-    import tensorflow as tf
-
-    from mmgenre.evaluation.reports import provenance, to_markdown
 
     device, n_gpus = device_line()
+    table = pd.DataFrame(_measure_in_children(args, device, n_gpus))
+    _write_tables(table, args, device,
+                  "python benchmarks/throughput.py " + " ".join(map(shlex.quote, argv or sys.argv[1:])))
+
+
+def _measure_in_children(args, device, n_gpus) -> list:
+    """One row per config and precision variant, each measured in a fresh process."""
     variants = [("float32", False)] + ([("mixed_float16", False), ("float32", True),
                                         ("mixed_float16", True)] if n_gpus else [])
     rows = []
@@ -231,25 +251,32 @@ def main(argv=None):
                 row["train_in_memory_sps_per_gpu"] = round(row["train_in_memory_sps"] / row["replicas"], 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    table = pd.DataFrame(rows)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    table.to_csv(args.out + ".csv", index=False)
-    command = "python benchmarks/throughput.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
+    return rows
+
+
+def _write_tables(table, args, device, command):
+    import keras
+    import tensorflow as tf
+
+    from mmgenre import runs
+    from mmgenre.evaluation.reports import provenance, to_markdown
+
+    runs.write_csv(table, args.out + ".csv")
     main_cols = ["config", "inputs", "strategy", "batch_size", "precision", "xla", "pipeline_cold_sps",
                  "pipeline_cached_sps", "train_from_files_sps", "train_cached_pipeline_sps",
                  "train_in_memory_sps", "pipeline_efficiency", "inference_sps", "latency_p50_ms",
                  "latency_p95_ms", "latency_p99_ms", "peak_memory_mb"]
     numpy_cols = [c for c in table.columns if "numpy" in c or c.startswith("pipeline_first")
                   or c.startswith("pipeline_next") or "speedup" in c]
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(f"# Throughput and latency\n\n{provenance(command)}\n\nDevice: {device}; "
-                f"TensorFlow {tf.__version__}, Keras {keras.__version__}. sps = samples per second "
-                "(train split of the dataset, after warm-up). pipeline_efficiency = training from "
-                "the cached pipeline / training on one in-memory batch.\n\n"
-                f"{to_markdown(table[main_cols], '.4g')}\n")
-        if numpy_cols:
-            f.write("\n## The study's NumPy feeding vs the tf.data pipeline (same process, same model)\n\n"
-                    f"{to_markdown(table[['config', *numpy_cols]].dropna(), '.4g')}\n")
+    text = (f"# Throughput and latency\n\n{provenance(command)}\n\nDevice: {device}; "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}. sps = samples per second "
+            "(train split of the dataset, after warm-up). pipeline_efficiency = training from "
+            "the cached pipeline / training on one in-memory batch.\n\n"
+            f"{to_markdown(table[main_cols], '.4g')}\n")
+    if numpy_cols:
+        text += ("\n## The study's NumPy feeding vs the tf.data pipeline (same process, same model)\n\n"
+                 f"{to_markdown(table[['config', *numpy_cols]].dropna(), '.4g')}\n")
+    runs.write_text(args.out + ".md", text)
     print(to_markdown(table[main_cols], ".4g"))
 
 

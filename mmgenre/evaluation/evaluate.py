@@ -167,6 +167,23 @@ def _notes(results, prepared: PreparedData, final: str) -> list:
     return lines
 
 
+def _save_thresholds(out_dir, genres, thresholds):
+    runs.write_json(os.path.join(out_dir, "thresholds.json"), dict(zip(genres, map(float, thresholds))))
+    return thresholds
+
+
+def _write_genre_files(out_dir, name, final, prepared, per_genre, prob, error_thresholds):
+    """The three files both tasks write: per-genre table, its plot, the error analysis."""
+    rows, truth = prepared.splits[final]
+    runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
+    plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
+                       f"{name}: per-genre F1 on {final}")
+    runs.write_text(os.path.join(out_dir, "errors.md"),
+                    f"# Error analysis: {name} on {final}\n\n"
+                    + reports.error_analysis(rows, truth, prob, prepared.vocab.genres,
+                                             error_thresholds))
+
+
 def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
                          out_dir: str, thresholds=None, extra=None, variants=None,
                          threshold_rule: str = config_lib.THRESHOLD_RULES[0], train_oof=None,
@@ -189,8 +206,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     """
     os.makedirs(out_dir, exist_ok=True)
     runs.clear_complete(out_dir)  # rewriting: not a finished result until the end
-    genres = prepared.vocab.genres
-    task = data_cfg.task
+    genres, task = prepared.vocab.genres, data_cfg.task
     uses_thresholds = tasks.get(task).uses_thresholds
     if threshold_split == "train_oof" and train_oof is None:
         raise ValueError(f"{name}: evaluation.threshold_split 'train_oof' needs out-of-fold train "
@@ -200,9 +216,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     if thresholds is not None:
         threshold_rule = "the trained run's"  # its dev-chosen thresholds applied to new data
     elif uses_thresholds:
-        thresholds = by_rule[threshold_rule]
-        runs.write_json(os.path.join(out_dir, "thresholds.json"),
-                        dict(zip(genres, map(float, thresholds))))
+        thresholds = _save_thresholds(out_dir, genres, by_rule[threshold_rule])
     save_probabilities(out_dir, prepared, probs, train_oof)
     runs.record_dataset(out_dir, data_cfg.path, prepared.dataset_fingerprint)
     results = {"model": model_name, "name": name, "genres": genres, "task": task,
@@ -225,16 +239,8 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     section = _multilabel_section if uses_thresholds else _single_label_section
     per_genre, lines, error_thresholds = section(results, truth, prob, genres, thresholds,
                                                  threshold_rule, final, name, out_dir)
-    # Both tasks write the same three files: per-genre table, its plot, the error analysis.
-    runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
-    plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
-                       f"{name}: per-genre F1 on {final}")
-    runs.write_text(os.path.join(out_dir, "errors.md"),
-                    f"# Error analysis: {name} on {final}\n\n"
-                    + reports.error_analysis(prepared.splits[final][0], truth, prob, genres,
-                                             error_thresholds))
-    report += lines
-    report += _notes(results, prepared, final)
+    _write_genre_files(out_dir, name, final, prepared, per_genre, prob, error_thresholds)
+    report += lines + _notes(results, prepared, final)
     runs.write_text(os.path.join(out_dir, "report.md"), "\n".join(report))
     runs.mark_complete(out_dir)  # last: the folder now holds a whole result
     return results
