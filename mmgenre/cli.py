@@ -388,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _environment_problem(err: OSError) -> str:
+    """One line for an OSError: what, where, and what to do."""
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    fix = {errno.ENOSPC: "free space on that disk, or point --out / --workdir / MMGENRE_HOME at "
+                         "another one, and rerun: files already written are whole",
+           errno.EACCES: "make it writable, or point --out / --workdir / MMGENRE_HOME elsewhere",
+           errno.EROFS: "point --out / --workdir / MMGENRE_HOME at a writable folder"}
+    return (f"{err.strerror or err}{where}; "
+            f"{fix.get(err.errno, 'set MMGENRE_TRACEBACK=1 to see where it happened')}")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from mmgenre.config import ConfigError
@@ -397,6 +410,11 @@ def main(argv=None) -> int:
         code = args.func(args)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as err:
         print(f"mmgenre {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the environment: a full disk, a read-only or unwritable folder
+        if os.environ.get("MMGENRE_TRACEBACK"):
+            raise
+        print(f"mmgenre {args.command}: error: {_environment_problem(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mmgenre {args.command}: interrupted; files written so far are whole, and the same "

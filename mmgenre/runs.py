@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import socket
@@ -85,22 +86,53 @@ def save_model(model, path: str):
         model.save(tmp)
 
 
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cache_problem(path: str, rows: int | None):
+    """Why the cached array at ``path`` cannot be trusted, or None."""
+    try:
+        with open(path + ".sha256", encoding="utf-8") as f:
+            recorded = f.read().strip()
+    except OSError:
+        recorded = None
+    if recorded is not None and recorded != file_sha256(path):
+        return "does not match its recorded SHA-256"
+    try:
+        cached = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return "is unreadable"
+    if rows is not None and len(cached) != rows:
+        return f"has {len(cached)} rows, not {rows}"
+    if recorded is None:
+        # Written whole by an atomic rename (an older mmgenre, or a kill between the array
+        # and its checksum) and it loads with its shape: adopted, its checksum recorded now,
+        # rather than recomputing hours of embeddings.
+        write_text(path + ".sha256", file_sha256(path))
+    return None
+
+
 def cached_array(path: str, compute, rows: int | None = None):
-    """The array saved at ``path`` if it loads (with ``rows`` rows when given), else
-    ``compute()`` saved there atomically. A file cut short by a kill is named and recomputed
-    instead of breaking every run that shares it."""
+    """The array saved at ``path`` if it matches the SHA-256 recorded beside it
+    (``path``.sha256) and has ``rows`` rows when given, else ``compute()`` saved there
+    atomically with its checksum. A cache cut short or changed is named and recomputed instead
+    of breaking (or silently changing) every run that shares it; two processes computing the
+    same cache at once each rename a whole file into place."""
     if os.path.exists(path):
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if rows is None or len(cached) == rows:
-                return cached
-        except (OSError, ValueError, EOFError):
-            pass
-        print(f"warning: cache file {path} is unreadable or of the wrong size; computing it again",
-              file=sys.stderr)
+        problem = _cache_problem(path, rows)
+        if problem is None:
+            return np.load(path, allow_pickle=False)
+        print(f"warning: cache file {path} {problem}; computing it again", file=sys.stderr)
     array = compute()
     with atomic_path(path) as tmp:
         np.save(tmp, array)
+        checksum = file_sha256(tmp)
+    write_text(path + ".sha256", checksum)  # after the array: a checksum never vouches for less
     return array
 
 
@@ -184,6 +216,29 @@ def locked(run_dir: str):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+
+
+@contextlib.contextmanager
+def waiting_lock(folder: str, timeout: float = 3600.0, poll: float = 0.5):
+    """``locked(folder)``, waiting while another live process holds it (a second
+    ``encoders prepare`` of the same encoder waits for the first, then finds it prepared)."""
+    deadline, said = time.time() + timeout, False
+    while True:
+        hold = locked(folder)
+        try:
+            hold.__enter__()
+            break
+        except RunFolderError as err:
+            if time.time() > deadline:
+                raise
+            if not said:
+                print(f"waiting: {err}", file=sys.stderr)
+                said = True
+            time.sleep(poll)
+    try:
+        yield
+    finally:
+        hold.__exit__(None, None, None)
 
 
 # --- completion and fingerprint ------------------------------------------------------------

@@ -109,3 +109,23 @@ def test_cli_answers_without_tensorflow_start_up_noise():
     assert done.returncode == 0 and "text_encoder" in done.stdout
     for noise in ("cuda", "oneDNN", "absl::InitializeLog"):
         assert noise not in done.stderr, done.stderr
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_fix(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mmgenre.data import synth
+
+    target = str(tmp_path / "data" / "movies.csv")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
+
+    monkeypatch.setattr(synth, "make_synthetic", full)
+    assert main(["synth", "--out", str(tmp_path / "data"), "--n", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "No space left on device" in err and target in err and "free space" in err
+    monkeypatch.setenv("MMGENRE_TRACEBACK", "1")  # developers can still see where
+    with pytest.raises(OSError):
+        main(["synth", "--out", str(tmp_path / "data"), "--n", "4"])

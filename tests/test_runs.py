@@ -164,3 +164,63 @@ def test_a_run_finds_its_dataset_from_any_current_folder(tmp_path, monkeypatch):
     (tmp_path / "work" / "data").rmdir()
     with pytest.raises(runs.RunFolderError, match=r"dataset is not found \('data' nor .*--data DIR"):
         runs.dataset_path(run_dir, "data")
+
+
+def test_cached_arrays_are_verified_before_they_are_trusted(tmp_path, capsys):
+    """Each cache file carries its SHA-256: a file cut short or changed in place is recomputed,
+    never read; a whole file without one (an older mmgenre) is adopted and its checksum
+    recorded."""
+    import numpy as np
+
+    from mmgenre import runs
+
+    path = str(tmp_path / "emb.npy")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(12, dtype="float32").reshape(4, 3)
+
+    first = runs.cached_array(path, compute, rows=4)
+    np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+    assert len(calls) == 1
+    data = open(path, "rb").read()
+    for damage, message in ((lambda: open(path, "wb").write(data[:-5]), "SHA-256"),
+                            (lambda: open(path, "wb").write(data[:-4] + b"\0\0\0\1"), "SHA-256")):
+        damage()
+        np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+        assert message in capsys.readouterr().err
+    assert len(calls) == 3
+    os.remove(path + ".sha256")
+    np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+    assert len(calls) == 3 and runs.file_sha256(path) == open(path + ".sha256").read()
+    os.remove(path + ".sha256")
+    open(path, "wb").write(data[:-5])  # and without a checksum, a cut file is still refused
+    np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+    assert len(calls) == 4 and "unreadable" in capsys.readouterr().err
+
+
+def test_a_second_preparation_waits_for_the_first(tmp_path, capsys):
+    """Two processes preparing one encoder: the second waits on the lock (then finds the
+    folder prepared) instead of writing into it at the same time. A real second process
+    holds the lock here."""
+    import subprocess
+    import sys
+    import time
+
+    from mmgenre import runs
+
+    folder = str(tmp_path / "locks" / "minilm")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom mmgenre import runs\n"
+        f"with runs.locked({folder!r}):\n    print('held', flush=True)\n    time.sleep(1.5)\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.time()
+    with runs.waiting_lock(folder, poll=0.1):
+        waited = time.time() - started
+    holder.wait()
+    assert waited > 0.5
+    err = capsys.readouterr().err
+    assert "waiting:" in err and "in use by process" in err
+    assert not os.path.exists(os.path.join(folder, runs.LOCK))  # released

