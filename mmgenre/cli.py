@@ -22,6 +22,7 @@ def _quiet_tensorflow():
 
 def cmd_train(args):
     from mmgenre.config import load_config
+    from mmgenre.runs import RunFolder
 
     overrides = list(args.set) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     cfg = load_config(args.config, overrides=overrides, quick=args.quick)  # before TensorFlow loads
@@ -30,18 +31,20 @@ def cmd_train(args):
 
     results = train_and_evaluate(cfg, args.workdir, allow_external_code=args.allow_external_code)
     run_dir = args.workdir or cfg.run_dir
-    print(open(os.path.join(run_dir, "report.md"), encoding="utf-8").read())
+    print(open(RunFolder(run_dir).report, encoding="utf-8").read())
     print(f"run folder: {run_dir}")
     return results
 
 
 def cmd_evaluate(args):
+    from mmgenre.runs import RunFolder
+
     _quiet_tensorflow()
     from mmgenre.inference import evaluate_run
 
     results = evaluate_run(args.run_dir, args.data, args.split, args.out, args.bad_input,
                            args.allow_external_code)
-    print(open(os.path.join(results["out_dir"], "report.md"), encoding="utf-8").read())
+    print(open(RunFolder(results["out_dir"]).report, encoding="utf-8").read())
     if results["unseen_genres"]:
         print(f"genres this model never learned (ignored): {results['unseen_genres']}")
     print(f"results: {results['out_dir']}")
@@ -52,9 +55,10 @@ def cmd_predict(args):
     if args.data:
         if args.poster or args.overview:
             raise ValueError("predict takes either --data (a dataset) or --poster/--overview (one movie)")
+        from mmgenre.runs import RunFolder
         from mmgenre.serving.batch import predict_dataset
 
-        out = args.out or os.path.join(args.run_dir, "predictions.csv")
+        out = args.out or RunFolder(args.run_dir).predictions
         predict_dataset(args.run_dir, args.data, out, args.split, args.allow_external_code)
         return 0
     from mmgenre.inference import attention_words, load_run, predict_movie
@@ -160,17 +164,20 @@ def cmd_tune(args):
 def _retrain(best_config: str, out: str):
     """Trains the best trial's config into ``out``/best, beside the search it came from."""
     from mmgenre.config import load_config
+    from mmgenre.runs import RunFolder
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = load_config(best_config)
     run_dir = os.path.join(out, "best")
     train_and_evaluate(cfg, run_dir)
-    print(open(os.path.join(run_dir, "report.md"), encoding="utf-8").read())
+    print(open(RunFolder(run_dir).report, encoding="utf-8").read())
     print(f"best trial retrained in {run_dir}")
     return 0
 
 
 def cmd_score_fusion(args):
+    from mmgenre.runs import RunFolder
+
     _quiet_tensorflow()
     from mmgenre.evaluation.score_fusion import run_score_fusion
 
@@ -179,13 +186,13 @@ def cmd_score_fusion(args):
     if args.data:  # the runs' dataset from another current folder (or where it moved)
         from mmgenre import config as config_lib
 
-        saved = [os.path.join(r, "config.yaml") for r in args.runs
-                 if os.path.exists(os.path.join(r, "config.yaml"))]
+        saved = [RunFolder(r).config for r in args.runs
+                 if os.path.exists(RunFolder(r).config)]
         data_cfg = config_lib.load_config(saved[0]).data if saved else config_lib.DataConfig()
         data_cfg.path = args.data
     results = run_score_fusion(args.runs, out, data_cfg, threshold_rule=args.thresholds,
                                weighting=args.weighting, space=args.space)
-    print(open(os.path.join(out, "report.md"), encoding="utf-8").read())
+    print(open(RunFolder(out).report, encoding="utf-8").read())
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
     print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
 

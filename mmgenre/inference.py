@@ -45,19 +45,19 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     ``allow_external_code`` permits models holding a SavedModel (TF-Hub) layer,
     whose loading runs that SavedModel's code (Keras safe_mode=False).
     """
-    model_path = os.path.join(run_dir, "best.keras")
+    model_path = runs.RunFolder(run_dir).model
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
     # Without its completion record a folder may hold a half-trained model and no dev
     # thresholds (predictions would silently use 0.5 everywhere).
     runs.require_complete(run_dir, f"rerun `mmgenre train --config "
                                    f"{os.path.join(run_dir, 'config.yaml')} --workdir {run_dir}`")
-    cfg = config_lib.load_config(os.path.join(run_dir, "config.yaml"))
-    vectorizer_path = os.path.join(run_dir, "vectorizer.json")
+    cfg = config_lib.load_config(runs.RunFolder(run_dir).config)
+    vectorizer_path = runs.RunFolder(run_dir).vocabulary
     vectorizer = pipeline.load_vectorizer(vectorizer_path) if os.path.exists(vectorizer_path) else None
-    vocab = labels_lib.GenreVocabulary.from_json(os.path.join(run_dir, "genres.json"))
+    vocab = labels_lib.GenreVocabulary.from_json(runs.RunFolder(run_dir).genres)
     thresholds = None
-    thresholds_path = os.path.join(run_dir, "thresholds.json")
+    thresholds_path = runs.RunFolder(run_dir).thresholds
     if os.path.exists(thresholds_path):
         with open(thresholds_path, encoding="utf-8") as f:
             saved = json.load(f)
@@ -89,7 +89,7 @@ def evaluate_run(run_dir: str, data_path: str | None = None, split: str = "test"
         raise ValueError(f"{data_path}: split {split!r} has no usable rows for inputs "
                          f"{list(run.modalities)}")
     name = os.path.basename(os.path.normpath(data_path))
-    out_dir = out_dir or os.path.join(run_dir, "eval", f"{name}-{split}")
+    out_dir = out_dir or runs.RunFolder(run_dir).eval_dir(name, split)
     results = evaluate.evaluate_prepared(run.model, cfg, prepared, out_dir, thresholds=run.thresholds
                                         if run.thresholds is not None else 0.5, splits=(split,))
     results["unseen_genres"] = prepared.unseen_genres

@@ -1,23 +1,13 @@
-"""The run folder: atomic writes, one writer at a time, a completion record, a data fingerprint.
-
-Layout (``mmgenre.training.trainer`` fills it)::
-
-    config.yaml        the resolved config (rerunning with it resumes)
-    fingerprint.json   hash of the prepared rows, targets and vocabularies at the start
-    .lock              present while a process writes here (pid, host, start time)
-    backup*/           BackupAndRestore state of an unfinished phase
-    history.csv        one row per finished epoch, rewritten whole after each epoch
-    best.keras         the best model on the monitored dev metric
-    phase1.done        the first training phase finished
-    metrics.json, report.md, ...   evaluation (mmgenre.evaluation.evaluate)
-    complete.json      written last: the files of a finished run with their sizes
+"""The run folder: its layout (``RunFolder``), atomic writes, one writer at a time, a completion
+record, a data fingerprint.
 
 Following Orbax and tf.train.CheckpointManager: every file is written under a
 temporary name and renamed into place (``os.replace`` is atomic on POSIX), so a
 kill at any moment leaves either the old file or the new one, never half of
 one; and what says "finished" is written last and trusted only while the files
 it lists are there with the sizes it recorded. A folder without it is resumed or
-re-evaluated, never read as a result.
+re-evaluated, never read as a result. ``RunFolder`` is the only place that
+names a run folder's files.
 """
 
 from __future__ import annotations
@@ -41,6 +31,78 @@ HISTORY = "history.csv"
 DATASET = "dataset.json"  # the dataset's absolute path and fingerprint: found from any folder
 PROBABILITIES = "probabilities.npz"  # dev/test probabilities with movie ids; score fusion reads them
 STALE_EMPTY_LOCK_SECONDS = 60  # an empty lock older than this lost its writer
+
+
+class _File:
+    """A file of the run folder: ``RunFolder(path).<name>`` is its path."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, folder, owner=None):
+        return self.name if folder is None else os.path.join(folder.path, self.name)
+
+
+class RunFolder:
+    """The paths of a run folder (``mmgenre.training.trainer`` and the evaluation fill it)::
+
+        config.yaml          config          the resolved config (rerunning with it resumes)
+        fingerprint.json     fingerprint     hash of the prepared rows, targets and vocabularies
+        dataset.json         dataset         the dataset's absolute path and fingerprint
+        validation.json      validation      the data validation report
+        genres.json          genres          the genre vocabulary
+        vectorizer.json      vocabulary      the overview vocabulary (token-id models)
+        .lock                lock            present while a process writes here
+        backup*/             backup(phase)   BackupAndRestore state of an unfinished phase
+        history.csv          history         one row per finished epoch
+        best.keras           model           the best model (raw inputs to probabilities)
+        phase1.done          phase_one_done  the first training phase finished
+        training_curves.png  training_curves
+        thresholds.json      thresholds      per-genre thresholds chosen by the rule
+        probabilities.npz    probabilities   dev/test (and out-of-fold train) probabilities, ids
+        metrics.json         metrics         every score; metrics.csv (metrics_table) the table
+        report.md, errors.md report, errors
+        per_genre.csv        per_genre       and per_genre_f1.png (per_genre_plot)
+        confusion_matrix.png confusion_plot  single-label runs
+        complete.json        complete        written last: the files of a finished run, sizes
+        predictions.csv      predictions     `mmgenre predict --data` without --out
+
+    Evaluations on other data (``eval_dir``: eval/<dataset>-<split>/) and score fusions are
+    folders with the same evaluation files.
+    """
+
+    config = _File("config.yaml")
+    fingerprint = _File(FINGERPRINT)
+    dataset = _File(DATASET)
+    validation = _File("validation.json")
+    genres = _File("genres.json")
+    vocabulary = _File("vectorizer.json")
+    lock = _File(LOCK)
+    history = _File(HISTORY)
+    model = _File("best.keras")
+    phase_one_done = _File("phase1.done")
+    training_curves = _File("training_curves.png")
+    thresholds = _File("thresholds.json")
+    probabilities = _File(PROBABILITIES)
+    metrics = _File("metrics.json")
+    metrics_table = _File("metrics.csv")
+    report = _File("report.md")
+    errors = _File("errors.md")
+    per_genre = _File("per_genre.csv")
+    per_genre_plot = _File("per_genre_f1.png")
+    confusion_plot = _File("confusion_matrix.png")
+    complete = _File(COMPLETE)
+    predictions = _File("predictions.csv")  # mmgenre predict --data, unless --out says elsewhere
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def backup(self, phase: str) -> str:
+        """The BackupAndRestore folder of training phase ``phase`` ("backup", "backup_finetune")."""
+        return os.path.join(self.path, phase)
+
+    def eval_dir(self, dataset: str, split: str) -> str:
+        return os.path.join(self.path, "eval", f"{dataset}-{split}")
 
 
 class RunFolderError(ValueError):
@@ -149,7 +211,7 @@ def read_json(path: str):
 
 def read_history(run_dir: str) -> pd.DataFrame:
     """Per-epoch history; an empty frame when there is none yet (or only an empty file)."""
-    path = os.path.join(run_dir, HISTORY)
+    path = RunFolder(run_dir).history
     try:
         return pd.read_csv(path)
     except (FileNotFoundError, pd.errors.EmptyDataError):
@@ -163,7 +225,7 @@ def write_history_row(run_dir: str, epoch: int, logs: dict):
         history = history[history["epoch"] < epoch]
     row = pd.DataFrame([{"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}])
     write_csv(pd.concat([history, row], ignore_index=True) if len(history) else row,
-              os.path.join(run_dir, HISTORY))
+              RunFolder(run_dir).history)
 
 
 # --- lock -----------------------------------------------------------------------------------
@@ -184,7 +246,7 @@ def locked(run_dir: str):
     """Holds ``run_dir/.lock`` for one writer; a second run is refused, a stale lock (its
     process is gone, same host) is taken over with a note."""
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, LOCK)
+    path = RunFolder(run_dir).lock
     me = {"pid": os.getpid(), "host": socket.gethostname(),
           "started": datetime.datetime.now().isoformat(timespec="seconds")}
     for _ in range(2):
@@ -250,14 +312,14 @@ def mark_complete(run_dir: str, extra: dict | None = None):
         full = os.path.join(run_dir, name)
         if os.path.isfile(full) and not name.startswith(".") and name != COMPLETE:
             files[name] = os.path.getsize(full)
-    write_json(os.path.join(run_dir, COMPLETE), {
+    write_json(RunFolder(run_dir).complete, {
         "finished": datetime.datetime.now().isoformat(timespec="seconds"), "files": files,
         **(extra or {})})
 
 
 def is_complete(run_dir: str) -> bool:
     """True when the completion record exists and every file it lists is there, same size."""
-    record = read_json(os.path.join(run_dir, COMPLETE))
+    record = read_json(RunFolder(run_dir).complete)
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return False
     for name, size in record["files"].items():
@@ -270,7 +332,7 @@ def is_complete(run_dir: str) -> bool:
 def clear_complete(run_dir: str):
     """Withdraws the record before a finished folder is rewritten (re-scoring)."""
     with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(run_dir, COMPLETE))
+        os.remove(RunFolder(run_dir).complete)
 
 
 def require_complete(run_dir: str, fix: str = "rerun its command to finish it"):
@@ -289,7 +351,7 @@ def has_progress(run_dir: str) -> bool:
 def record_dataset(out_dir: str, path: str, fingerprint: str):
     """Records the dataset a result was computed on, as an absolute path, so commands reading
     the folder find it from any current folder (a config's relative path does not)."""
-    write_json(os.path.join(out_dir, DATASET), {"path": os.path.abspath(path),
+    write_json(RunFolder(out_dir).dataset, {"path": os.path.abspath(path),
                                                 "fingerprint": fingerprint})
 
 
@@ -298,7 +360,7 @@ def dataset_path(run_dir: str, configured: str | None = None) -> str:
     recorded; raises RunFolderError naming both and the fix when neither is there."""
     if configured and os.path.exists(configured):
         return configured
-    recorded = (read_json(os.path.join(run_dir, DATASET)) or {}).get("path")
+    recorded = (read_json(RunFolder(run_dir).dataset) or {}).get("path")
     if recorded and os.path.exists(recorded):
         return recorded
     tried = " nor ".join(repr(p) for p in (configured, recorded) if p) or "no recorded path"
@@ -308,7 +370,7 @@ def dataset_path(run_dir: str, configured: str | None = None) -> str:
 
 def check_fingerprint(run_dir: str, fingerprint: str):
     """Stores the data fingerprint of a new run; refuses to resume one on other data."""
-    path = os.path.join(run_dir, FINGERPRINT)
+    path = RunFolder(run_dir).fingerprint
     stored = read_json(path)
     if isinstance(stored, dict) and has_progress(run_dir) and stored.get("data") != fingerprint:
         raise RunFolderError(

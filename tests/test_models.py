@@ -34,11 +34,12 @@ def test_bag_of_words_counts_in_vocabulary_words_and_hashed_bigrams():
     assert counts[1, 10:].round().sum() == 1  # only (5, 6): pairs with OOV (1) or padding drop
 
 
-# Pretrained and hub models have their own modules (test_pretrained, test_encoders); the linear
-# probe is solved, not trained by gradient (test_probe).
+# Pretrained and hub models have their own modules (test_pretrained, test_encoders); the
+# cached-feature families train their heads on cached embeddings (test_probe, test_encoder_head).
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in registry.names() if n not in (
-    "resnet", "hub_image", "hub_text", "image_encoder", "text_encoder", "linear_probe")])
+    "resnet", "hub_image", "hub_text", "image_encoder", "text_encoder", "linear_probe",
+    "encoder_head")])
 def test_every_registered_model_trains_and_round_trips(name, tmp_path):
     spec = registry.get(name)
     model = registry.build_model(name, PARAMS.get(name, {}), task="multilabel", **DATA_ARGS)

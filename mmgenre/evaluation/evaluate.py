@@ -86,7 +86,7 @@ def _single_label_section(results, truth, prob, genres, thresholds, threshold_ru
     single-label run; writes the confusion-matrix plot."""
     per_genre = metrics_lib.single_label_per_genre(truth, prob, genres)
     matrix = results["splits"][final]["single"]["confusion_matrix"]
-    plots.confusion_matrix(matrix, genres, os.path.join(out_dir, "confusion_matrix.png"),
+    plots.confusion_matrix(matrix, genres, runs.RunFolder(out_dir).confusion_plot,
                            f"{name} on {final}")
     confusion = pd.DataFrame(matrix, columns=genres)
     confusion.insert(0, "true \\ predicted", genres)
@@ -145,7 +145,7 @@ def thresholds_by_rule(prepared: PreparedData, probs: dict, train_oof=None) -> d
 def save_probabilities(out_dir, prepared: PreparedData, probs: dict, train_oof=None):
     """probabilities.npz: each split's probabilities with its movie ids (score fusion aligns on
     them), and out-of-fold train probabilities where the model has them."""
-    with runs.atomic_path(os.path.join(out_dir, runs.PROBABILITIES)) as tmp:
+    with runs.atomic_path(runs.RunFolder(out_dir).probabilities) as tmp:
         oof = {} if train_oof is None else {
             "train_oof": train_oof,
             "train_oof_ids": np.asarray(prepared.splits["train"][0]["id"], dtype=str)}
@@ -168,17 +168,17 @@ def _notes(results, prepared: PreparedData, final: str) -> list:
 
 
 def _save_thresholds(out_dir, genres, thresholds):
-    runs.write_json(os.path.join(out_dir, "thresholds.json"), dict(zip(genres, map(float, thresholds))))
+    runs.write_json(runs.RunFolder(out_dir).thresholds, dict(zip(genres, map(float, thresholds))))
     return thresholds
 
 
 def _write_genre_files(out_dir, name, final, prepared, per_genre, prob, error_thresholds):
     """The three files both tasks write: per-genre table, its plot, the error analysis."""
     rows, truth = prepared.splits[final]
-    runs.write_csv(per_genre, os.path.join(out_dir, "per_genre.csv"))
-    plots.per_genre_f1(per_genre, os.path.join(out_dir, "per_genre_f1.png"),
+    runs.write_csv(per_genre, runs.RunFolder(out_dir).per_genre)
+    plots.per_genre_f1(per_genre, runs.RunFolder(out_dir).per_genre_plot,
                        f"{name}: per-genre F1 on {final}")
-    runs.write_text(os.path.join(out_dir, "errors.md"),
+    runs.write_text(runs.RunFolder(out_dir).errors,
                     f"# Error analysis: {name} on {final}\n\n"
                     + reports.error_analysis(rows, truth, prob, prepared.vocab.genres,
                                              error_thresholds))
@@ -229,8 +229,8 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     results.update(splits)
     final = "test" if "test" in probs else next(iter(probs))
     table = pd.DataFrame(rows)
-    runs.write_csv(table, os.path.join(out_dir, "metrics.csv"))
-    runs.write_json(os.path.join(out_dir, "metrics.json"), results)
+    runs.write_csv(table, runs.RunFolder(out_dir).metrics_table)
+    runs.write_json(runs.RunFolder(out_dir).metrics, results)
     report = [f"# {name} ({model_name})", "",
               f"Dataset: `{data_cfg.path}`; inputs: {', '.join(prepared.modalities)}; "
               f"{len(genres)} genres; task: {task}.", "",
@@ -241,6 +241,6 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
                                                  threshold_rule, final, name, out_dir)
     _write_genre_files(out_dir, name, final, prepared, per_genre, prob, error_thresholds)
     report += lines + _notes(results, prepared, final)
-    runs.write_text(os.path.join(out_dir, "report.md"), "\n".join(report))
+    runs.write_text(runs.RunFolder(out_dir).report, "\n".join(report))
     runs.mark_complete(out_dir)  # last: the folder now holds a whole result
     return results

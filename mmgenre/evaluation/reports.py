@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mmgenre.evaluation.metrics import HEADLINE
+from mmgenre.runs import RunFolder
 
 
 def machine_description() -> str:
@@ -174,7 +175,7 @@ def per_genre_summary(folders) -> pd.DataFrame:
 
     frames = []
     for name, seed, folder in folders:
-        path = os.path.join(folder, "per_genre.csv")
+        path = RunFolder(folder).per_genre
         if os.path.exists(path):
             frame = pd.read_csv(path)
             frames.append(frame.assign(model=name, seed=seed))

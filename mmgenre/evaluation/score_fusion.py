@@ -33,7 +33,7 @@ import numpy as np
 
 from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
-from mmgenre.runs import PROBABILITIES, dataset_path, read_json, require_complete
+from mmgenre.runs import PROBABILITIES, RunFolder, dataset_path, read_json, require_complete
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -115,12 +115,12 @@ def saved_probabilities(run_dir: str):
     """({split: (ids, (n, n_genres) probabilities)}, genres, task) written by any finished run
     (Keras, classical, score fusion) through evaluate.report_probabilities."""
     require_complete(run_dir)  # a folder killed mid-evaluation is not a result to fuse
-    path = os.path.join(run_dir, PROBABILITIES)
+    path = RunFolder(run_dir).probabilities
     if not os.path.exists(path):
         raise ValueError(f"{run_dir}: no {PROBABILITIES}; runs write it since score fusion reads "
                          "saved probabilities; rerun the model in a new folder")
     saved = np.load(path, allow_pickle=False)
-    metrics = read_json(os.path.join(run_dir, "metrics.json")) or {}
+    metrics = read_json(RunFolder(run_dir).metrics) or {}
     # Runs from before metrics.json recorded the task: their config says it.
     task = metrics.get("task") or _task_from_config(run_dir)
     splits = [s for s in ("dev", "test", "train_oof") if s in saved]
@@ -130,7 +130,7 @@ def saved_probabilities(run_dir: str):
 def _task_from_config(run_dir):
     from mmgenre import config as config_lib
 
-    path = os.path.join(run_dir, "config.yaml")
+    path = RunFolder(run_dir).config
     return config_lib.load_config(path).data.task if os.path.exists(path) else None
 
 
@@ -138,7 +138,7 @@ def check_same_data(runs: list, fingerprint: str, path: str):
     """Refuses runs trained on other movies than ``path`` holds (their metrics.json records the
     dataset fingerprint), even when their movie ids and genre order happen to match."""
     for run in runs:
-        saved = (read_json(os.path.join(run, "metrics.json")) or {}).get("data_fingerprint")
+        saved = (read_json(RunFolder(run).metrics) or {}).get("data_fingerprint")
         if saved and saved != fingerprint:
             raise ValueError(f"{run} was trained on other data than {path} (dataset fingerprint "
                              f"{saved}, here {fingerprint}): score fusion combines runs of one "
@@ -167,8 +167,8 @@ def aligned_probabilities(runs: list, data_cfg=None):
         if other != genres:
             raise ValueError(f"{runs[0]} and {run} predict different genres "
                              f"({genres} vs {other}); train all on the same data settings")
-    source = next((r for r in runs if os.path.exists(os.path.join(r, "config.yaml"))), None)
-    saved_cfg = source and config_lib.load_config(os.path.join(source, "config.yaml"))
+    source = next((r for r in runs if os.path.exists(RunFolder(r).config)), None)
+    saved_cfg = source and config_lib.load_config(RunFolder(source).config)
     if data_cfg is None:
         if not saved_cfg:
             raise ValueError("no run has a config.yaml; pass the data config")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 
+from mmgenre.runs import RunFolder
+
 HEAD = "genres"
 
 
 def resolve_source(source: str) -> str:
     """The .keras file behind ``source``: a run folder's best.keras, or the file itself."""
-    path = os.path.join(source, "best.keras") if os.path.isdir(source) else source
+    path = RunFolder(source).model if os.path.isdir(source) else source
     if not os.path.exists(path):
         raise ValueError(f"pretrained weights not found: {path} (a run folder with best.keras, "
                          "or a .keras file)")

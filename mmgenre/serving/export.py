@@ -143,7 +143,7 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
     saved_model = os.path.join(staging, "saved_model") if fmt == "tflite" else staging
     archive.write_out(saved_model, verbose=False)
     needs_flex = _replace_with_tflite(run, run_dir, staging, saved_model) if fmt == "tflite" else False
-    runs.write_json(os.path.join(staging, "genres.json"), {
+    runs.write_json(runs.RunFolder(staging).genres, {
         "genres": run.vocab.genres, "inputs": list(signature), "task": run.config.data.task,
         "image_size": list(run.config.data.image_size), "format": fmt,
         "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds],

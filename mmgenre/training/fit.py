@@ -120,10 +120,10 @@ def callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup"
     mode = config_lib.metric_direction(monitor)
     return [
         DivergenceGuard(),
-        SaveBestModel(target, os.path.join(run_dir, "best.keras"), monitor, mode,
+        SaveBestModel(target, runs.RunFolder(run_dir).model, monitor, mode,
                       best_so_far(run_dir, monitor)),
         HistoryLogger(run_dir),
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, backup)),
+        keras.callbacks.BackupAndRestore(runs.RunFolder(run_dir).backup(backup)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                       restore_best_weights=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
@@ -136,7 +136,7 @@ def discard_unreadable_backup(run_dir, backup, initial_epoch):
     would crash the resume; restart this phase instead, saying so, and drop its history rows."""
     import h5py
 
-    path = os.path.join(run_dir, backup, "latest.weights.h5")
+    path = os.path.join(runs.RunFolder(run_dir).backup(backup), "latest.weights.h5")
     if not os.path.exists(path):
         return
     try:
@@ -144,11 +144,11 @@ def discard_unreadable_backup(run_dir, backup, initial_epoch):
     except OSError as err:
         print(f"warning: {path} is unreadable ({err}): the run was stopped while saving it; "
               f"restarting this phase from epoch {initial_epoch}", file=sys.stderr)
-        shutil.rmtree(os.path.join(run_dir, backup))
+        shutil.rmtree(runs.RunFolder(run_dir).backup(backup))
         history = runs.read_history(run_dir)
         if "epoch" in history:
             runs.write_csv(history[history["epoch"] < initial_epoch],
-                           os.path.join(run_dir, runs.HISTORY))
+                           runs.RunFolder(run_dir).history)
 
 
 def verbosity():
@@ -199,7 +199,7 @@ def fit_multiworker(model, strategy, cfg, prepared, run_dir):
         model, strategy, loss_for(cfg, prepared),
         cfg.train.learning_rate, train_ds,
         len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,
-        os.path.join(run_dir, "backup_multiworker"))
+        runs.RunFolder(run_dir).backup("backup_multiworker"))
     for epoch, loss in epochs:
         runs.write_history_row(run_dir, epoch, {"loss": loss})
-    runs.save_model(model, os.path.join(run_dir, "best.keras"))
+    runs.save_model(model, runs.RunFolder(run_dir).model)

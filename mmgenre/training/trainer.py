@@ -50,7 +50,7 @@ def _check_run_dir(run_dir, cfg):
     ``evaluation`` section differs: it changes how a trained model is scored,
     not the model).
     """
-    saved = os.path.join(run_dir, "config.yaml")
+    saved = runs.RunFolder(run_dir).config
     if not os.path.exists(saved):
         return "new"
     try:
@@ -93,7 +93,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         state = _check_run_dir(run_dir, cfg)
         if state == "finished":
             print(f"{run_dir} is already finished; returning its metrics.json")
-            return runs.read_json(os.path.join(run_dir, "metrics.json"))
+            return runs.read_json(runs.RunFolder(run_dir).metrics)
         if state == "rescore":
             return _rescore(cfg, spec, run_dir, allow_external_code)
         return _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code)
@@ -104,21 +104,21 @@ def _prepare_run_data(cfg, spec, run_dir):
     later evaluate or predict needs (validation report, genres, vectorizer)."""
     prepared = prepare_data(cfg.data, spec)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
-    runs.write_json(os.path.join(run_dir, "validation.json"), {
+    runs.write_json(runs.RunFolder(run_dir).validation, {
         **prepared.report.as_dict(),
         "skipped_without_kept_genre": prepared.skipped_unlabelled,
         "unseen_genres_outside_train": prepared.unseen_genres,
         "rows_per_split": {s: len(r) for s, (r, _) in prepared.splits.items()}})
-    prepared.vocab.to_json(os.path.join(run_dir, "genres.json"))
+    prepared.vocab.to_json(runs.RunFolder(run_dir).genres)
     if prepared.vectorizer is not None:
-        pipeline.save_vectorizer(prepared.vectorizer, os.path.join(run_dir, "vectorizer.json"))
+        pipeline.save_vectorizer(prepared.vectorizer, runs.RunFolder(run_dir).vocabulary)
     return prepared
 
 
 def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     # First: MultiWorkerMirroredStrategy must exist before any TensorFlow op runs.
     strategy = distributed.make_strategy(cfg.train.strategy)
-    config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    config_lib.save_config(cfg, runs.RunFolder(run_dir).config)
     keras.utils.set_random_seed(cfg.train.seed)
 
     prepared = _prepare_run_data(cfg, spec, run_dir)
@@ -133,8 +133,8 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
                   f"{' (frozen)' if cfg.train.init_frozen else ''}")
         model = fit.compile_model(model, cfg, len(prepared.vocab), prepared=prepared)
     started = time.time()
-    best_path = os.path.join(run_dir, "best.keras")
-    phase_one_done = os.path.join(run_dir, "phase1.done")
+    best_path = runs.RunFolder(run_dir).model
+    phase_one_done = runs.RunFolder(run_dir).phase_one_done
     if not os.path.exists(phase_one_done):
         if cfg.train.strategy == "multiworker":
             fit.fit_multiworker(model, strategy, cfg, prepared, run_dir)
@@ -162,7 +162,7 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
                       done + cfg.train.fine_tune_epochs, callbacks, verbose, cache=False,
                       initial_epoch=done)
     model = load_model(best_path, allow_external_code)
-    plots.training_curves(runs.read_history(run_dir), os.path.join(run_dir, "training_curves.png"),
+    plots.training_curves(runs.read_history(run_dir), runs.RunFolder(run_dir).training_curves,
                           cfg.name)
     return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
                              extra={"params": int(model.count_params()),
@@ -178,7 +178,7 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     model = solve.build_over_encoders(cfg, prepared, params["features"])
     probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](model, params, prepared, cfg)
     extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
-    runs.save_model(model, os.path.join(run_dir, "best.keras"))
+    runs.save_model(model, runs.RunFolder(run_dir).model)
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
                                 extra=extra, threshold_rule=cfg.evaluation.thresholds,
@@ -190,14 +190,14 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
     """Scores a finished run again under ``cfg.evaluation`` (no training): a cached-feature
     model from its saved probabilities (they depend on the model only, and the completion
     record vouches for them), any other from its best.keras."""
-    stored = runs.read_json(os.path.join(run_dir, "metrics.json")) or {}
+    stored = runs.read_json(runs.RunFolder(run_dir).metrics) or {}
     print(f"{run_dir} is finished with thresholds by rule "
           f"{stored.get('threshold_rule', 'per_genre')!r}; re-scoring it with rule "
           f"{cfg.evaluation.thresholds!r} on {cfg.evaluation.threshold_split}")
-    with np.load(os.path.join(run_dir, runs.PROBABILITIES)) as saved:
+    with np.load(runs.RunFolder(run_dir).probabilities) as saved:
         saved = {k: saved[k] for k in saved.files}
     runs.clear_complete(run_dir)
-    config_lib.save_config(cfg, os.path.join(run_dir, "config.yaml"))
+    config_lib.save_config(cfg, runs.RunFolder(run_dir).config)
     prepared = prepare_data(cfg.data, spec, show_progress=False)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
     train_oof = saved.get("train_oof")
@@ -208,7 +208,7 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
                                     extra=facts, threshold_rule=cfg.evaluation.thresholds,
                                     train_oof=train_oof,
                                     threshold_split=cfg.evaluation.threshold_split)
-    model = load_model(os.path.join(run_dir, "best.keras"), allow_external_code)
+    model = load_model(runs.RunFolder(run_dir).model, allow_external_code)
     return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
                              extra={k: stored[k] for k in ("params", "train_seconds") if k in stored},
                              train_oof=train_oof)
