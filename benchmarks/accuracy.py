@@ -35,6 +35,7 @@ from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
+from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
 from mmgenre.config import FUSION_SPACES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
@@ -137,19 +138,24 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg) ->
     intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap,
                                   select) \
         if args.bootstrap else ""
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
-                f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
-                f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds); mAP is "
-                "threshold-free. The prior row predicts each genre's train frequency. Rows "
-                "'(poster missing)' / '(overview missing)' score a fused model with that input "
-                f"absent.\n\n{table}\n\n{intervals}"
-                f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
-                f"![comparison]({os.path.basename(args.out)}.png)\n\n"
-                "## F1 on test under each threshold rule (mean over seeds)\n\n"
-                f"{reports.to_markdown(rules)}\n\n"
-                "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
-                f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
+    oof_rows = sorted({name for name, _, d in folders if (mmgenre_runs.read_json(
+        mmgenre_runs.RunFolder(d).metrics) or {}).get("threshold_split") == "train_oof"})
+    where = (f" Rows {', '.join(oof_rows)} (evaluation.threshold_split train_oof) choose them on "
+             "their out-of-fold train probabilities instead of dev." if oof_rows else "")
+    mmgenre_runs.write_text(
+        args.out + ".md",
+        f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
+        f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
+        f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds).{where} mAP is "
+        "threshold-free. The prior row predicts each genre's train frequency. Rows "
+        "'(poster missing)' / '(overview missing)' score a fused model with that input "
+        f"absent.\n\n{table}\n\n{intervals}"
+        f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
+        f"![comparison]({os.path.basename(args.out)}.png)\n\n"
+        "## F1 on test under each threshold rule (mean over seeds)\n\n"
+        f"{reports.to_markdown(rules)}\n\n"
+        "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
+        f"{reports.to_markdown(per_genre.reset_index(), '.2f')}\n")
     if args.errors:
         source = next((d for name, _, d in folders if name == args.errors), None)
         if source is None:
