@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -111,12 +112,34 @@ class RunFolderError(ValueError):
 
 # --- atomic writes ------------------------------------------------------------------------
 
+STALE_TEMPORARY_SECONDS = 60  # untouched this long and its process gone: a killed write
+
+
+def remove_stale_temporaries(folder: str, name: str) -> list:
+    """Removes ``.tmp<pid>-<name>`` files beside ``name`` left by killed writers (their process
+    is gone and the file untouched for a minute); returns what it removed. Only names this
+    module writes are touched."""
+    removed = []
+    pattern = re.compile(rf"\.tmp(\d+)-{re.escape(name)}")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(folder):
+            match = pattern.fullmatch(entry)
+            path = os.path.join(folder, entry)
+            if (match and int(match.group(1)) != os.getpid() and os.path.isfile(path)
+                    and not pid_alive(int(match.group(1)))
+                    and time.time() - os.path.getmtime(path) > STALE_TEMPORARY_SECONDS):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
     """Yields a temporary path beside ``path`` (same extension, so Keras, NumPy and
     matplotlib keep their formats); renames it to ``path`` only if the block succeeds."""
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(folder, name)
     tmp = os.path.join(folder, f".tmp{os.getpid()}-{name}")
     try:
         yield tmp

@@ -224,3 +224,30 @@ def test_a_second_preparation_waits_for_the_first(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "waiting:" in err and "in use by process" in err
     assert not os.path.exists(os.path.join(folder, runs.LOCK))  # released
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """A batch prediction killed mid-CSV leaves .tmp<pid>-predictions.csv beside the user's CSV
+    (which keeps its old content); the next write of that file removes the leftover."""
+    import signal
+    import subprocess
+    import sys
+
+    from mmgenre import runs
+
+    out = tmp_path / "predictions.csv"
+    out.write_text("id,Drama\n1,0.5\n")
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom mmgenre import runs\n"
+        f"with runs.atomic_path({str(out)!r}) as tmp:\n"
+        "    f = open(tmp, 'w'); f.write('id,Drama\\n2,0.'); f.flush()\n"
+        "    print('writing', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+    assert len(leftovers) == 1 and out.read_text() == "id,Drama\n1,0.5\n"  # the old CSV is whole
+    os.utime(leftovers[0], (0, 0))  # untouched for longer than a live writer would be
+    runs.write_text(str(out), "id,Drama\n3,0.7\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
+    assert out.read_text() == "id,Drama\n3,0.7\n"
