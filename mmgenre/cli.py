@@ -59,7 +59,8 @@ def cmd_predict(args):
         from mmgenre.serving.batch import predict_dataset
 
         out = args.out or RunFolder(args.run_dir).predictions
-        predict_dataset(args.run_dir, args.data, out, args.split, args.allow_external_code)
+        predict_dataset(args.run_dir, args.data, out, args.split, args.allow_external_code,
+                        overwrite=args.overwrite)
         return 0
     from mmgenre.inference import attention_words, load_run, predict_movie
 
@@ -126,6 +127,9 @@ def cmd_tune(args):
                                            args.max_trials)
     _quiet_tensorflow()
     if args.out:  # the trials' state follows --out, so two searches never share trials
+        from mmgenre.runs import check_report_dir
+
+        check_report_dir(args.out)
         search.directory = args.out.replace("{", "{{").replace("}", "}}")
     if args.workers:
         argv = ["--config", args.config, *sum((["--set", a] for a in args.set), [])]
@@ -280,6 +284,8 @@ def _add_predict(sub):
     p.add_argument("--data", help="predict every movie of this dataset (CSV or MM-IMDb layout)")
     p.add_argument("--split", choices=("train", "dev", "test"), help="with --data: only this split")
     p.add_argument("--out", help="with --data: predictions CSV (default RUN_DIR/predictions.csv)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --data: replace an existing --out file mmgenre did not write")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_predict)

@@ -90,6 +90,7 @@ def evaluate_run(run_dir: str, data_path: str | None = None, split: str = "test"
                          f"{list(run.modalities)}")
     name = os.path.basename(os.path.normpath(data_path))
     out_dir = out_dir or runs.RunFolder(run_dir).eval_dir(name, split)
+    runs.check_report_dir(out_dir)
     results = evaluate.evaluate_prepared(run.model, cfg, prepared, out_dir, thresholds=run.thresholds
                                         if run.thresholds is not None else 0.5, splits=(split,))
     results["unseen_genres"] = prepared.unseen_genres

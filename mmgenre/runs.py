@@ -421,6 +421,37 @@ def check_output_dir(path: str, overwrite: bool = False):
                              "--overwrite to replace it")
 
 
+# Files only mmgenre writes: a folder holding one of them is a run, an evaluation, a fusion or a
+# search mmgenre made, and writing its reports again replaces only mmgenre's files.
+OURS = (COMPLETE, LOCK, OUTPUT_MARKER, "config.yaml", "fits.jsonl", "trials.csv",
+        "trials")  # keras-tuner's project folder of a search
+
+
+def check_report_dir(path: str):
+    """Refuses a report folder (``--out`` of evaluate, score-fusion, tune) that holds files
+    mmgenre did not write: its reports would replace same-named files of the user's."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise RunFolderError(f"{path} exists and is not a folder; choose another output folder")
+    entries = set(os.listdir(path)) if os.path.isdir(path) else set()
+    if entries and not entries & set(OURS):
+        raise RunFolderError(f"{path} holds {len(entries)} file(s) mmgenre did not write (e.g. "
+                             f"{sorted(entries)[0]!r}); choose an empty or new folder")
+
+
+def check_output_file(path: str, overwrite: bool, ours) -> None:
+    """Refuses to replace an existing file unless ``ours(first line)`` says mmgenre wrote it or
+    the user said ``overwrite``."""
+    if overwrite or not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        raise RunFolderError(f"{path} is a folder; --out takes a CSV file path")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline().strip()
+    if not ours(first):
+        raise RunFolderError(f"{path} exists and mmgenre did not write it; choose another path or "
+                             "pass --overwrite to replace it")
+
+
 def remove_stale_staging(path: str):
     """Removes ``<path>.tmp<pid>`` folders left by killed commands (their pid is gone)."""
     parent, base = os.path.split(os.path.abspath(path))

@@ -251,3 +251,33 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     runs.write_text(str(out), "id,Drama\n3,0.7\n")
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
     assert out.read_text() == "id,Drama\n3,0.7\n"
+
+
+def test_report_and_prediction_outputs_never_replace_a_users_files(tmp_path):
+    """evaluate / score-fusion / tune --out into a folder of the user's, and predict --out onto a
+    user's CSV, are refused; mmgenre's own earlier outputs are replaced."""
+    from mmgenre import runs
+
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "report.md").write_text("my notes")
+    with pytest.raises(runs.RunFolderError, match=r"holds 1 file\(s\) mmgenre did not write"):
+        runs.check_report_dir(str(user))
+    assert (user / "report.md").read_text() == "my notes"
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / runs.COMPLETE).write_text("{}")
+    runs.check_report_dir(str(tmp_path / "earlier"))  # an earlier evaluation: fine
+    runs.check_report_dir(str(tmp_path / "new"))
+
+    theirs, ours = tmp_path / "theirs.csv", tmp_path / "ours.csv"
+    theirs.write_text("title,rating\nAlien,9\n")
+    ours.write_text("id,split,Drama,Comedy,predicted\n1,test,0.1,0.9,Comedy\n")
+
+    def earlier(header):
+        return header.startswith("id,split,") and header.endswith(",predicted")
+
+    with pytest.raises(runs.RunFolderError, match="mmgenre did not write it.*--overwrite"):
+        runs.check_output_file(str(theirs), False, earlier)
+    runs.check_output_file(str(ours), False, earlier)
+    runs.check_output_file(str(theirs), True, earlier)  # the user said so
+    assert theirs.read_text() == "title,rating\nAlien,9\n"

@@ -156,6 +156,12 @@ def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, 
     for _, row in frame.head(10).iterrows():
         on = {g for g in genres if row[g] >= thresholds[g]}
         assert set(filter(None, row["predicted"].split("|"))) == on
+    # Again onto the earlier predictions: replaced. Onto a CSV of the user's: refused, untouched.
+    assert main(["predict", runs_["fusion"], "--data", synthetic_dir, "--split", "test", "--out", out]) == 0
+    mine = tmp_path / "ratings.csv"
+    mine.write_text("title,rating\nAlien,9\n")
+    assert main(["predict", runs_["fusion"], "--data", synthetic_dir, "--out", str(mine)]) == 2
+    assert mine.read_text() == "title,rating\nAlien,9\n" and "--overwrite" in capsys.readouterr().err
 
 
 def test_single_movie_predict_shows_thresholds_and_never_hides_a_predicted_genre(trained, synthetic_dir,

@@ -33,7 +33,7 @@ import numpy as np
 
 from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
-from mmgenre.runs import PROBABILITIES, RunFolder, dataset_path, read_json, require_complete
+from mmgenre.runs import PROBABILITIES, RunFolder, check_report_dir, dataset_path, read_json, require_complete
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -204,6 +204,7 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     ``data_cfg`` and ``threshold_rule`` default as in ``aligned_probabilities``;
     ``weighting`` is "auto" or "select" (see the module docstring).
     """
+    check_report_dir(out_dir)
     from mmgenre.evaluation import evaluate
 
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)

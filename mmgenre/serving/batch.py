@@ -22,11 +22,15 @@ from mmgenre.progress import progress
 
 
 def predict_dataset(run_dir: str, data_path: str, out_csv: str, split: str | None = None,
-                    allow_external_code: bool = False, batch_size: int | None = None) -> dict:
+                    allow_external_code: bool = False, batch_size: int | None = None,
+                    overwrite: bool = False) -> dict:
     """Writes ``out_csv``; returns {"rows", "seconds", "movies_per_second", "out"}.
 
-    ``split`` None predicts every split's rows; otherwise that split only.
+    ``split`` None predicts every split's rows; otherwise that split only. An existing
+    ``out_csv`` is replaced only when it is an earlier prediction (its header) or ``overwrite``.
     """
+    runs.check_output_file(out_csv, overwrite,
+                           lambda header: header.startswith("id,split,") and header.endswith(",predicted"))
     run = load_run(run_dir, allow_external_code)
     cfg = run.config
     cfg.data.path, cfg.data.limit = data_path, None
