@@ -207,6 +207,14 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.25, test
     rows = json.load(open(tmp_path / "transfer" / "validation.json"))["rows_per_split"]
     assert rows["train"] == 60 and rows["dev"] > 0
+    # A source still training (no completion record) is not a result to start from.
+    import shutil
+
+    shutil.copytree(tmp_path / "source", tmp_path / "unfinished")
+    os.remove(tmp_path / "unfinished" / "complete.json")
+    cfg.train.init_from = str(tmp_path / "unfinished")
+    with pytest.raises(ValueError, match="not a finished run.*finish it first"):
+        train_and_evaluate(cfg, str(tmp_path / "transfer2"), verbose=0)
 
 
 def test_train_limit_subsets_are_nested_and_keep_file_order():

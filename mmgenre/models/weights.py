@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 
-from mmgenre.runs import RunFolder
+from mmgenre.runs import RunFolder, require_complete
 
 HEAD = "genres"
 
 
 def resolve_source(source: str) -> str:
     """The .keras file behind ``source``: a run folder's best.keras, or the file itself."""
+    if os.path.isdir(source):  # a run still training has a best.keras that is not its result
+        require_complete(source, "finish it first (rerun its `mmgenre train` command)")
     path = RunFolder(source).model if os.path.isdir(source) else source
     if not os.path.exists(path):
         raise ValueError(f"pretrained weights not found: {path} (a run folder with best.keras, "
