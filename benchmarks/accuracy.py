@@ -39,6 +39,7 @@ from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists ru
 from mmgenre.config import FUSION_SPACES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
+from mmgenre.runs import atomic_path, write_csv, write_text  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
 
 HEADLINE = ["micro_f1", "macro_f1", "mAP", "top1_accuracy", "brier", "ece", "weighted_f1",
@@ -122,13 +123,13 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg) ->
     for column, source in (("dev mAP", "mAP"), ("dev mAP_std", "mAP_std")):
         summary[column] = summary["model"].map(dict(zip(dev["model"], dev[source])))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    summary.to_csv(args.out + ".csv", index=False)
-    per_run.to_csv(args.out + "_runs.csv", index=False)
+    write_csv(summary, args.out + ".csv")
+    write_csv(per_run, args.out + "_runs.csv")
     plots.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
                          f"test split, thresholds by rule {args.thresholds!r} on dev "
                          "(mean over seeds)")
     per_genre = reports.per_genre_summary(folders)
-    per_genre.to_csv(args.out + "_per_genre.csv")
+    write_text(args.out + "_per_genre.csv", per_genre.to_csv())
     table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
     rules = reports.threshold_rule_table(runs)
     fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
@@ -162,7 +163,7 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg) ->
             parser.error(f"--errors {args.errors!r}: not a row of this run")
         with open(os.path.join(source, "errors.md"), encoding="utf-8") as f:
             analysis = f.read()
-        with open(args.out + "_errors.md", "w", encoding="utf-8") as f:
+        with atomic_path(args.out + "_errors.md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
             f.write(f"{reports.provenance(command)}\n\nRun folder: `{source}` (seed {args.seeds[0]}).\n\n"
                     f"{analysis}")
     return table

@@ -26,6 +26,7 @@ from mmgenre.encoders import sources  # noqa: E402
 from mmgenre.encoders.image import embed_posters  # noqa: E402
 from mmgenre.encoders.text import embed_texts  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
+from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 
 
 def main(argv=None):
@@ -60,8 +61,8 @@ def main(argv=None):
     frame = pd.DataFrame(rows)
     ratio = frame["items_per_second"][0] / frame["items_per_second"][1]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    frame.to_csv(args.out + ".csv", index=False)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
+    write_csv(frame, args.out + ".csv")
+    with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# Frozen-encoder embedding speed\n\n{reports.provenance(command)}\n\n"
                 f"Batch {args.batch_size}; model loading excluded (timed after a warm-up). "
                 f"Bucketing by length is {ratio:.1f}x faster than padding to 256 tokens, "

@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 
 import_tensorflow_quietly()
 
@@ -73,9 +74,9 @@ def main(argv=None):
            "speedup_per_epoch": round(uncached / cached, 1)}
     table = pd.DataFrame([row])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    table.to_csv(args.out + ".csv", index=False)
+    write_csv(table, args.out + ".csv")
     command = "python benchmarks/feature_cache.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
+    with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# Frozen-backbone feature cache\n\n{provenance(command)}\n\n{to_markdown(table, '.4g')}\n\n"
                 "An uncached epoch runs the frozen backbone on every poster; a cached epoch trains the head "
                 "on features computed once (cache_build_s, paid on the first epoch only).\n")

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 
+from mmgenre.runs import atomic_path, write_csv  # noqa: E402
+
 _REFERENCE = r"""
 import json, sys
 import numpy as np, torch
@@ -107,8 +109,8 @@ def main(argv=None):
                            else str(r["value"])} for r in rows])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     reports_table = reports.to_markdown(frame)
-    frame.to_csv(args.out + ".csv", index=False)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
+    write_csv(frame, args.out + ".csv")
+    with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# MPNet port against the reference implementation\n\n{reports.provenance(command)}\n\n"
                 f"Reference: Hugging Face transformers' MPNetModel in PyTorch (torch, transformers: "
                 f"{versions}) on the same prepared all-mpnet-base-v2 folder, its own tokenizer, mean "

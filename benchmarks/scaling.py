@@ -21,6 +21,7 @@ import sys
 import time
 
 from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 
 import_tensorflow_quietly()
 
@@ -113,11 +114,11 @@ def main(argv=None):
     if not args.keep_data:
         shutil.rmtree(args.work_dir, ignore_errors=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    by_batch.to_csv(args.out + "_batch.csv", index=False)
-    by_size.to_csv(args.out + "_size.csv", index=False)
+    write_csv(by_batch, args.out + "_batch.csv")
+    write_csv(by_size, args.out + "_size.csv")
     plots.scaling(by_batch, by_size, args.out + ".png")
     command = "python benchmarks/scaling.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
+    with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# Scaling\n\n{provenance(command)}\n\n## Training throughput by batch size "
                 f"(samples/s)\n\n{to_markdown(by_batch, '.4g')}\n\n## Input pipeline by dataset size "
                 "(posters/s, 128x128, batch 64)\n\n"

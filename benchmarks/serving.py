@@ -36,6 +36,7 @@ import tensorflow as tf  # noqa: E402
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.inference import load_run, predict_movie  # noqa: E402
+from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 from mmgenre.serving.batch import predict_dataset  # noqa: E402
 from mmgenre.serving.export import export_run  # noqa: E402
 from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
@@ -108,8 +109,8 @@ def main(argv=None):
                  for c in args.quick_configs]
     frame, quick = pd.DataFrame(rows), pd.DataFrame(quick)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    frame.to_csv(args.out + ".csv", index=False)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
+    write_csv(frame, args.out + ".csv")
+    with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# Serving speed\n\n{reports.provenance(command)}\n\n"
                 f"Single movie: {args.calls} calls after 5 warm-up calls; batches of {args.batch_size} "
                 "raw inputs for 5 s (exported) against `mmgenre predict --data` on the test split "

@@ -31,6 +31,7 @@ from mmgenre.config import THRESHOLD_RULES  # noqa: E402
 from mmgenre.evaluation import metrics, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import aligned_probabilities  # noqa: E402
 from mmgenre.progress import progress  # noqa: E402
+from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 
 
 def split_half_scores(y_dev, p_dev, train_targets, repeats: int, seed: int = 0,
@@ -98,9 +99,9 @@ def main(argv=None):
     table.insert(0, "seeds", grouped.size())
     table["prevalence - per_genre"] = table["prevalence"] - table["per_genre"]
     table = table.reset_index()
-    table.to_csv(args.out + ".csv", index=False)
+    write_csv(table, args.out + ".csv")
     wins = int((table["prevalence - per_genre"] > 0).sum())
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
+    with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# Threshold rules compared on dev only (split-half cross-validation)\n\n"
                 f"{reports.provenance(command)}\n\n"
                 f"Held-out-half dev macro-F1, mean over {args.repeats} x 2 folds (and over seeds). "
