@@ -36,7 +36,7 @@ from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
-from mmgenre.config import FUSION_SPACES, THRESHOLD_RULES, load_config  # noqa: E402
+from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
 from mmgenre.runs import atomic_path, write_csv, write_text  # noqa: E402
@@ -193,7 +193,7 @@ def main(argv=None):
                              "before the encoder rows averaged probabilities: --fusion-space probability)")
     parser.add_argument("--thresholds", choices=THRESHOLD_RULES, default=THRESHOLD_RULES[0],
                         help="threshold rule of every row's F1 columns (evaluation.thresholds)")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+    parser.add_argument("--strategy", choices=STRATEGIES,
                         help="tf.distribute strategy for every config (multiworker reads TF_CONFIG)")
     parser.add_argument("--errors", metavar="ROW",
                         help="copy this row's seed error analysis (first seed) to OUT_errors.md")

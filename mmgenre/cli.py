@@ -11,7 +11,16 @@ import json
 import os
 import sys
 
-from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS, THRESHOLD_RULES
+from mmgenre.config import (
+    BAD_INPUT_POLICIES,
+    EXPORT_FORMATS,
+    FUSION_SPACES,
+    FUSION_WEIGHTINGS,
+    SPLITS,
+    STRATEGIES,
+    THRESHOLD_RULES,
+    TUNERS,
+)
 
 
 def _quiet_tensorflow():
@@ -256,7 +265,7 @@ def _add_train(sub):
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--quick", action="store_true", help="apply the config's quick (smoke-run) block")
     p.add_argument("--workdir", help="run folder (default: the config's workdir)")
-    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_train)
@@ -267,9 +276,9 @@ def _add_evaluate(sub):
     p.add_argument("run_dir")
     p.add_argument("--data", help="dataset folder (CSV or MM-IMDb layout) or CSV file; default: "
                    "the run's own dataset")
-    p.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--out", help="output folder (default RUN_DIR/eval/<dataset>-<split>)")
-    p.add_argument("--bad-input", choices=("skip", "strict"), help="override the run's policy")
+    p.add_argument("--bad-input", choices=BAD_INPUT_POLICIES, help="override the run's policy")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
@@ -282,7 +291,7 @@ def _add_predict(sub):
     p.add_argument("--top", type=int, default=10,
                    help="list at least this many genres (every predicted one is always listed)")
     p.add_argument("--data", help="predict every movie of this dataset (CSV or MM-IMDb layout)")
-    p.add_argument("--split", choices=("train", "dev", "test"), help="with --data: only this split")
+    p.add_argument("--split", choices=SPLITS, help="with --data: only this split")
     p.add_argument("--out", help="with --data: predictions CSV (default RUN_DIR/predictions.csv)")
     p.add_argument("--overwrite", action="store_true",
                    help="with --data: replace an existing --out file mmgenre did not write")
@@ -298,7 +307,7 @@ def _add_export(sub):
                    "(replaced when complete)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it holds files mmgenre did not write")
-    p.add_argument("--format", choices=("saved_model", "tflite"), default="saved_model")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_export)
 
@@ -317,7 +326,7 @@ def _add_validate(sub):
 def _add_tune(sub):
     p = sub.add_parser("tune", help="hyperparameter search (keras-tuner), local or distributed")
     p.add_argument("--config", required=True, help="search config (configs/search/*.yaml)")
-    p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), help="override the config's tuner")
+    p.add_argument("--tuner", choices=TUNERS, help="override the config's tuner")
     p.add_argument("--max-trials", type=int, help="override the config's max_trials")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a search key (experiment.train.epochs=2 reaches the experiment)")

@@ -28,7 +28,11 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used, with the reason."""
 
 
-TASKS = ("multilabel", "single")
+TASKS = ("multilabel", "single")  # mmgenre.tasks holds what differs between them
+SPLITS = ("train", "dev", "test")
+STRATEGIES = ("default", "mirrored", "multiworker")  # see mmgenre.training.distributed
+TUNERS = ("random", "hyperband", "bayesian")
+EXPORT_FORMATS = ("saved_model", "tflite")
 # Dataset protocols: "auto" is "mmimdb" for the MM-IMDb layout, else "min_count".
 PROTOCOLS = ("auto", "mmimdb", "min_count")
 MMIMDB_GENRES = 23  # the published protocol's genres (gmu.json n_classes)
@@ -191,7 +195,7 @@ class TrainConfig:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience}")
         if self.fine_tune_blocks < 1:
             raise ConfigError(f"train.fine_tune_blocks must be >= 1, got {self.fine_tune_blocks}")
-        check_choice("train.strategy", self.strategy, ("default", "mirrored", "multiworker"))
+        check_choice("train.strategy", self.strategy, STRATEGIES)
         check_choice("train.loss", self.loss, LOSSES)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")

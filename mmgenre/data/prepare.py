@@ -15,13 +15,11 @@ import json
 import numpy as np
 
 from mmgenre import tasks
-from mmgenre.config import MMIMDB_GENRES
+from mmgenre.config import MMIMDB_GENRES, SPLITS
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
 from mmgenre.data.records import detect_layout, load_records
 from mmgenre.data.validate import select_modalities, validate
-
-SPLIT_NAMES = ("train", "dev", "test")
 
 
 @dataclasses.dataclass
@@ -42,7 +40,7 @@ class PreparedData:
         """A hash of what the model is fitted to: row ids, targets per split, genres and
         the overview vocabulary. A resume checks it, so a run never continues on other data."""
         digest = hashlib.sha256()
-        for split in SPLIT_NAMES:
+        for split in SPLITS:
             rows, targets = self.splits[split]
             digest.update(json.dumps([split, list(map(str, rows["id"]))]).encode())
             digest.update(np.ascontiguousarray(targets, np.float32).tobytes())
@@ -84,7 +82,7 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         vocab = (labels_lib.GenreVocabulary.from_train(table, 1, top=MMIMDB_GENRES) if mmimdb
                  else labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count))
     splits, skipped, task = {}, 0, tasks.get(data_cfg.task)
-    for split in SPLIT_NAMES:
+    for split in SPLITS:
         rows = table[table["split"] == split].reset_index(drop=True)
         if split == "train" and data_cfg.train_limit:
             rows = subsample(rows, data_cfg.train_limit)

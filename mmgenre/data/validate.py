@@ -25,10 +25,10 @@ import warnings
 import pandas as pd
 from PIL import Image
 
+from mmgenre.config import SPLITS
 from mmgenre.data.records import DataError
 from mmgenre.progress import progress
 
-SPLITS = ("train", "dev", "test")
 MODALITIES = ("poster", "overview")
 
 REASONS = {

@@ -29,9 +29,7 @@ import keras
 import tensorflow as tf
 
 from mmgenre import runs
-from mmgenre.config import ConfigError
-
-STRATEGIES = ("default", "mirrored", "multiworker")
+from mmgenre.config import STRATEGIES, ConfigError
 
 
 def make_strategy(name: str):

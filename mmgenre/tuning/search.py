@@ -36,8 +36,6 @@ import yaml
 from mmgenre import config as config_lib
 from mmgenre import runs
 
-TUNERS = ("random", "hyperband", "bayesian")
-
 
 @dataclasses.dataclass
 class SearchConfig:
@@ -56,7 +54,7 @@ class SearchConfig:
     name: str = "search"
 
     def check(self):
-        config_lib.check_choice("tuner", self.tuner, TUNERS)
+        config_lib.check_choice("tuner", self.tuner, config_lib.TUNERS)
         if self.max_trials < 1:
             raise config_lib.ConfigError(f"max_trials must be >= 1, got {self.max_trials}")
         return self
