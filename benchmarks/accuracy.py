@@ -38,12 +38,10 @@ import_tensorflow_quietly()
 from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
 from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
+from mmgenre.evaluation.metrics import TABLE_COLUMNS  # noqa: E402
 from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
 from mmgenre.runs import atomic_path, write_csv, write_text  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
-
-HEADLINE = ["micro_f1", "macro_f1", "mAP", "top1_accuracy", "brier", "ece", "weighted_f1",
-            "samples_f1"]
 
 
 def read_variants(path):
@@ -117,7 +115,7 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg)
 def write_results(args, parser, command, runs, folders, modalities, data_cfg) -> str:
     """OUT.csv, OUT_runs.csv, OUT_per_genre.csv, OUT.png, OUT.md (and OUT_errors.md); returns
     the markdown summary table."""
-    summary, per_run = reports.summarize_runs(runs, HEADLINE)
+    summary, per_run = reports.summarize_runs(runs, list(TABLE_COLUMNS))
     # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
     dev, _ = reports.summarize_runs(runs, ["mAP"], split="dev")
     for column, source in (("dev mAP", "mAP"), ("dev mAP_std", "mAP_std")):
@@ -130,7 +128,7 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg) ->
                          "(mean over seeds)")
     per_genre = reports.per_genre_summary(folders)
     write_text(args.out + "_per_genre.csv", per_genre.to_csv())
-    table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *HEADLINE]))
+    table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *TABLE_COLUMNS]))
     rules = reports.threshold_rule_table(runs)
     fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
     select = {"dev": "dev mAP", "cv": "cv_train_mAP"}[args.select]

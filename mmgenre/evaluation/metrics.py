@@ -26,6 +26,9 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 PREVALENCE_FACTORS = (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 HEADLINE = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "top1_accuracy",
             "subset_accuracy", "brier", "ece")
+# The results tables' columns (benchmarks/accuracy.py), the most read first.
+TABLE_COLUMNS = ("micro_f1", "macro_f1", "mAP", "top1_accuracy", "brier", "ece", "weighted_f1",
+                 "samples_f1")
 ECE_BINS = 15  # Guo et al. 2017
 
 
