@@ -197,8 +197,9 @@ def _cache_problem(path: str, rows: int | None):
     if recorded is None:
         # Written whole by an atomic rename (an older mmgenre, or a kill between the array
         # and its checksum) and it loads with its shape: adopted, its checksum recorded now,
-        # rather than recomputing hours of embeddings.
-        write_text(path + ".sha256", file_sha256(path))
+        # rather than recomputing hours of embeddings (a read-only shared cache stays as it is).
+        with contextlib.suppress(OSError):
+            write_text(path + ".sha256", file_sha256(path))
     return None
 
 

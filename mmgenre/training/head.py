@@ -4,7 +4,7 @@ An "encoder_head" model's backbones are frozen, so each movie's features are
 computed once (``solve.feature_block``: embedding caches for encoders, the
 adapted vectorizer for TF-IDF) and every fit after that trains only the small
 head (``mmgenre.models.encoder_head.feature_head``) on arrays, in seconds.
-The same k-fold loop scores a search's trials (``mmgenre.tuning.heads``) and
+The same k-fold loop scores a search's trials (``mmgenre.tuning.hypermodels``) and
 fits the calibration: each train movie's logit comes from the fold that did
 not see it, so Platt scaling and the cross-validated mAP never see a movie's
 own fit, and dev and test are only scored.
