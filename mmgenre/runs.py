@@ -422,10 +422,11 @@ def check_output_dir(path: str, overwrite: bool = False):
                              "--overwrite to replace it")
 
 
-# Files only mmgenre writes: a folder holding one of them is a run, an evaluation, a fusion or a
-# search mmgenre made, and writing its reports again replaces only mmgenre's files.
-OURS = (COMPLETE, LOCK, OUTPUT_MARKER, "config.yaml", "fits.jsonl", "trials.csv",
-        "trials")  # keras-tuner's project folder of a search
+# Files only mmgenre writes: a folder holding one of them is a run, an evaluation (finished, or
+# killed after its first file: thresholds or probabilities come first), a fusion or a search
+# mmgenre made, and writing its reports again replaces only mmgenre's files.
+OURS = (COMPLETE, LOCK, OUTPUT_MARKER, "config.yaml", "thresholds.json", PROBABILITIES, DATASET,
+        "fits.jsonl", "trials.csv", "trials")  # trials: keras-tuner's project folder of a search
 
 
 def check_report_dir(path: str):

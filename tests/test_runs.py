@@ -274,6 +274,9 @@ def test_report_and_prediction_outputs_never_replace_a_users_files(tmp_path):
     (tmp_path / "earlier").mkdir()
     (tmp_path / "earlier" / runs.COMPLETE).write_text("{}")
     runs.check_report_dir(str(tmp_path / "earlier"))  # an earlier evaluation: fine
+    (tmp_path / "killed").mkdir()  # an evaluation killed after its first files: rerun it there
+    (tmp_path / "killed" / "thresholds.json").write_text("{}")
+    runs.check_report_dir(str(tmp_path / "killed"))
     runs.check_report_dir(str(tmp_path / "new"))
 
     theirs, ours = tmp_path / "theirs.csv", tmp_path / "ours.csv"
@@ -288,3 +291,12 @@ def test_report_and_prediction_outputs_never_replace_a_users_files(tmp_path):
     runs.check_output_file(str(ours), False, earlier)
     runs.check_output_file(str(theirs), True, earlier)  # the user said so
     assert theirs.read_text() == "title,rating\nAlien,9\n"
+
+
+def test_training_into_a_folder_of_the_users_files_is_refused(synthetic_dir, tmp_path):
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    with pytest.raises(runs.RunFolderError, match="mmgenre did not write"):
+        train_and_evaluate(_cfg(synthetic_dir), str(mine), verbose=0)
+    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my notes"

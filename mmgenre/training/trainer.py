@@ -89,6 +89,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         raise config_lib.ConfigError(
             f"evaluation.threshold_split 'train_oof' needs out-of-fold train probabilities, which "
             f"model {cfg.model.name!r} does not make; use 'dev' (or linear_probe, encoder_head)")
+    runs.check_report_dir(run_dir)  # a folder of the user's files is not a run folder
     with runs.locked(run_dir):
         state = _check_run_dir(run_dir, cfg)
         if state == "finished":
