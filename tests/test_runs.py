@@ -299,4 +299,5 @@ def test_training_into_a_folder_of_the_users_files_is_refused(synthetic_dir, tmp
     (mine / "report.md").write_text("my notes")
     with pytest.raises(runs.RunFolderError, match="mmgenre did not write"):
         train_and_evaluate(_cfg(synthetic_dir), str(mine), verbose=0)
-    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my notes"
+    assert [p.name for p in mine.iterdir()] == ["report.md"]
+    assert (mine / "report.md").read_text() == "my notes"
