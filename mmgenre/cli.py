@@ -31,7 +31,6 @@ def _quiet_tensorflow():
 
 def cmd_train(args):
     from mmgenre.config import load_config
-    from mmgenre.runs import RunFolder
 
     overrides = list(args.set) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     cfg = load_config(args.config, overrides=overrides, quick=args.quick)  # before TensorFlow loads
@@ -40,20 +39,18 @@ def cmd_train(args):
 
     results = train_and_evaluate(cfg, args.workdir, allow_external_code=args.allow_external_code)
     run_dir = args.workdir or cfg.run_dir
-    print(open(RunFolder(run_dir).report, encoding="utf-8").read())
+    _print_report(run_dir)
     print(f"run folder: {run_dir}")
     return results
 
 
 def cmd_evaluate(args):
-    from mmgenre.runs import RunFolder
-
     _quiet_tensorflow()
     from mmgenre.inference import evaluate_run
 
     results = evaluate_run(args.run_dir, args.data, args.split, args.out, args.bad_input,
                            args.allow_external_code)
-    print(open(RunFolder(results["out_dir"]).report, encoding="utf-8").read())
+    _print_report(results["out_dir"])
     if results["unseen_genres"]:
         print(f"genres this model never learned (ignored): {results['unseen_genres']}")
     print(f"results: {results['out_dir']}")
@@ -90,6 +87,12 @@ def cmd_predict(args):
         print(f"  {'*' if on else ' '} {genre:<20} {p:>8} {t:>9}")
     if words:
         print("most attended words: " + ", ".join(f"{w} ({a:.2f})" for w, a in words))
+
+
+def _print_report(folder: str):
+    from mmgenre.runs import RunFolder
+
+    print(open(RunFolder(folder).report, encoding="utf-8").read())
 
 
 def _distinct(prob: float, threshold):
@@ -177,35 +180,24 @@ def cmd_tune(args):
 def _retrain(best_config: str, out: str):
     """Trains the best trial's config into ``out``/best, beside the search it came from."""
     from mmgenre.config import load_config
-    from mmgenre.runs import RunFolder
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = load_config(best_config)
     run_dir = os.path.join(out, "best")
     train_and_evaluate(cfg, run_dir)
-    print(open(RunFolder(run_dir).report, encoding="utf-8").read())
+    _print_report(run_dir)
     print(f"best trial retrained in {run_dir}")
     return 0
 
 
 def cmd_score_fusion(args):
-    from mmgenre.runs import RunFolder
-
     _quiet_tensorflow()
     from mmgenre.evaluation.score_fusion import run_score_fusion
 
     out = args.out or os.path.join(args.runs[0], "score_fusion")
-    data_cfg = None
-    if args.data:  # the runs' dataset from another current folder (or where it moved)
-        from mmgenre import config as config_lib
-
-        saved = [RunFolder(r).config for r in args.runs
-                 if os.path.exists(RunFolder(r).config)]
-        data_cfg = config_lib.load_config(saved[0]).data if saved else config_lib.DataConfig()
-        data_cfg.path = args.data
-    results = run_score_fusion(args.runs, out, data_cfg, threshold_rule=args.thresholds,
-                               weighting=args.weighting, space=args.space)
-    print(open(RunFolder(out).report, encoding="utf-8").read())
+    results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds,
+                               weighting=args.weighting, space=args.space, data_path=args.data)
+    _print_report(out)
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
     print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
 

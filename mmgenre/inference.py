@@ -51,7 +51,7 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     # Without its completion record a folder may hold a half-trained model and no dev
     # thresholds (predictions would silently use 0.5 everywhere).
     runs.require_complete(run_dir, f"rerun `mmgenre train --config "
-                                   f"{os.path.join(run_dir, 'config.yaml')} --workdir {run_dir}`")
+                                   f"{runs.RunFolder(run_dir).config} --workdir {run_dir}`")
     cfg = config_lib.load_config(runs.RunFolder(run_dir).config)
     vectorizer_path = runs.RunFolder(run_dir).vocabulary
     vectorizer = pipeline.load_vectorizer(vectorizer_path) if os.path.exists(vectorizer_path) else None

@@ -408,18 +408,20 @@ def check_fingerprint(run_dir: str, fingerprint: str):
 OUTPUT_MARKER = ".mmgenre-output"  # in every output folder mmgenre writes whole: it may replace it
 
 
-def check_output_dir(path: str, overwrite: bool = False):
-    """Refuses to replace ``path`` unless it is absent, empty, a folder mmgenre wrote (it holds
-    OUTPUT_MARKER) or the user said ``overwrite``: mmgenre replaces only what it wrote."""
+def check_output_dir(path: str, overwrite: bool = False, ours=(OUTPUT_MARKER,),
+                     flag: str | None = "--overwrite"):
+    """Refuses ``path`` unless it is absent, empty, a folder mmgenre wrote (it holds one of
+    ``ours``) or the user said ``overwrite`` (the command's ``flag``; None when it has none):
+    mmgenre replaces only what it wrote."""
     if not os.path.lexists(path) or overwrite:
         return
     if not os.path.isdir(path) or os.path.islink(path):
         raise RunFolderError(f"{path} exists and is not a folder; choose another output path")
-    entries = os.listdir(path)
-    if entries and OUTPUT_MARKER not in entries:
+    entries = set(os.listdir(path))
+    if entries and not entries & set(ours):
         raise RunFolderError(f"{path} holds {len(entries)} file(s) mmgenre did not write (e.g. "
-                             f"{sorted(entries)[0]!r}); choose an empty or new folder, or pass "
-                             "--overwrite to replace it")
+                             f"{sorted(entries)[0]!r}); choose an empty or new folder"
+                             + (f", or pass {flag} to replace it" if flag else ""))
 
 
 # Files only mmgenre writes: a folder holding one of them is a run, an evaluation (finished, or
@@ -430,14 +432,9 @@ OURS = (COMPLETE, LOCK, OUTPUT_MARKER, "config.yaml", "thresholds.json", PROBABI
 
 
 def check_report_dir(path: str):
-    """Refuses a report folder (``--out`` of evaluate, score-fusion, tune) that holds files
-    mmgenre did not write: its reports would replace same-named files of the user's."""
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise RunFolderError(f"{path} exists and is not a folder; choose another output folder")
-    entries = set(os.listdir(path)) if os.path.isdir(path) else set()
-    if entries and not entries & set(OURS):
-        raise RunFolderError(f"{path} holds {len(entries)} file(s) mmgenre did not write (e.g. "
-                             f"{sorted(entries)[0]!r}); choose an empty or new folder")
+    """``check_output_dir`` for the folders reports are written into (``--out`` of evaluate,
+    score-fusion, tune; a train workdir): any folder of mmgenre's (``OURS``) is reused."""
+    check_output_dir(path, ours=OURS, flag=None)
 
 
 def check_output_file(path: str, overwrite: bool, ours) -> None:

@@ -145,12 +145,14 @@ def check_same_data(runs: list, fingerprint: str, path: str):
                              "dataset only")
 
 
-def aligned_probabilities(runs: list, data_cfg=None):
+def aligned_probabilities(runs: list, data_cfg=None, data_path: str | None = None):
     """(prepared data, [{split: probs}] per run, data config, threshold rule) on the movies
     every run scored.
 
     ``data_cfg`` (the dataset the runs used) and the threshold rule come from
-    the first run with a config.yaml (the rule defaults to the default rule).
+    the first run with a config.yaml (the rule defaults to the default rule); its
+    dataset is ``data_path`` when given, else the one the run recorded, found
+    from any current folder.
     ``prepared.splits`` dev/test keep only those movies, in the same order as
     the probabilities.
     """
@@ -170,10 +172,10 @@ def aligned_probabilities(runs: list, data_cfg=None):
     source = next((r for r in runs if os.path.exists(RunFolder(r).config)), None)
     saved_cfg = source and config_lib.load_config(RunFolder(source).config)
     if data_cfg is None:
-        if not saved_cfg:
-            raise ValueError("no run has a config.yaml; pass the data config")
-        data_cfg = saved_cfg.data
-        data_cfg.path = dataset_path(source, data_cfg.path)
+        if not saved_cfg and not data_path:
+            raise ValueError("no run has a config.yaml; pass the dataset (--data)")
+        data_cfg = saved_cfg.data if saved_cfg else config_lib.DataConfig()
+        data_cfg.path = data_path or dataset_path(source, data_cfg.path)
     rule = saved_cfg.evaluation.thresholds if saved_cfg else config_lib.THRESHOLD_RULES[0]
     both = ModelSpec("score_fusion", None, ("poster", "overview"), "", accepts_missing=True)
     prepared = prepare.prepare_data(data_cfg, both, show_progress=False)
@@ -197,17 +199,17 @@ def aligned_probabilities(runs: list, data_cfg=None):
 
 def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
                      threshold_rule: str | None = None, weighting: str = "auto",
-                     space: str = FUSION_SPACES[0]) -> dict:
+                     space: str = FUSION_SPACES[0], data_path: str | None = None) -> dict:
     """Fuses the saved dev/test probabilities of ``runs`` (folders) on the movies all scored.
 
     Any run may be a Keras model, a classical baseline or another score fusion.
-    ``data_cfg`` and ``threshold_rule`` default as in ``aligned_probabilities``;
+    ``data_cfg``, ``data_path`` and ``threshold_rule`` default as in ``aligned_probabilities``;
     ``weighting`` is "auto" or "select" (see the module docstring).
     """
     check_report_dir(out_dir)
     from mmgenre.evaluation import evaluate
 
-    prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg)
+    prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg, data_path)
     select_on = "train_oof" if "train_oof" in members[0] else "dev"
     select_y = prepared.splits["train" if select_on == "train_oof" else "dev"][1]
     fused, weights = fuse(members, select_y, weighting, space, select_on)

@@ -17,9 +17,8 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import average_precision_score
-from sklearn.model_selection import KFold
 
+from mmgenre.evaluation.metrics import mean_average_precision
 from mmgenre.models.encoder_head import feature_head
 from mmgenre.models.heads import loss_for
 from mmgenre.training import solve
@@ -63,15 +62,14 @@ def logits(head, x: dict) -> np.ndarray:
 
 
 def out_of_fold(x: dict, y, params, train_cfg, batch_size, folds, seed=0):
-    """((n, genres) out-of-fold logits, macro mAP over genres of them)."""
-    oof = np.zeros(y.shape, np.float64)
-    splits = KFold(int(folds), shuffle=True, random_state=seed).split(y)
-    for fold, (fit_rows, held_out) in enumerate(splits):
+    """((n, genres) out-of-fold logits, their mAP over the genres with train positives)."""
+    def fit_predict(fold, fit_rows, held_out):
         head = train_head({f: a[fit_rows] for f, a in x.items()}, y[fit_rows], params, train_cfg,
                           batch_size, seed + fold)
-        oof[held_out] = logits(head, {f: a[held_out] for f, a in x.items()})
-    keep = (y.min(axis=0) != y.max(axis=0))  # a genre without positives has no precision
-    return oof, float(average_precision_score(y[:, keep], oof[:, keep], average="macro"))
+        return logits(head, {f: a[held_out] for f, a in x.items()})
+
+    oof = solve.out_of_fold(y, folds, seed, fit_predict)
+    return oof, mean_average_precision(y, oof)
 
 
 def fit_encoder_head(model, params: dict, prepared, cfg, log=print):

@@ -23,9 +23,9 @@ import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score
 from sklearn.model_selection import KFold
 
+from mmgenre.evaluation.metrics import mean_average_precision
 from mmgenre.models.backbones import adapt_tfidf
 from mmgenre.models.probe import TFIDF, feature_kind
 
@@ -89,13 +89,23 @@ def fit_logistic(x, y, c, seed=0, jobs=-1):
     return np.stack([w for w, _ in fits], axis=1), np.array([b for _, b in fits])
 
 
-def out_of_fold_logits(x, y, c, folds, seed=0):
-    """(n, genres) logits of each train row from the fit that did not see it."""
+def out_of_fold(y, folds, seed, fit_predict):
+    """(n, genres) logits of each train row from the fit that did not see it:
+    ``fit_predict(fold, fit_rows, held_out)`` fits on ``fit_rows`` and returns the held-out logits."""
     out = np.zeros(y.shape, np.float64)
-    for fit_rows, held_out in KFold(folds, shuffle=True, random_state=seed).split(x):
-        w, b = fit_logistic(x[fit_rows], y[fit_rows], c, seed)
-        out[held_out] = x[held_out] @ w + b
+    for fold, (fit_rows, held_out) in enumerate(KFold(int(folds), shuffle=True,
+                                                      random_state=seed).split(y)):
+        out[held_out] = fit_predict(fold, fit_rows, held_out)
     return out
+
+
+def out_of_fold_logits(x, y, c, folds, seed=0):
+    """(n, genres) out-of-fold logits of the regression with inverse L2 strength ``c``."""
+    def fit_predict(fold, fit_rows, held_out):
+        w, b = fit_logistic(x[fit_rows], y[fit_rows], c, seed)
+        return x[held_out] @ w + b
+
+    return out_of_fold(y, folds, seed, fit_predict)
 
 
 def platt(logits, y):
@@ -169,8 +179,7 @@ def fit_linear_probe(model, params: dict, prepared, cfg, log=print):
     cv_map, oof = {}, {}
     for c in grid:
         oof[c] = out_of_fold_logits(x["train"], y_train, c, folds, seed)
-        # Every genre has train positives, so sklearn's macro average is mmgenre's mAP.
-        cv_map[c] = float(average_precision_score(y_train, oof[c], average="macro"))
+        cv_map[c] = mean_average_precision(y_train, oof[c])
         log(f"C={c:g}: {folds}-fold train mAP {cv_map[c]:.4f}")
     c = max(grid, key=lambda k: cv_map[k])
     weights, bias = fit_logistic(x["train"], y_train, c, seed)

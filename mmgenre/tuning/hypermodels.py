@@ -125,7 +125,18 @@ def log_fit(path, hp, seconds, epochs):
                                 "worker": os.environ.get("KERASTUNER_TUNER_ID", "local")}) + "\n")
 
 
-class GenreHyperModel(kt.HyperModel):
+class SpaceHyperModel(kt.HyperModel):
+    """A HyperModel over ``self.space`` (dotted config keys) with defaults from ``self.base``."""
+
+    base: dict
+    space: dict
+
+    def values(self, hp) -> dict:
+        """{dotted key: value} of this trial, each declared on ``hp``."""
+        return {key: declare(hp, key, spec, _get(self.base, key)) for key, spec in self.space.items()}
+
+
+class GenreHyperModel(SpaceHyperModel):
     """Builds and fits one trial of a registered model on already-prepared data.
 
     Args:
@@ -141,8 +152,6 @@ class GenreHyperModel(kt.HyperModel):
         self.base, self.space, self.prepared, self.objective = base, space, prepared, objective
         self.log_path = log_path
 
-    def values(self, hp) -> dict:
-        return {key: declare(hp, key, spec, _get(self.base, key)) for key, spec in self.space.items()}
 
     def build(self, hp):
         cfg = config_for(self.base, self.values(hp))
@@ -173,7 +182,7 @@ class GenreHyperModel(kt.HyperModel):
         return history
 
 
-class CachedFeatureHyperModel(kt.HyperModel):
+class CachedFeatureHyperModel(SpaceHyperModel):
     """One trial of an encoder head on cached features: seconds, scored by cross-validation.
 
     build(hp) returns the head alone (``encoder_head.feature_head``: {feature: (batch,
@@ -196,8 +205,6 @@ class CachedFeatureHyperModel(kt.HyperModel):
         super().__init__(**kwargs)
         self.base, self.space, self.x, self.y, self.log_path = base, space, x, y, log_path
 
-    def values(self, hp) -> dict:
-        return {key: declare(hp, key, spec, _get(self.base, key)) for key, spec in self.space.items()}
 
     def _config(self, hp):
         cfg = config_for(self.base, self.values(hp))
