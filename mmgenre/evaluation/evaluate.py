@@ -223,9 +223,8 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
                "data_fingerprint": prepared.dataset_fingerprint, **(extra or {}),
                "threshold_rule": threshold_rule,
                **({"threshold_split": threshold_split} if threshold_rule != "the trained run's" else {})}
-    chosen_on = "train_oof" if threshold_split == "train_oof" else "dev"
     splits, rows = score_splits(name, prepared, probs, task, thresholds, by_rule, variants,
-                                chosen_on)
+                                threshold_split)
     results.update(splits)
     final = "test" if "test" in probs else next(iter(probs))
     table = pd.DataFrame(rows)

@@ -95,9 +95,7 @@ def fit_encoder_head(model, params: dict, prepared, cfg, log=print):
     log(f"{folds}-fold train mAP {cv_map:.4f} ({time.time() - started:.1f} s)")
     head = train_head(x["train"], y, params, cfg.train, cfg.data.batch_size, seed)
     model.get_layer("head").set_weights(head.get_weights())
-    scale, offset = (solve.platt(oof, y) if params["calibration"] == "platt"
-                     else (np.ones(y.shape[1]), np.zeros(y.shape[1])))
-    model.get_layer("genres").set_weights([scale.astype("float32"), offset.astype("float32")])
+    scale, offset = solve.calibrate(model, oof, y, params["calibration"])
     probs = {s: solve.sigmoid(scale * logits(head, blocks) + offset).astype("float32")
              for s, blocks in x.items() if s != "train"}
     log(f"head trained in {time.time() - started:.1f} s")

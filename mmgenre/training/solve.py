@@ -119,6 +119,15 @@ def platt(logits, y):
     return scale, offset
 
 
+def calibrate(model, oof_logits, y, calibration: str):
+    """Fits ``calibration`` ("platt", or "none": plain sigmoid) on out-of-fold train logits
+    (n, genres) and sets it into ``model``'s "genres" layer; returns (scale, offset)."""
+    scale, offset = (platt(oof_logits, y) if calibration == "platt"
+                     else (np.ones(y.shape[1]), np.zeros(y.shape[1])))
+    model.get_layer("genres").set_weights([scale.astype("float32"), offset.astype("float32")])
+    return scale, offset
+
+
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -183,10 +192,8 @@ def fit_linear_probe(model, params: dict, prepared, cfg, log=print):
         log(f"C={c:g}: {folds}-fold train mAP {cv_map[c]:.4f}")
     c = max(grid, key=lambda k: cv_map[k])
     weights, bias = fit_logistic(x["train"], y_train, c, seed)
-    scale, offset = (platt(oof[c], y_train) if params["calibration"] == "platt"
-                     else (np.ones(len(bias)), np.zeros(len(bias))))
     model.get_layer("logits").set_weights([weights.astype("float32"), bias.astype("float32")])
-    model.get_layer("genres").set_weights([scale.astype("float32"), offset.astype("float32")])
+    scale, offset = calibrate(model, oof[c], y_train, params["calibration"])
     probs = {s: sigmoid(scale * (m @ weights + bias) + offset).astype("float32")
              for s, m in x.items() if s != "train"}
     log(f"chose C={c:g}; head solved in {time.time() - started:.1f} s")
