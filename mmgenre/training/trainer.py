@@ -31,6 +31,7 @@ from mmgenre.evaluation import plots
 from mmgenre.evaluation.evaluate import evaluate_prepared, report_probabilities
 from mmgenre.models import registry, weights
 from mmgenre.models.saving import load_model
+from mmgenre.progress import timed
 from mmgenre.training import distributed, fit, head, solve
 
 # How a model over frozen backbones (registry ``fitted_by``) gets its head from cached features:
@@ -179,7 +180,8 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     model = solve.build_over_encoders(cfg, prepared, params["features"])
     probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](model, params, prepared, cfg)
     extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
-    runs.save_model(model, runs.RunFolder(run_dir).model)
+    with timed(f"save {cfg.name}'s whole graph"):
+        runs.save_model(model, runs.RunFolder(run_dir).model)
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
                                 extra=extra, threshold_rule=cfg.evaluation.thresholds,
