@@ -200,6 +200,8 @@ def cmd_score_fusion(args):
     _print_report(out)
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
     print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
+    if "fused_model" in results:  # multi-label: calibrated, and a run folder when it has a model
+        print(f"fused model: {results['fused_model']}")
 
 
 def cmd_synth(args):
@@ -338,7 +340,9 @@ def _add_tune(sub):
 
 def _add_score_fusion(sub):
     p = sub.add_parser("score-fusion", help="late fusion of trained runs' probabilities "
-                                            "(two: weight on dev; more: equal weights)")
+                                            "(two: weight on dev; more: equal weights), "
+                                            "Platt-calibrated; saved as one model when every "
+                                            "run is a graph fed raw inputs")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders (e.g. a poster model and an overview model)")
     p.add_argument("--thresholds", choices=THRESHOLD_RULES,

@@ -115,21 +115,25 @@ class RunFolderError(ValueError):
 STALE_TEMPORARY_SECONDS = 60  # untouched this long and its process gone: a killed write
 
 
+def _left_by_dead_writers(folder: str, pattern: str):
+    """Paths in ``folder`` whose names fullmatch ``pattern`` (group 1: the writer's pid) and
+    whose writer process is gone."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(folder):
+            match = re.fullmatch(pattern, entry)
+            if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
+                yield os.path.join(folder, entry)
+
+
 def remove_stale_temporaries(folder: str, name: str) -> list:
     """Removes ``.tmp<pid>-<name>`` files beside ``name`` left by killed writers (their process
     is gone and the file untouched for a minute); returns what it removed. Only names this
     module writes are touched."""
     removed = []
-    pattern = re.compile(rf"\.tmp(\d+)-{re.escape(name)}")
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.listdir(folder):
-            match = pattern.fullmatch(entry)
-            path = os.path.join(folder, entry)
-            if (match and int(match.group(1)) != os.getpid() and os.path.isfile(path)
-                    and not pid_alive(int(match.group(1)))
-                    and time.time() - os.path.getmtime(path) > STALE_TEMPORARY_SECONDS):
-                os.remove(path)
-                removed.append(path)
+    for path in _left_by_dead_writers(folder, rf"\.tmp(\d+)-{re.escape(name)}"):
+        if os.path.isfile(path) and time.time() - os.path.getmtime(path) > STALE_TEMPORARY_SECONDS:
+            os.remove(path)
+            removed.append(path)
     return removed
 
 
@@ -453,12 +457,9 @@ def check_output_file(path: str, overwrite: bool, ours) -> None:
 
 def remove_stale_staging(path: str):
     """Removes ``<path>.tmp<pid>`` folders left by killed commands (their pid is gone)."""
-    parent, base = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return
-    for name in os.listdir(parent):
-        pid = name[len(base) + 4:] if name.startswith(base + ".tmp") else ""
-        if pid.isdigit() and not pid_alive(int(pid)):
-            import shutil
+    import shutil
 
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    parent, base = os.path.split(os.path.abspath(path))
+    for stale in _left_by_dead_writers(parent, rf"{re.escape(base)}\.tmp(\d+)"):
+        if os.path.isdir(stale):
+            shutil.rmtree(stale, ignore_errors=True)

@@ -67,7 +67,7 @@ def test_error_analysis_counts_false_positives_and_negatives_per_genre():
                           "overview": ["one", "two", None]})
     y_true = np.array([[1, 0], [1, 1], [0, 1]], float)
     y_prob = np.array([[0.9, 0.95], [0.2, 0.9], [0.1, 0.7]])
-    text = error_analysis(table, y_true, y_prob, ["Drama", "Horror"], [0.5, 0.5])
+    text = error_analysis(table, y_true, y_prob, ["Drama", "Horror"], y_prob >= 0.5)
     assert "| Drama | 2 | 0 | 1 |" in text and "| Horror | 2 | 1 | 0 |" in text
     assert "2 of 3 movies have at least one wrong genre" in text
     # A is off by 0.1 + 0.95, B by 0.8 + 0.1: the more confident mistake comes first

@@ -67,7 +67,7 @@ def evaluate_prepared(model, cfg, prepared: PreparedData, out_dir: str, threshol
 
 def _multilabel_section(results, truth, prob, genres, thresholds, threshold_rule, final, name,
                         out_dir):
-    """(per-genre table, report lines, thresholds of the error analysis) of a multi-label run."""
+    """(per-genre table, report lines) of a multi-label run."""
     per_genre = metrics_lib.per_genre_table(truth, prob, genres, thresholds)
     rule = ("the trained run's thresholds" if threshold_rule == "the trained run's"
             else f"thresholds chosen on {results.get('threshold_split', 'dev')} by rule "
@@ -77,13 +77,13 @@ def _multilabel_section(results, truth, prob, genres, thresholds, threshold_rule
              *([f"{left_out} genre(s) have no positive movie here; macro-F1 and mAP average "
                 "over the others.", ""] if left_out else []),
              reports.to_markdown(per_genre), ""]
-    return per_genre, lines, thresholds
+    return per_genre, lines
 
 
 def _single_label_section(results, truth, prob, genres, thresholds, threshold_rule, final, name,
                           out_dir):
-    """(per-genre table, report lines with the confusion matrix, argmax thresholds) of a
-    single-label run; writes the confusion-matrix plot."""
+    """(per-genre table, report lines with the confusion matrix) of a single-label run;
+    writes the confusion-matrix plot."""
     per_genre = metrics_lib.single_label_per_genre(truth, prob, genres)
     matrix = results["splits"][final]["single"]["confusion_matrix"]
     plots.confusion_matrix(matrix, genres, runs.RunFolder(out_dir).confusion_plot,
@@ -93,7 +93,7 @@ def _single_label_section(results, truth, prob, genres, thresholds, threshold_ru
     lines = [f"## Per-genre ({final}, argmax)", "", reports.to_markdown(per_genre), "",
              f"## Confusion matrix ({final}; rows true, columns predicted)", "",
              reports.to_markdown(confusion, ".0f"), "", "![confusion](confusion_matrix.png)", ""]
-    return per_genre, lines, metrics_lib.argmax_thresholds(prob)
+    return per_genre, lines
 
 
 def score_splits(name, prepared: PreparedData, probs: dict, task: str, thresholds, by_rule: dict,
@@ -172,16 +172,16 @@ def _save_thresholds(out_dir, genres, thresholds):
     return thresholds
 
 
-def _write_genre_files(out_dir, name, final, prepared, per_genre, prob, error_thresholds):
-    """The three files both tasks write: per-genre table, its plot, the error analysis."""
+def _write_genre_files(out_dir, name, final, prepared, per_genre, prob, predicted):
+    """The three files both tasks write: per-genre table, its plot, the error analysis of the
+    (n, genres) bool ``predicted`` genres."""
     rows, truth = prepared.splits[final]
     runs.write_csv(per_genre, runs.RunFolder(out_dir).per_genre)
     plots.per_genre_f1(per_genre, runs.RunFolder(out_dir).per_genre_plot,
                        f"{name}: per-genre F1 on {final}")
     runs.write_text(runs.RunFolder(out_dir).errors,
                     f"# Error analysis: {name} on {final}\n\n"
-                    + reports.error_analysis(rows, truth, prob, prepared.vocab.genres,
-                                             error_thresholds))
+                    + reports.error_analysis(rows, truth, prob, prepared.vocab.genres, predicted))
 
 
 def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, probs: dict,
@@ -236,9 +236,10 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
               reports.to_markdown(table), ""]
     truth, prob = prepared.splits[final][1], probs[final]
     section = _multilabel_section if uses_thresholds else _single_label_section
-    per_genre, lines, error_thresholds = section(results, truth, prob, genres, thresholds,
-                                                 threshold_rule, final, name, out_dir)
-    _write_genre_files(out_dir, name, final, prepared, per_genre, prob, error_thresholds)
+    per_genre, lines = section(results, truth, prob, genres, thresholds, threshold_rule, final,
+                               name, out_dir)
+    _write_genre_files(out_dir, name, final, prepared, per_genre, prob,
+                       tasks.get(task).decide(prob, thresholds))
     report += lines + _notes(results, prepared, final)
     runs.write_text(runs.RunFolder(out_dir).report, "\n".join(report))
     runs.mark_complete(out_dir)  # last: the folder now holds a whole result

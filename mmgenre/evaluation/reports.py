@@ -76,13 +76,14 @@ def metrics_rows(name: str, split_metrics: dict, chosen_on: str = "dev") -> list
     return rows
 
 
-def error_analysis(table: pd.DataFrame, y_true, y_prob, genres, thresholds, limit: int = 25) -> str:
+def error_analysis(table: pd.DataFrame, y_true, y_prob, genres, y_pred, limit: int = 25) -> str:
     """Markdown list of the most wrong test movies: title, overview, true vs predicted.
 
+    ``y_pred``: (n, genres) bool, the genres the task decided (``Task.decide``).
     "Most wrong" = largest summed absolute error between targets and
     probabilities, so confident mistakes come first.
     """
-    y_pred = np.asarray(y_prob) >= np.asarray(thresholds)
+    y_pred = np.asarray(y_pred, bool)
     errors = np.abs(np.asarray(y_true) - np.asarray(y_prob)).sum(axis=1)
     wrong = [i for i in np.argsort(-errors) if (y_pred[i] != (y_true[i] > 0.5)).any()]
     truth = np.asarray(y_true) > 0.5

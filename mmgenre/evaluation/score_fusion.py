@@ -23,6 +23,12 @@ checkpointed on dev have optimistic dev scores, and a weight chosen on the
 scores that also chose C or the checkpoint inherits that optimism. Thresholds
 are then chosen on the fused dev probabilities. Test never influences weights or
 thresholds.
+
+Calibration and the model: a multi-label fusion's fused logit goes through
+per-genre Platt scaling fitted on the split the weights were chosen on, so its
+outputs are probabilities again (z-scored logits are not), and when every member
+is a saved graph fed raw inputs the fused folder holds the whole fusion as one
+model (``mmgenre.models.score_fusion``) that evaluate, predict and export take.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import numpy as np
 
 from mmgenre.config import FUSION_SPACES, FUSION_WEIGHTINGS
 from mmgenre.evaluation.metrics import mean_average_precision
+from mmgenre.models.layers import ScoreFusion
 from mmgenre.runs import PROBABILITIES, RunFolder, check_report_dir, dataset_path, read_json, require_complete
 
 WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
@@ -69,22 +76,38 @@ def select_ensemble(dev_probs: list, dev_y: np.ndarray, max_steps: int = 20) -> 
     return (picks / total).tolist()
 
 
+def logit(p: np.ndarray) -> np.ndarray:
+    """Probabilities -> logits, clipped as ``ScoreFusion`` clips them in the graph (at the
+    float32 bounds: 1 - 1e-6 rounded to float32 is 1 - 1.013e-6, a logit 0.013 away)."""
+    low, high = (float(np.float32(b)) for b in (ScoreFusion.EPSILON, 1 - ScoreFusion.EPSILON))
+    p = np.clip(np.asarray(p, np.float64), low, high)
+    return np.log(p) - np.log1p(-p)
+
+
+def logit_statistics(dev_probs: np.ndarray):
+    """(mean, spread), each (n_genres,): a member's per-genre dev logit statistics."""
+    logits = logit(dev_probs)
+    return logits.mean(axis=0), logits.std(axis=0) + 1e-6
+
+
 def to_space(member: dict, space: str) -> dict:
     """{split: (n, n_genres) probabilities} -> the same in fusion space ``space``."""
     if space == "probability":
         return member
     if space != "logit_z":
         raise ValueError(f"fusion space must be one of {list(FUSION_SPACES)}, got {space!r}")
-    eps = 1e-6
-    logits = {s: np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1 - eps))
-              for s, p in member.items()}
-    mean, spread = logits["dev"].mean(axis=0), logits["dev"].std(axis=0) + 1e-6
-    return {s: (x - mean) / spread for s, x in logits.items()}
+    mean, spread = logit_statistics(member["dev"])
+    return {s: (logit(p) - mean) / spread for s, p in member.items()}
 
 
 def from_space(scores: np.ndarray, space: str) -> np.ndarray:
     """Fused scores -> values in [0, 1] (a monotone map: ranks, mAP and thresholds hold)."""
     return scores if space == "probability" else 1.0 / (1.0 + np.exp(-scores))
+
+
+def fused_logits(scores: np.ndarray, space: str) -> np.ndarray:
+    """Fused scores -> the logit ``ScoreFusion`` outputs (what Platt scaling then calibrates)."""
+    return logit(scores) if space == "probability" else scores
 
 
 def fuse(members: list, select_y: np.ndarray, weighting: str = "auto",
@@ -95,6 +118,13 @@ def fuse(members: list, select_y: np.ndarray, weighting: str = "auto",
     ``select_on`` (targets ``select_y``); more, equal weights. "select":
     ``select_ensemble`` there. ``space``: see the module docstring.
     """
+    scores, weights = fuse_scores(members, select_y, weighting, space, select_on)
+    return {s: from_space(v, space) for s, v in scores.items()}, weights
+
+
+def fuse_scores(members: list, select_y: np.ndarray, weighting: str = "auto",
+                space: str = FUSION_SPACES[0], select_on: str = "dev"):
+    """As ``fuse``, with the fused scores left in ``space`` (logits for "logit_z")."""
     if len(members) < 2:
         raise ValueError(f"score fusion needs at least two runs, got {len(members)}")
     members = [to_space(m, space) for m in members]
@@ -107,8 +137,7 @@ def fuse(members: list, select_y: np.ndarray, weighting: str = "auto",
         weights = [first, 1.0 - first]
     else:
         weights = [1.0 / len(members)] * len(members)
-    return {s: from_space(sum(w * m[s] for w, m in zip(weights, members)), space)
-            for s in members[0]}, weights
+    return {s: sum(w * m[s] for w, m in zip(weights, members)) for s in members[0]}, weights
 
 
 def saved_probabilities(run_dir: str):
@@ -203,23 +232,125 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     """Fuses the saved dev/test probabilities of ``runs`` (folders) on the movies all scored.
 
     Any run may be a Keras model, a classical baseline or another score fusion.
-    ``data_cfg``, ``data_path`` and ``threshold_rule`` default as in ``aligned_probabilities``;
-    ``weighting`` is "auto" or "select" (see the module docstring).
+    A multi-label fusion is Platt-calibrated on the split its weights were
+    chosen on; when every run is a saved graph fed raw inputs, ``out_dir``
+    also gets the fused model (best.keras, config.yaml, genres.json), checked
+    against the fused probabilities on dev movies, and is then a run folder.
+    ``data_cfg``, ``data_path`` and ``threshold_rule`` default as in
+    ``aligned_probabilities``; ``weighting`` is "auto" or "select" (see the
+    module docstring).
     """
     check_report_dir(out_dir)
+    from mmgenre import tasks
     from mmgenre.evaluation import evaluate
+    from mmgenre.training.solve import platt, sigmoid
 
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg, data_path)
     select_on = "train_oof" if "train_oof" in members[0] else "dev"
     select_y = prepared.splits["train" if select_on == "train_oof" else "dev"][1]
-    fused, weights = fuse(members, select_y, weighting, space, select_on)
-    oof = fused.pop("train_oof", None)
+    scores, weights = fuse_scores(members, select_y, weighting, space, select_on)
     names = [os.path.basename(os.path.normpath(run)) for run in runs]
     if len(set(names)) < len(names):  # e.g. runs/a/model and runs/b/model: one weight each
         names = [f"{i}:{os.path.normpath(run)}" for i, run in enumerate(runs)]
+    extra = {"weights": dict(zip(names, weights)), "space": space, "weights_chosen_on": select_on}
+    if tasks.get(data_cfg.task).uses_thresholds:  # multi-label: one sigmoid per genre
+        logits = {s: fused_logits(v, space) for s, v in scores.items()}
+        scale, offset = platt(logits[select_on], select_y)
+        fused = {s: sigmoid(scale * z + offset).astype("float32") for s, z in logits.items()}
+        extra["calibration"] = f"platt on {select_on}"
+        extra["fused_model"] = save_fused_model(
+            runs, members, weights, (scale, offset), space, weighting, out_dir, data_cfg,
+            prepared, threshold_rule or saved_rule, fused["dev"])
+    else:
+        fused = {s: from_space(v, space) for s, v in scores.items()}
+        extra["fused_model"] = "none: single-label fusions stay a report"
+    oof = fused.pop("train_oof", None)
     return evaluate.report_probabilities(
         f"score fusion ({' + '.join(names)})" if weighting == "auto" else
         f"ensemble selected on dev from {len(runs)} runs", "score_fusion", data_cfg,
-        prepared, fused, out_dir, extra={"weights": dict(zip(names, weights)), "space": space,
-                                         "weights_chosen_on": select_on},
-        threshold_rule=threshold_rule or saved_rule, train_oof=oof)
+        prepared, fused, out_dir, extra=extra, threshold_rule=threshold_rule or saved_rule,
+        train_oof=oof)
+
+
+def _member_models(runs: list):
+    """([loaded member models], poster size they share or None), or raises ValueError saying
+    why these runs cannot be one graph."""
+    from mmgenre import config as config_lib
+    from mmgenre.models.saving import load_model
+    from mmgenre.models.score_fusion import member_problem
+
+    models, sizes = [], set()
+    for run in runs:
+        folder = RunFolder(run)
+        if not (os.path.exists(folder.model) and os.path.exists(folder.config)):
+            raise ValueError(f"{run} has no best.keras and config.yaml (a classical baseline "
+                             "or a report-only fusion)")
+        model = load_model(folder.model)
+        problem = member_problem(model)
+        if problem:
+            raise ValueError(f"{run}: {problem}")
+        if "poster" in model.input:
+            sizes.add(tuple(config_lib.load_config(folder.config).data.image_size))
+        models.append(model)
+    if len(sizes) > 1:
+        raise ValueError(f"the runs read posters at different sizes {sorted(sizes)}")
+    return models, next(iter(sizes), None)
+
+
+def save_fused_model(runs, members, weights, calibration, space, weighting, out_dir, data_cfg,
+                     prepared, threshold_rule, dev_probs) -> str:
+    """Builds, fills, checks and saves the fused graph of ``runs`` in ``out_dir`` (with its
+    config.yaml and genres.json); returns what happened, for metrics.json: "best.keras", or
+    "none: <why>" when the runs cannot be one graph."""
+    import dataclasses
+
+    from mmgenre import config as config_lib
+    from mmgenre.models import registry
+    from mmgenre.runs import save_model
+    from mmgenre.training.solve import FeatureMismatch, check_graph
+
+    try:
+        models, size = _member_models(runs)
+    except ValueError as err:
+        _remove_fused_model(out_dir)
+        print(f"score fusion: no fused model ({err}); the folder is a report", flush=True)
+        return f"none: {err}"
+    inputs = [m for m in ("poster", "overview") if any(m in model.input for model in models)]
+    data_cfg = dataclasses.replace(data_cfg, image_size=list(size or data_cfg.image_size))
+    params = {"inputs": inputs, "space": space, "weighting": weighting,
+              "members": [os.path.abspath(run) for run in runs]}
+    model = registry.build_model("score_fusion", {**params, "members": models},
+                                 num_genres=len(prepared.vocab.genres),
+                                 image_size=tuple(data_cfg.image_size))
+    stats = [logit_statistics(m["dev"]) if space == "logit_z" else
+             (np.zeros(len(prepared.vocab.genres)), np.ones(len(prepared.vocab.genres)))
+             for m in members]
+    model.get_layer("fusion").set_weights([np.stack([a for a, _ in stats]).astype("float32"),
+                                           np.stack([b for _, b in stats]).astype("float32"),
+                                           np.asarray(weights, "float32")])
+    model.get_layer("genres").set_weights([c.astype("float32") for c in calibration])
+    try:
+        # Fed only the inputs the fused graph reads (the aligned data holds both).
+        diff = check_graph(model, data_cfg, dataclasses.replace(prepared, modalities=tuple(inputs)),
+                           dev_probs)
+    except FeatureMismatch as err:
+        _remove_fused_model(out_dir)
+        print(f"score fusion: no fused model ({err})", flush=True)
+        return f"none: the members' graphs do not reproduce their saved probabilities ({err})"
+    cfg = config_lib.load_config(raw={
+        "name": os.path.basename(os.path.normpath(out_dir)), "model": {
+            "name": "score_fusion", "params": params},
+        "evaluation": {"thresholds": threshold_rule}})
+    cfg.data = data_cfg
+    save_model(model, RunFolder(out_dir).model)
+    config_lib.save_config(cfg, RunFolder(out_dir).config)
+    prepared.vocab.to_json(RunFolder(out_dir).genres)
+    return f"best.keras (graph matches the fused probabilities to {diff:.1e} on dev movies)"
+
+
+def _remove_fused_model(out_dir):
+    """Removes the fused model an earlier fusion wrote here (``check_report_dir`` found the
+    folder to be mmgenre's), so a report-only rerun leaves no stale model beside its report."""
+    for path in (RunFolder(out_dir).model, RunFolder(out_dir).config, RunFolder(out_dir).genres):
+        if os.path.exists(path):
+            os.remove(path)

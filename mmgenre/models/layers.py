@@ -239,6 +239,64 @@ class PlattCalibration(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mmgenre")
+class ScoreFusion(keras.layers.Layer):
+    """Score-level late fusion of trained models' probabilities, as a layer.
+
+    Space "logit_z": each member's probabilities become logits, z-scored per
+    genre with that member's dev mean and spread, and averaged with the chosen
+    member weights (``mmgenre.evaluation.score_fusion``: members calibrated
+    differently would otherwise follow the most confident one). Space
+    "probability": the weighted average of the probabilities, as a logit. The
+    statistics and weights are non-trainable weights set once from the members'
+    saved scores, so the saved graph fuses by itself; a ``PlattCalibration``
+    after it turns the fused logit into a probability.
+
+    Args:
+        members: int. number of fused models M.
+        units: int. number of genres.
+        space: "logit_z" or "probability".
+
+    Call args: list of M (batch, units) probabilities. Returns (batch, units) fused logits.
+    """
+
+    EPSILON = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit
+
+    def __init__(self, members: int, units: int, space: str = "logit_z", **kwargs):
+        super().__init__(**kwargs)
+        if space not in ("logit_z", "probability"):
+            raise ValueError(f"space must be 'logit_z' or 'probability', got {space!r}")
+        self.members, self.units, self.space = int(members), int(units), space
+
+    def build(self, input_shape):
+        shape = (self.members, self.units)
+        self.mean = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="mean")
+        self.spread = self.add_weight(shape=shape, initializer="ones", trainable=False,
+                                      name="spread")
+        self.weight = self.add_weight(shape=(self.members,), initializer="ones", trainable=False,
+                                      name="weight")
+
+    @classmethod
+    def logit(cls, p):
+        p = ops.clip(ops.cast(p, "float32"), cls.EPSILON, 1 - cls.EPSILON)
+        return ops.log(p) - ops.log(1 - p)
+
+    def call(self, probabilities):
+        p = ops.stack([ops.cast(x, "float32") for x in probabilities], axis=0)  # (M, batch, units)
+        w = ops.reshape(self.weight, (self.members, 1, 1))
+        if self.space == "probability":
+            return self.logit(ops.sum(w * p, axis=0))
+        z = (self.logit(p) - self.mean[:, None, :]) / self.spread[:, None, :]
+        return ops.sum(w * z, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members, "units": self.units,
+                "space": self.space}
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
 class SublinearTfIdf(keras.layers.Layer):
     """Term counts -> (1 + log count) * idf, scikit-learn's TfidfVectorizer(sublinear_tf=True).
 

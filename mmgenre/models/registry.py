@@ -36,8 +36,9 @@ class ModelSpec:
     accepts_missing: bool = False  # takes rows lacking one modality (fusion)
     fine_tune: Optional[Callable] = None  # fine_tune(model, blocks): unfreeze for phase two
     # How the trainer fits it: "gradient" (model.fit), "linear_solver" (a probe's head solved on
-    # cached features, mmgenre.training.solve) or "cached_features" (a Keras head trained on
-    # cached features, mmgenre.training.head).
+    # cached features, mmgenre.training.solve), "cached_features" (a Keras head trained on
+    # cached features, mmgenre.training.head) or "score_fusion" (never trained from a config:
+    # made from trained runs by `mmgenre score-fusion`).
     fitted_by: str = "gradient"
 
     def for_params(self, params: dict | None) -> "ModelSpec":
@@ -45,6 +46,13 @@ class ModelSpec:
         if not callable(self.modalities):
             return self
         return dataclasses.replace(self, modalities=tuple(self.modalities(dict(params or {}))))
+
+    def check_trainable(self) -> "ModelSpec":
+        """This spec, or ValueError when ``mmgenre train`` / ``tune`` cannot make the model."""
+        if self.fitted_by == "score_fusion":
+            raise ValueError(f"model {self.name!r} is made from trained runs by `mmgenre "
+                             "score-fusion RUN RUN ... --out DIR`, not trained from a config")
+        return self
 
     def hyperparameters(self) -> dict:
         """Plain hyperparameters of the builder with their defaults."""

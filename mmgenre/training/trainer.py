@@ -85,7 +85,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     Returns the metrics dict also written to ``metrics.json``.
     """
     run_dir = workdir or cfg.run_dir
-    spec = registry.check_params(cfg.model.name, cfg.model.params)
+    spec = registry.check_params(cfg.model.name, cfg.model.params).check_trainable()
     if cfg.evaluation.threshold_split == "train_oof" and spec.fitted_by not in CACHED_FEATURE_FITTERS:
         raise config_lib.ConfigError(
             f"evaluation.threshold_split 'train_oof' needs out-of-fold train probabilities, which "

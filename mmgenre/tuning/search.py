@@ -131,7 +131,7 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
 
     cfg = experiment_config(search)
     check_space(search.space, cfg)
-    spec = registry.get(cfg.model.name, cfg.model.params)
+    spec = registry.get(cfg.model.name, cfg.model.params).check_trainable()
     role = os.environ.get("KERASTUNER_TUNER_ID")
     # The chief never trains, but keras-tuner builds the model once everywhere to
     # discover the space, and building needs the data's vocabulary sizes.

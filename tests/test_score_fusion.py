@@ -1,0 +1,80 @@
+"""Score fusion as a model: the ScoreFusion layer equals the NumPy fusion, and a fused folder
+is a run that evaluate and predict take, with calibrated probabilities."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from mmgenre.evaluation import score_fusion
+from mmgenre.models.layers import ScoreFusion
+
+
+@pytest.mark.parametrize("space", ["logit_z", "probability"])
+def test_score_fusion_layer_equals_the_numpy_fusion(space):
+    rng = np.random.default_rng(0)
+    members = [{s: rng.random((30, 4)).astype("float32") for s in ("dev", "test")}
+               for _ in range(3)]
+    members[0]["test"][0, 0] = 1.0  # a saturated probability is clipped the same way
+    y = (rng.random((30, 4)) > 0.5).astype("float32")
+    scores, weights = score_fusion.fuse_scores(members, y, "auto", space)
+    layer = ScoreFusion(3, 4, space, name="fusion")
+    layer.build(None)
+    stats = [score_fusion.logit_statistics(m["dev"]) for m in members]
+    layer.set_weights([np.stack([a for a, _ in stats]), np.stack([b for _, b in stats]),
+                       np.asarray(weights, "float32")])
+    out = keras.ops.convert_to_numpy(layer([m["test"] for m in members]))
+    np.testing.assert_allclose(out, score_fusion.fused_logits(scores["test"], space), atol=1e-4)
+    again = ScoreFusion.from_config(layer.get_config())
+    assert (again.members, again.units, again.space) == (3, 4, space)
+    with pytest.raises(ValueError, match="space must be"):
+        ScoreFusion(2, 4, "rank")
+
+
+@pytest.mark.slow
+def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, tmp_path):
+    from mmgenre.evaluation.metrics import calibration_metrics
+    from mmgenre.inference import evaluate_run, load_run, predict_movie
+    from mmgenre.training.trainer import run_classical, train_and_evaluate
+
+    text = tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf"], "folds": 2})
+    train_and_evaluate(text, str(tmp_path / "text"))
+    train_and_evaluate(tiny_config(synthetic_dir, "cnn", train={"epochs": 2}), str(tmp_path / "poster"))
+    members = [str(tmp_path / "poster"), str(tmp_path / "text")]
+    out = str(tmp_path / "fused")
+    fused = score_fusion.run_score_fusion(members, out)
+    assert fused["fused_model"].startswith("best.keras"), fused["fused_model"]
+    assert fused["calibration"] == "platt on dev"  # the cnn has no out-of-fold train scores
+    saved = np.load(os.path.join(out, "probabilities.npz"))
+
+    # The saved graph reproduces the fusion from raw posters and overviews.
+    evaluate_run(out, split="test", out_dir=str(tmp_path / "eval"))
+    again = np.load(tmp_path / "eval" / "probabilities.npz")
+    assert again["test_ids"].tolist() == saved["test_ids"].tolist()
+    np.testing.assert_allclose(again["test"], saved["test"], atol=1e-4)
+    run = load_run(out)
+    assert run.modalities == ("poster", "overview")
+    poster = sorted(os.listdir(os.path.join(synthetic_dir, "posters")))[0]
+    movie = predict_movie(run, poster=os.path.join(synthetic_dir, "posters", poster),
+                          overview="a story")[0]
+    assert 0.0 <= movie[1] <= 1.0
+
+    # Platt after fusing: probabilities, where the sigmoid of z-scored logits is not one.
+    prepared, aligned, _, _ = score_fusion.aligned_probabilities(members)
+    uncalibrated, _ = score_fusion.fuse(aligned, prepared.splits["dev"][1])
+    y_test = prepared.splits["test"][1]
+    brier = [calibration_metrics(y_test, p)["brier"] for p in (saved["test"], uncalibrated["test"])]
+    assert brier[0] < brier[1], brier
+
+    # A member without a graph (a classical baseline): the folder is a report, and a rerun
+    # into a folder that held a fused model removes that model.
+    run_classical(text.data, "tfidf", str(tmp_path / "classical"))
+    report = score_fusion.run_score_fusion([members[0], str(tmp_path / "classical")], out)
+    assert report["fused_model"].startswith("none: ") and "no best.keras" in report["fused_model"]
+    assert not os.path.exists(os.path.join(out, "best.keras"))
+    assert not os.path.exists(os.path.join(out, "config.yaml"))
+
+    with pytest.raises(ValueError, match="made from trained runs by `mmgenre score-fusion"):
+        train_and_evaluate(tiny_config(synthetic_dir, "score_fusion"), str(tmp_path / "t"))
