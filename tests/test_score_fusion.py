@@ -61,6 +61,20 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
                           overview="a story")[0]
     assert 0.0 <= movie[1] <= 1.0
 
+    # Exported, the fused graph serves raw poster bytes and text like any run.
+    import tensorflow as tf
+
+    from mmgenre.serving.export import export_run
+
+    served = tf.saved_model.load(export_run(out, str(tmp_path / "export")))
+    with open(os.path.join(synthetic_dir, "posters", poster), "rb") as f:
+        result = served.serve({"poster": tf.constant([f.read()]), "overview": tf.constant(["a story"])})
+    genres = [g.decode() for g in served.genres()["genres"].numpy()]
+    served_probs = dict(zip(genres, result["probabilities"].numpy()[0]))
+    for genre, p, _, _ in predict_movie(run, poster=os.path.join(synthetic_dir, "posters", poster),
+                                        overview="a story"):
+        assert served_probs[genre] == pytest.approx(p, abs=1e-5), genre
+
     # Platt after fusing: probabilities, where the sigmoid of z-scored logits is not one.
     prepared, aligned, _, _ = score_fusion.aligned_probabilities(members)
     uncalibrated, _ = score_fusion.fuse(aligned, prepared.splits["dev"][1])
