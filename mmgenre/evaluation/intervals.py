@@ -17,7 +17,8 @@ def paired_bootstrap(truth: np.ndarray, scores: dict, metric=mean_average_precis
         truth: (n, n_genres) 0/1 targets.
         scores: {model name: (n, n_genres) scores}.
         metric: f(truth, scores) -> float (default: mean average precision, computed for
-            all resamples at once by ``resampled_map``: the same values, 30x faster).
+            all resamples at once by ``resampled_map``: the same values, 140x faster on
+            300 movies here).
         resamples: bootstrap resamples of the n movies.
         pairs: (a, b) model names whose difference a - b gets an interval.
 
@@ -52,8 +53,8 @@ def resampled_map(truth: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> 
     enter at one threshold) equals the weighted sum over distinct scores of
     (new true positives / all positives) x precision there. Sorting once per
     genre and taking cumulative sums over the (resamples, n) weights replaces a
-    thousand calls per genre and model (the large set's bootstrap took about 3 of
-    its 20 minutes that way).
+    thousand scikit-learn calls per genre and model (the large set's headline spent
+    about 3 minutes after its last row that way).
 
     Args:
         truth: (n, n_genres) 0/1 targets.

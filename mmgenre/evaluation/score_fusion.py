@@ -243,7 +243,10 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     check_report_dir(out_dir)
     from mmgenre import tasks
     from mmgenre.evaluation import evaluate
+    from mmgenre.runs import clear_complete
     from mmgenre.training.solve import platt, sigmoid
+
+    clear_complete(out_dir)  # before the model changes: a kill leaves an unfinished folder
 
     prepared, members, data_cfg, saved_rule = aligned_probabilities(runs, data_cfg, data_path)
     select_on = "train_oof" if "train_oof" in members[0] else "dev"
