@@ -47,6 +47,9 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     """
     model_path = runs.RunFolder(run_dir).model
     if not os.path.exists(model_path):
+        why = (runs.read_json(runs.RunFolder(run_dir).metrics) or {}).get("fused_model", "")
+        if why.startswith("none: "):  # a score fusion that could not be one graph
+            raise FileNotFoundError(f"{run_dir}: a score-fusion report without a model ({why[6:]})")
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
     # Without its completion record a folder may hold a half-trained model and no dev
     # thresholds (predictions would silently use 0.5 everywhere).

@@ -89,6 +89,8 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
     assert report["fused_model"].startswith("none: ") and "no best.keras" in report["fused_model"]
     assert not os.path.exists(os.path.join(out, "best.keras"))
     assert not os.path.exists(os.path.join(out, "config.yaml"))
+    with pytest.raises(FileNotFoundError, match="a score-fusion report without a model .*no best.keras"):
+        load_run(out)
 
     with pytest.raises(ValueError, match="made from trained runs by `mmgenre score-fusion"):
         train_and_evaluate(tiny_config(synthetic_dir, "score_fusion"), str(tmp_path / "t"))
