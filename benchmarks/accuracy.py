@@ -292,9 +292,10 @@ def bootstrap_section(folders, pair, data_cfg, seed, resamples, rule="dev mAP") 
     for a, b in pairs:
         point, low, high = out[f"{a} - {b}"]
         verdict = "above 0" if low > 0 else "not above 0"
+        digits = 4 if abs(low) < 0.0005 else 3  # "[+0.000, ...] (above 0)" would hide the sign
         text += (f"\n\nChosen on {rule}: best fused row **{a}**, best unimodal row **{b}**. "
-                 f"Test mAP difference {point:+.3f}, 95% interval [{low:+.3f}, {high:+.3f}] "
-                 f"({verdict}).")
+                 f"Test mAP difference {point:+.3f}, 95% interval [{low:+.{digits}f}, "
+                 f"{high:+.{digits}f}] ({verdict}).")
     return text + "\n\n"
 
 
