@@ -34,7 +34,8 @@ def test_score_fusion_layer_equals_the_numpy_fusion(space):
 
 
 @pytest.mark.slow
-def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, tmp_path):
+def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, tmp_path,
+                                                                         monkeypatch):
     from mmgenre.evaluation.metrics import calibration_metrics
     from mmgenre.inference import evaluate_run, load_run, predict_movie
     from mmgenre.training.trainer import run_classical, train_and_evaluate
@@ -91,6 +92,19 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
     assert not os.path.exists(os.path.join(out, "config.yaml"))
     with pytest.raises(FileNotFoundError, match="a score-fusion report without a model .*no best.keras"):
         load_run(out)
+
+    # A run of weight 0 (ensemble selection leaves most there) stays out of the graph, so it
+    # cannot stop the fusion from being a model.
+    def two_of_three(members, select_y, weighting, space, select_on):
+        z = [score_fusion.to_space(m, space) for m in members]
+        return {s: 0.5 * z[0][s] + 0.5 * z[1][s] for s in z[0]}, [0.5, 0.5, 0.0]
+
+    monkeypatch.setattr(score_fusion, "fuse_scores", two_of_three)
+    out3 = str(tmp_path / "selected")
+    selected = score_fusion.run_score_fusion([*members, str(tmp_path / "classical")], out3)
+    assert selected["fused_model"].startswith("best.keras"), selected["fused_model"]
+    assert sorted(layer.name for layer in load_run(out3).model.layers
+                  if layer.name.startswith("member_")) == ["member_0", "member_1"]
 
     with pytest.raises(ValueError, match="made from trained runs by `mmgenre score-fusion"):
         train_and_evaluate(tiny_config(synthetic_dir, "score_fusion"), str(tmp_path / "t"))

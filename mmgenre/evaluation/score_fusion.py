@@ -304,7 +304,8 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
                      prepared, threshold_rule, dev_probs) -> str:
     """Builds, fills, checks and saves the fused graph of ``runs`` in ``out_dir`` (with its
     config.yaml and genres.json); returns what happened, for metrics.json: "best.keras", or
-    "none: <why>" when the runs cannot be one graph."""
+    "none: <why>" when the runs cannot be one graph. Runs of weight 0 (ensemble selection
+    leaves most at 0) add nothing to the fused scores and are left out of the graph."""
     import dataclasses
 
     from mmgenre import config as config_lib
@@ -312,6 +313,9 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
     from mmgenre.runs import save_model
     from mmgenre.training.solve import FeatureMismatch, check_graph
 
+    keep = [i for i, w in enumerate(weights) if w > 0]
+    runs, members, weights = ([runs[i] for i in keep], [members[i] for i in keep],
+                              [weights[i] for i in keep])
     try:
         models, size = _member_models(runs)
     except ValueError as err:

@@ -53,7 +53,8 @@ def build_score_fusion(num_genres: int, image_size=(224, 224), members=(), input
     Args:
         num_genres: int. number of genres every member predicts.
         image_size: (height, width) of the poster input, the members' own.
-        members: list of keras.Model, or of run folders whose best.keras to load (safe mode).
+        members: list of keras.Model, or of run folders whose best.keras to load (safe mode);
+            the runs of non-zero weight (one is a calibrated copy of that run).
         inputs: list of str. the modalities the members read ("poster", "overview").
         space: "logit_z" or "probability" (``ScoreFusion``).
         weighting: how the weights were chosen (recorded; the weights live in the layer).
@@ -66,8 +67,8 @@ def build_score_fusion(num_genres: int, image_size=(224, 224), members=(), input
     from mmgenre.models.saving import load_model
     from mmgenre.runs import RunFolder
 
-    if len(members) < 2:
-        raise ValueError(f"score fusion needs at least two members, got {len(members)}")
+    if not members:
+        raise ValueError("score fusion needs at least one member model")
     models = [m if isinstance(m, keras.Model) else load_model(RunFolder(m).model)
               for m in members]
     problems = [p for p in map(member_problem, models) if p]
