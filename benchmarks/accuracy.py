@@ -206,7 +206,7 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg, ti
     return table
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="*", default=["configs/cnn.yaml", "configs/lstm.yaml"])
     parser.add_argument("--variants", help="YAML list of {name, config, set: [KEY=VALUE, ...]} rows")
@@ -245,6 +245,11 @@ def main(argv=None):
                         help="add 95%% paired bootstrap intervals of test mAP (N resamples of the "
                              "test movies, first seed) per row and for best fused minus best "
                              "unimodal, both chosen on dev mAP")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.out = args.out or ("runs/quick/baselines" if args.quick else "results/baselines")
 

