@@ -54,7 +54,7 @@ def main(argv=None):
     model.fit(train_ds, epochs=1, verbose=0)
     uncached = time.perf_counter() - start
 
-    extractor, head = feature_cache.split_at_embedding(model)
+    extractor, head = feature_cache.frozen_backbone(model)
     head = fit.compile_model(head, cfg, len(prepared.vocab))
     tmp = tempfile.mkdtemp()
     start = time.perf_counter()

@@ -74,14 +74,14 @@ def test_text_encoder_model_matches_the_embedder_trains_and_reloads_offline(enco
 
     from mmgenre.encoders.text import embed_texts
     from mmgenre.models import registry
-    from mmgenre.training.feature_cache import split_at_embedding
+    from mmgenre.training.feature_cache import frozen_backbone
 
     texts = np.array(["the ghost of the night", "a funny crazy family", "war and the army", "love"],
                      dtype=object)
     model = registry.build_model("text_encoder", {"dense_units": 8}, num_genres=3, task="multilabel",
                                  sequence_length=16)
     assert not model.get_layer("backbone").trainable
-    extractor, _ = split_at_embedding(model)  # frozen: features can be cached
+    extractor, _ = frozen_backbone(model)  # frozen: features can be cached
     np.testing.assert_allclose(extractor.predict({"overview": texts}, verbose=0),
                                embed_texts("minilm", list(texts), show_progress=False), atol=1e-5)
     targets = np.eye(3, dtype="float32")[[0, 1, 2, 0]]

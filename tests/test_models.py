@@ -3,6 +3,7 @@ import pytest
 from helpers import assert_trains_and_round_trips
 
 from mmgenre.models import registry
+from mmgenre.models.heads import backbone_and_head, embedding_output
 
 DATA_ARGS = dict(num_genres=4, image_size=(32, 32), vocab_size=50, sequence_length=12)
 
@@ -43,8 +44,10 @@ def test_bag_of_words_counts_in_vocabulary_words_and_hashed_bigrams():
 def test_every_registered_model_trains_and_round_trips(name, tmp_path):
     spec = registry.get(name)
     model = registry.build_model(name, PARAMS.get(name, {}), task="multilabel", **DATA_ARGS)
-    assert model.get_layer("embedding") is not None  # fusion reuses it
-    assert model.get_layer("genres").output.shape == (None, 4)
+    if name != "fusion":  # a backbone and the shared head; a fusion takes the branch embedding
+        backbone, head = backbone_and_head(model)
+        assert head.get_layer("genres").output.shape == (None, 4)
+        assert len(embedding_output(model).shape) == 2
     targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
     assert_trains_and_round_trips(model, _inputs(spec), targets, tmp_path)
 
@@ -111,23 +114,49 @@ def test_fusion_rejects_incompatible_branches_and_foreign_weights(tmp_path):
 
 def test_pretrained_layers_transfer_across_genre_sets(tmp_path):
     """A branch trained on other genres (posters-movielens) initialises every layer but the head."""
-    from mmgenre.models.weights import load_pretrained
+    from mmgenre.models.weights import load_pretrained, named_layers
 
     source = registry.build_model("compact_resnet", {"widths": [8, 16]},
                                   **{**DATA_ARGS, "num_genres": 7})
     source.save(tmp_path / "source.keras")
     target = registry.build_model("compact_resnet", {"widths": [8, 16]}, **DATA_ARGS)
-    head_before = target.get_layer("genres").get_weights()[0].copy()
+    layers, trained = named_layers(target), named_layers(source)
+    head_before = layers["genres"].get_weights()[0].copy()
     copied = load_pretrained(target, str(tmp_path / "source.keras"), frozen=True)
     assert "genres" not in copied and {"stem_conv", "embedding"} <= set(copied)
     for name in copied:
-        for got, want in zip(target.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+        for got, want in zip(layers[name].get_weights(), trained[name].get_weights()):
             np.testing.assert_array_equal(got, want)
-        assert not target.get_layer(name).trainable
-    np.testing.assert_array_equal(target.get_layer("genres").get_weights()[0], head_before)
-    assert target.get_layer("genres").trainable
+        assert not layers[name].trainable
+    np.testing.assert_array_equal(layers["genres"].get_weights()[0], head_before)
+    assert layers["genres"].trainable
     with pytest.raises(ValueError, match="pretrained weights not found: .*missing/ \\(a run folder"):
         load_pretrained(target, str(tmp_path / "missing") + "/")
+
+
+def test_flat_run_folders_from_before_the_head_split_still_transfer(tmp_path):
+    """best.keras files saved when "embedding" / "genres" were top-level layers still initialise
+    the nested head by layer name, and a fusion takes the lstm's LSTM as its branch embedding."""
+    import keras
+
+    from mmgenre.models.weights import load_pretrained, named_layers
+
+    poster = keras.Input(shape=(32, 32, 3), name="poster")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(poster)
+    x = keras.layers.Flatten(name="flatten")(keras.layers.MaxPooling2D(name="pool1")(x))
+    x = keras.layers.Dense(5, activation="relu", name="embedding")(x)
+    flat = keras.Model({"poster": poster}, keras.layers.Dense(7, activation="sigmoid", name="genres")(
+        keras.layers.Dropout(0.5, name="dropout")(x)), name="cnn")
+    flat.save(tmp_path / "flat.keras")
+    target = registry.build_model("cnn", {"filters": [4], "dense_units": 5}, **DATA_ARGS)
+    assert sorted(load_pretrained(target, str(tmp_path / "flat.keras"))) == ["conv1", "embedding"]
+    np.testing.assert_array_equal(named_layers(target)["embedding"].get_weights()[0],
+                                  flat.get_layer("embedding").get_weights()[0])
+    lstm = registry.build_model("lstm", {"units": 6}, **DATA_ARGS)
+    ids = _inputs(registry.get("lstm"))
+    np.testing.assert_array_equal(
+        keras.Model(lstm.inputs, embedding_output(lstm)).predict(ids, verbose=0),
+        keras.Model(lstm.inputs, lstm.get_layer("embedding").output).predict(ids, verbose=0))
 
 
 def test_attention_ignores_padding_and_sums_to_one():

@@ -189,6 +189,7 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
     import numpy as np
 
     from mmgenre.models.saving import load_model
+    from mmgenre.models.weights import named_layers
 
     source = tiny_config(synthetic_dir, "cnn", train={"epochs": 3})
     train_and_evaluate(source, str(tmp_path / "source"), verbose=0)
@@ -198,11 +199,11 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
                              "feature_cache_dir": str(tmp_path / "cache")})
     results = train_and_evaluate(cfg, str(tmp_path / "transfer"), verbose=0)
     before, after = (load_model(str(tmp_path / d / "best.keras")) for d in ("source", "transfer"))
+    after, before = named_layers(after), named_layers(before)
     for name in ("conv1", "conv2", "embedding"):
-        for got, want in zip(after.get_layer(name).get_weights(), before.get_layer(name).get_weights()):
+        for got, want in zip(after[name].get_weights(), before[name].get_weights()):
             np.testing.assert_array_equal(got, want)
-    assert not np.allclose(after.get_layer("genres").get_weights()[0],
-                           before.get_layer("genres").get_weights()[0])
+    assert not np.allclose(after["genres"].get_weights()[0], before["genres"].get_weights()[0])
     test = results["splits"]["test"]
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.25, test
     rows = json.load(open(tmp_path / "transfer" / "validation.json"))["rows_per_split"]

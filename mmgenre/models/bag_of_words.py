@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import check_rates, classifier
 from mmgenre.models.registry import register
 
 
@@ -84,18 +84,16 @@ def build_bag_of_words(num_genres: int, task: str = "multilabel", vocab_size: in
         num_genres, task, vocab_size, sequence_length: from the data.
         units: int. width of the "embedding" layer. Defaults to 64.
         input_dropout: float. dropout on word features (drops whole words). Defaults to 0.5.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
         l2: float. L2 penalty on the word weights. Defaults to 1e-4.
         bigram_buckets: int. hashed word-bigram features beside the words (0: none).
 
     Returns:
         keras.Model: {"overview": (batch, sequence_length) int64} -> (batch, num_genres).
     """
-    check_rates(dropout=dropout, input_dropout=input_dropout)
+    check_rates(input_dropout=input_dropout)
     overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
     x = BagOfWords(vocab_size, bigram_buckets, name="bag_of_words")(overview)
     x = keras.layers.Dropout(input_dropout, name="word_dropout")(x)
-    x = keras.layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.L2(l2),
-                           name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="bag_of_words")
+    return classifier({"overview": overview}, x, num_genres, task, units, dropout, l2,
+                      name="bag_of_words")

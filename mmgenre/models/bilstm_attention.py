@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import check_rates, classifier
 from mmgenre.models.layers import AttentionPooling
 from mmgenre.models.registry import register
 
@@ -25,21 +25,20 @@ def build_bilstm_attention(num_genres: int, task: str = "multilabel", vocab_size
         units: int. LSTM units per direction. Defaults to 64.
         attention_units: int. attention projection size. Defaults to 64.
         embedding_dropout: float. dropout on word embeddings (small data). Defaults to 0.2.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
 
     Returns:
         keras.Model: {"overview": (batch, sequence_length) int64} -> (batch, num_genres);
         layer "attention" outputs [(batch, 2 * units), (batch, sequence_length) weights].
     """
-    check_rates(dropout=dropout, embedding_dropout=embedding_dropout)
+    check_rates(embedding_dropout=embedding_dropout)
     overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
     x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="token_embedding")(overview)
     x = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")(x)
     x = keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True), name="bilstm")(x)
     pooled, _ = AttentionPooling(attention_units, name="attention")(x)
-    x = keras.layers.Dense(2 * units, activation="relu", name="embedding")(pooled)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="bilstm_attention")
+    return classifier({"overview": overview}, pooled, num_genres, task, 2 * units, dropout,
+                      name="bilstm_attention")
 
 
 def attention_weights(model, overview_ids):

@@ -1,11 +1,11 @@
-"""The original study's poster CNN: two Conv2D+ReLU+MaxPooling blocks, Flatten,
-Dense, Dropout, classification head."""
+"""The original study's poster CNN: two Conv2D+ReLU+MaxPooling blocks, Flatten
+(the backbone), then the shared head: Dense, Dropout, genres."""
 
 from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import classifier
 from mmgenre.models.registry import register
 
 
@@ -28,13 +28,10 @@ def build_cnn(num_genres: int, task: str = "multilabel", image_size=(128, 128),
     """
     if not filters:
         raise ValueError(f"filters must list at least one block, got {filters!r}")
-    check_rates(dropout=dropout)
     poster = keras.Input(shape=(*image_size, 3), name="poster")
     x = poster
     for i, n in enumerate(filters, start=1):
         x = keras.layers.Conv2D(n, 3, activation="relu", name=f"conv{i}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="cnn")
+    return classifier({"poster": poster}, x, num_genres, task, dense_units, dropout, name="cnn")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import classifier
 from mmgenre.models.registry import register
 
 
@@ -38,7 +38,7 @@ def build_compact_resnet(num_genres: int, task: str = "multilabel", image_size=(
         widths: list of int. filters per stage; each stage after the first halves the resolution.
         blocks_per_stage: int. residual blocks per stage. Defaults to 1.
         dense_units: int. width of the "embedding" layer. Defaults to 128.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
 
     Returns:
         keras.Model: {"poster": (batch, height, width, 3) in [0, 1]} -> (batch, num_genres).
@@ -55,6 +55,5 @@ def build_compact_resnet(num_genres: int, task: str = "multilabel", image_size=(
             stride = 2 if (s > 0 and b == 0) else 1
             x = residual_block(x, filters, stride, name=f"stage{s + 1}_block{b + 1}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="compact_resnet")
+    return classifier({"poster": poster}, x, num_genres, task, dense_units, dropout,
+                      name="compact_resnet")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 
 from mmgenre.models import registry
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import check_rates, embedding_output, genre_head
 from mmgenre.models.layers import GatedMultimodalUnit, MissingModality
 from mmgenre.models.weights import load_pretrained
 
@@ -52,7 +52,7 @@ def _branch(kind, name, params, weights, frozen, data_args, out_name):
     model = registry.build_model(name, params or {}, **data_args)
     if weights:
         load_pretrained(model, weights)
-    encoder = keras.Model(model.inputs, model.get_layer("embedding").output, name=out_name)
+    encoder = keras.Model(model.inputs, embedding_output(model), name=out_name)
     encoder.trainable = not frozen
     return encoder
 
@@ -74,7 +74,7 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
         method: str. "concat" or "gmu".
         image_params / text_params: dict. hyperparameters of each branch.
         fusion_units: int. width of the fused "embedding". Defaults to 128.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
         modality_dropout: float. training-time probability of dropping each
             modality (replaced by its learned stand-in). Defaults to 0.
         image_weights / text_weights: str. a trained unimodal run folder (or

@@ -1,5 +1,16 @@
-"""The genre head every gradient-trained family ends in; losses and metrics come from the task
-(``mmgenre.tasks``: sigmoid per genre for multilabel, softmax for single)."""
+"""The one head every gradient-trained family ends in, and the backbone / head split.
+
+A family's builder computes its backbone's features from the raw inputs and
+hands them to ``classifier``, which puts the shared head behind them as its own
+functional model (layer "head"), keras-hub's Backbone / Task split:
+
+    inputs -> backbone layers -> "features" (batch, dim) -> "head": [Dense "embedding"] -> Dropout -> "genres"
+
+So caching a frozen backbone is running ``backbone_and_head(model)[0]`` once,
+training on the cache is fitting the head model itself, and a fusion takes a
+branch's "embedding" (``embedding_output``). Losses and metrics come from the task
+(``mmgenre.tasks``: sigmoid per genre for multilabel, softmax for single).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +37,73 @@ def genre_head(features, num_genres: int, task: str = "multilabel"):
         raise ValueError(f"num_genres must be >= 1, got {num_genres}")
     return keras.layers.Dense(num_genres, activation=tasks.get(task).activation, dtype="float32",
                               name="genres")(features)
+
+
+HEAD, FEATURES = "head", "features"
+
+
+def dense_head(dim: int, num_genres: int, task: str = "multilabel", units: int | None = None,
+               dropout: float = 0.0, l2: float = 0.0, name: str = HEAD):
+    """The shared head as its own model: (batch, dim) features -> (batch, num_genres) probabilities.
+
+    Args:
+        dim: int. width of the backbone's features.
+        units: int. width of the ReLU Dense "embedding" (the features a fusion reuses); None
+            when the backbone's output already is the embedding (the study's LSTM).
+        dropout: float. dropout before "genres".
+        l2: float. L2 penalty on the embedding's kernel (0: none).
+    """
+    check_rates(dropout=dropout)
+    features = keras.Input(shape=(dim,), name="head_input")
+    x = features
+    if units is not None:
+        x = keras.layers.Dense(units, activation="relu", name="embedding",
+                               kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    return keras.Model(features, genre_head(x, num_genres, task), name=name)
+
+
+def classifier(inputs: dict, features, num_genres: int, task: str = "multilabel",
+               units: int | None = None, dropout: float = 0.0, l2: float = 0.0,
+               name: str = "classifier"):
+    """Backbone features + ``dense_head`` -> keras.Model {modality: input} -> (batch, num_genres).
+
+    Args:
+        inputs: dict of keras.Input keyed by modality.
+        features: (batch, dim) output of the family's backbone on ``inputs``.
+        units, dropout, l2: the head's, see ``dense_head``.
+    """
+    head = dense_head(int(features.shape[-1]), num_genres, task, units, dropout, l2)
+    # A named boundary: the backbone's output, where a frozen backbone's features are cached.
+    features = keras.layers.Identity(name=FEATURES)(features)
+    return keras.Model(inputs, head(features), name=name)
+
+
+def backbone_and_head(model):
+    """(backbone, head) of a ``classifier`` model, sharing its layers (and weights).
+
+    backbone: the model's inputs -> (batch, dim) features, the head's input.
+    head: layer "head", (batch, dim) -> (batch, num_genres); fitting it trains ``model``.
+
+    Raises:
+        ValueError when ``model`` has no head model (fusions, run folders saved before the
+        head was its own model: retrain them to cache their features).
+    """
+    names = [layer.name for layer in model.layers]
+    if HEAD not in names or FEATURES not in names:
+        raise ValueError(f"model {model.name!r} has no separate head (layer {HEAD!r}) to train "
+                         "on cached backbone features")
+    features = model.get_layer(FEATURES).output
+    return keras.Model(model.inputs, features, name=f"{model.name}_backbone"), model.get_layer(HEAD)
+
+
+def embedding_output(model):
+    """(batch, dim) symbolic "embedding" of a ``classifier`` model on its own inputs: what a
+    fusion takes from a branch (the head's Dense, or the backbone's output where the head
+    has none)."""
+    backbone, head = backbone_and_head(model)
+    names = [layer.name for layer in head.layers]
+    return head.get_layer("embedding")(backbone.output) if "embedding" in names else backbone.output
 
 
 def loss_for(task: str, loss: str = "crossentropy", label_smoothing: float = 0.0,

@@ -22,7 +22,7 @@ import urllib.parse
 
 import keras
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import classifier
 from mmgenre.models.registry import register
 from mmgenre.models.resnet import host_reachable
 
@@ -70,12 +70,6 @@ def _select(outputs, output_key, handle):
     return outputs
 
 
-def _head(features, num_genres, task, dense_units, dropout):
-    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(features)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return genre_head(x, num_genres, task)
-
-
 @register("hub_image", modalities=("poster",), description="frozen TF-Hub/SavedModel image encoder")
 def build_hub_image(num_genres: int, task: str = "multilabel", image_size=(224, 224), handle=None,
                     output_key=None, dense_units: int = 256, dropout: float = 0.3):
@@ -83,8 +77,8 @@ def build_hub_image(num_genres: int, task: str = "multilabel", image_size=(224, 
     layer, key = hub_encoder(handle, output_key, "hub_image_encoder")
     poster = keras.Input(shape=(*image_size, 3), name="poster")
     features = _select(layer(poster), key, handle)
-    return keras.Model({"poster": poster}, _head(features, num_genres, task, dense_units, dropout),
-                       name="hub_image")
+    return classifier({"poster": poster}, features, num_genres, task, dense_units, dropout,
+                      name="hub_image")
 
 
 @register("hub_text", modalities=("overview",), description="frozen TF-Hub/SavedModel text encoder")
@@ -94,5 +88,5 @@ def build_hub_text(num_genres: int, task: str = "multilabel", handle=None, outpu
     layer, key = hub_encoder(handle, output_key, "hub_text_encoder")
     overview = keras.Input(shape=(), dtype="string", name="overview")
     features = _select(layer(overview), key, handle)
-    return keras.Model({"overview": overview}, _head(features, num_genres, task, dense_units, dropout),
-                       name="hub_text")
+    return classifier({"overview": overview}, features, num_genres, task, dense_units, dropout,
+                      name="hub_text")

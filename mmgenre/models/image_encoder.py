@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from mmgenre.models.backbones import image_encoder_backbone
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import check_rates, classifier
 from mmgenre.models.registry import register
 
 STAGES = ("block7", "block6", "block5", "block4", "block3", "block2", "block1")  # last first
@@ -53,15 +53,14 @@ def build_image_encoder(num_genres: int, task: str = "multilabel", image_size=(2
         trainable_blocks: int. how many of the last stages to train from the
             start; 0 freezes the backbone. Defaults to 0.
         dense_units: int. width of the "embedding" layer. Defaults to 256.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
 
     Returns:
         keras.Model: {"poster": (batch, height, width, 3) in [0, 1]} -> (batch, num_genres).
     """
-    check_rates(dropout=dropout)
+    check_rates(dropout=dropout)  # before loading the encoder
     poster = keras.Input(shape=(*image_size, 3), name="poster")
     x, _ = image_encoder_backbone(poster, encoder)
-    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    model = keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="image_encoder")
+    model = classifier({"poster": poster}, x, num_genres, task, dense_units, dropout,
+                       name="image_encoder")
     return unfreeze_last_blocks(model, trainable_blocks)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import check_rates, classifier
 from mmgenre.models.registry import register
 
 
@@ -21,7 +21,7 @@ def build_lstm(num_genres: int, task: str = "multilabel", vocab_size: int = 1000
         sequence_length: int. tokens per overview.
         embedding_dim: int. word embedding size. Defaults to 128.
         units: int. LSTM units; the LSTM output is the "embedding". Defaults to 64.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
         word_dropout: float. drops whole token vectors of the (batch, seq_len,
             embedding_dim) embeddings while training: the embedding dropout of
             Gal & Ghahramani (2016), regularisation for ~1,000 training
@@ -31,7 +31,7 @@ def build_lstm(num_genres: int, task: str = "multilabel", vocab_size: int = 1000
         keras.Model: {"overview": (batch, sequence_length) int64} ->
         (batch, num_genres) probabilities.
     """
-    check_rates(dropout=dropout, word_dropout=word_dropout)
+    check_rates(word_dropout=word_dropout)
     overview = keras.Input(shape=(sequence_length,), dtype="int64", name="overview")
     # mask_zero: padding (id 0) must not feed the LSTM's final state.
     x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
@@ -39,6 +39,5 @@ def build_lstm(num_genres: int, task: str = "multilabel", vocab_size: int = 1000
     if word_dropout:
         x = keras.layers.Dropout(word_dropout, noise_shape=(None, sequence_length, 1),
                                  name="word_dropout")(x)
-    x = keras.layers.LSTM(units, name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="lstm")
+    x = keras.layers.LSTM(units, name="embedding")(x)  # the backbone's output is the embedding
+    return classifier({"overview": overview}, x, num_genres, task, None, dropout, name="lstm")

@@ -4,11 +4,14 @@ A builder is a plain function returning a functional ``keras.Model`` whose
 inputs are a dict keyed by modality ("poster": (batch, height, width, 3)
 float32 in [0, 1]; "overview": (batch, sequence_length) int64 token ids, or
 (batch,) strings for models with a tokenizer inside) and whose output is
-(batch, n_genres) probabilities from a layer named "genres". Gradient-trained
-models also have a layer named "embedding" (their penultimate features) so
-fusion can reuse branches; the cached-feature families (linear probe, encoder
-head) have "<feature>_l2" blocks and "logits" instead. Every module of this package is imported
-by ``names()``/``get()``, so a new family module registers itself.
+(batch, n_genres) probabilities. Every family is feature backbones and a head:
+the gradient-trained families end in the shared ``heads.classifier`` (backbone
+output "features", then the head model "head": Dense "embedding", Dropout,
+"genres"), so a frozen backbone's features are cached and a fusion reuses branch
+embeddings; the cached-feature families put ``probe.branch_features`` blocks
+(layers "<feature>_l2") under a fitted head (the probe's Dense "logits", the
+encoder head's model "head") and a Platt "genres" layer. Every module of this package is imported by
+``names()``/``get()``, so a new family module registers itself.
 
 Builders take two kinds of keyword arguments: data-derived ones filled in by
 the trainer (``DATA_ARGS``) and plain hyperparameters from ``model.params`` in

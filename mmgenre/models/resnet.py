@@ -14,7 +14,7 @@ import socket
 
 import keras
 
-from mmgenre.models.heads import genre_head
+from mmgenre.models.heads import classifier
 from mmgenre.models.layers import ImageNetPreprocess
 from mmgenre.models.registry import register
 
@@ -88,7 +88,7 @@ def build_resnet(num_genres: int, task: str = "multilabel", image_size=(224, 224
         trainable_blocks: int. how many of the last stages (conv5, conv4, ...)
             to fine-tune; 0 freezes the backbone. Defaults to 0.
         dense_units: int. width of the "embedding" layer. Defaults to 256.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
 
     Returns:
         keras.Model: {"poster": (batch, height, width, 3) in [0, 1]} -> (batch, num_genres).
@@ -112,6 +112,4 @@ def build_resnet(num_genres: int, task: str = "multilabel", image_size=(224, 224
     poster = keras.Input(shape=(*image_size, 3), name="poster")
     x = ImageNetPreprocess(name="imagenet_preprocess")(poster)
     x = backbone(x, training=False)  # BatchNorm in inference mode, frozen or not
-    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.Model({"poster": poster}, genre_head(x, num_genres, task), name="resnet")
+    return classifier({"poster": poster}, x, num_genres, task, dense_units, dropout, name="resnet")

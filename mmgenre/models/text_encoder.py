@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from mmgenre.models.backbones import text_encoder_backbone
-from mmgenre.models.heads import check_rates, genre_head
+from mmgenre.models.heads import check_rates, classifier
 from mmgenre.models.registry import register
 
 
@@ -51,15 +51,14 @@ def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_lengt
         trainable_blocks: int. how many of the last transformer blocks (layers) train from
             the start; 0 freezes the encoder. Defaults to 0.
         dense_units: int. width of the "embedding" layer. Defaults to 256.
-        dropout: float. dropout before the head. Defaults to 0.3.
+        dropout: float. dropout before "genres". Defaults to 0.3.
 
     Returns:
         keras.Model: {"overview": (batch,) strings} -> (batch, num_genres).
     """
-    check_rates(dropout=dropout)
+    check_rates(dropout=dropout)  # before loading the encoder
     overview = keras.Input(shape=(), dtype="string", name="overview")
     x = text_encoder_backbone(overview, encoder, sequence_length)
-    x = keras.layers.Dense(dense_units, activation="relu", name="embedding")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    model = keras.Model({"overview": overview}, genre_head(x, num_genres, task), name="text_encoder")
+    model = classifier({"overview": overview}, x, num_genres, task, dense_units, dropout,
+                       name="text_encoder")
     return unfreeze_last_layers(model, trainable_blocks)

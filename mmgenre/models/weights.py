@@ -2,17 +2,21 @@
 
 Layers are matched by name, which every builder sets explicitly, so a poster
 branch pretrained on posters-movielens (18 MovieLens genres) initialises the
-same branch for the paired set's 16 TMDB genres: every layer but the genre head
-("genres") fits.
+same branch for the paired set's 16 TMDB genres: every layer but the genre layer
+("genres") fits. The layers of a nested head model (``heads.HEAD``) count by their
+own names, so run folders saved before the head was its own model still match.
 """
 
 from __future__ import annotations
 
 import os
 
+import keras
+
+from mmgenre.models.heads import HEAD
 from mmgenre.runs import RunFolder, require_complete
 
-HEAD = "genres"
+GENRES = "genres"  # the genre layer: its genres differ between datasets
 
 
 def resolve_source(source: str) -> str:
@@ -26,7 +30,19 @@ def resolve_source(source: str) -> str:
     return path
 
 
-def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,),
+def named_layers(model) -> dict:
+    """{name: layer} of ``model``'s layers, with the nested head's layers in place of the head."""
+    layers = {}
+    for layer in model.layers:
+        if layer.name == HEAD and isinstance(layer, keras.Model):
+            layers.update((inner.name, inner) for inner in layer.layers
+                          if not isinstance(inner, keras.layers.InputLayer))
+        else:
+            layers[layer.name] = layer
+    return layers
+
+
+def load_pretrained(model, source: str, frozen: bool = False, skip=(GENRES,),
                     allow_external_code: bool = False) -> list:
     """Copies the weights of every layer of ``source`` whose name is a layer of ``model``.
 
@@ -47,9 +63,9 @@ def load_pretrained(model, source: str, frozen: bool = False, skip=(HEAD,),
     from mmgenre.models.saving import load_model
 
     path = resolve_source(source)
-    trained = {layer.name: layer for layer in load_model(path, allow_external_code).layers}
+    trained = named_layers(load_model(path, allow_external_code))
     copied = []
-    for layer in model.layers:
+    for layer in named_layers(model).values():
         if layer.name in skip or not layer.weights or layer.name not in trained:
             continue
         want = [tuple(w.shape) for w in layer.weights]

@@ -1,12 +1,13 @@
 """Train only the head of a frozen-backbone model on features computed once.
 
-Every mmgenre model has a layer named "embedding"; everything before it is the
-backbone (ResNet50 with its preprocessing, a TF-Hub encoder). When all of it is
-frozen, its output for a poster never changes, so it is computed once per
-(dataset, split, image size, model settings) and cached on disk as .npy; later
-epochs, reruns, fusion experiments and searches train only the head from there.
-The head shares its layers with the full model, so training the head trains the
-full model: the saved best.keras still takes posters.
+Every gradient-trained family is a backbone and the shared head model
+(``mmgenre.models.heads``): ResNet50 with its preprocessing, an encoder, a
+TF-Hub model, then layer "head". When the backbone is frozen, its output for a
+poster never changes, so it is computed once per (dataset, split, image size,
+model settings) and cached on disk as .npy; later epochs, reruns, fusion
+experiments and searches fit only the head from there. The head is a layer of
+the full model, so fitting it trains the full model: the saved best.keras still
+takes posters.
 """
 
 from __future__ import annotations
@@ -16,42 +17,28 @@ import json
 import os
 import sys
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from mmgenre import runs
+from mmgenre.models.heads import backbone_and_head
 from mmgenre.models.weights import resolve_source
 
 
-def split_at_embedding(model):
-    """(extractor, head) sharing layers with ``model``.
-
-    extractor: model inputs -> input of the "embedding" layer (batch, feature_dim).
-    head: (batch, feature_dim) -> the model's output, through the same layer objects.
+def frozen_backbone(model):
+    """(backbone, head) of ``model`` (``heads.backbone_and_head``) when its backbone is frozen.
 
     Raises:
-        ValueError when a layer before "embedding" is trainable (nothing to cache)
-        or the layers after it are not a simple chain.
+        ValueError when the model has no separate head, or its backbone trains a layer
+        (its features change every step: nothing to cache).
     """
-    names = [layer.name for layer in model.layers]
-    if "embedding" not in names:
-        raise ValueError(f"model {model.name!r} has no 'embedding' layer to split at")
-    cut = names.index("embedding")
-    trainable = [layer.name for layer in model.layers[:cut] if layer.trainable_weights]
+    backbone, head = backbone_and_head(model)
+    trainable = [layer.name for layer in backbone.layers if layer.trainable_weights]
     if trainable:
         raise ValueError(f"train.cache_features needs a frozen backbone, but model {model.name!r} "
                          f"trains {trainable[:5]}; freeze it (e.g. trainable_blocks: 0) or turn "
                          "caching off")
-    embedding = model.get_layer("embedding")
-    extractor = keras.Model(model.inputs, embedding.input, name=f"{model.name}_features")
-    features = keras.Input(shape=tuple(embedding.input.shape[1:]), name="features")
-    x = features
-    for layer in model.layers[cut:]:
-        x = layer(x)
-    if x.shape != model.outputs[0].shape:
-        raise ValueError(f"layers after 'embedding' in {model.name!r} are not a simple chain")
-    return extractor, keras.Model(features, x, name=f"{model.name}_head")
+    return backbone, head
 
 
 def weights_identity(source):

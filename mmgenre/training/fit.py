@@ -165,7 +165,7 @@ def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, ve
     dev_ds = make_split_dataset(cfg.data, prepared, "dev", raw_text=raw_text)
     fit_model = model
     if cache:
-        extractor, head = feature_cache.split_at_embedding(model)
+        extractor, head = feature_cache.frozen_backbone(model)
         fit_model = compile_model(head, cfg, len(prepared.vocab), prepared=prepared)
         data = {}
         for split, ds in (("train", train_ds), ("dev", dev_ds)):
