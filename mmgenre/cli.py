@@ -200,8 +200,8 @@ def cmd_score_fusion(args):
     _print_report(out)
     weights = ", ".join(f"{name} {w:.2f}" for name, w in results["weights"].items())
     print(f"weights: {weights}; thresholds by rule {results['threshold_rule']!r}; results: {out}")
-    if "fused_model" in results:  # multi-label: calibrated, and a run folder when it has a model
-        print(f"fused model: {results['fused_model']}")
+    if "fused_model" in results:  # a run folder when the runs make one graph
+        print(f"fused model: {results['fused_model'] or 'none'} ({results['fused_model_note']})")
 
 
 def cmd_synth(args):

@@ -47,9 +47,10 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     """
     model_path = runs.RunFolder(run_dir).model
     if not os.path.exists(model_path):
-        why = (runs.read_json(runs.RunFolder(run_dir).metrics) or {}).get("fused_model", "")
-        if why.startswith("none: "):  # a score fusion that could not be one graph
-            raise FileNotFoundError(f"{run_dir}: a score-fusion report without a model ({why[6:]})")
+        metrics = runs.read_json(runs.RunFolder(run_dir).metrics) or {}
+        if "fused_model" in metrics and metrics["fused_model"] is None:  # not one graph
+            raise FileNotFoundError(f"{run_dir}: a score-fusion report without a model "
+                                    f"({metrics['fused_model_note']})")
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
     # Without its completion record a folder may hold a half-trained model and no dev
     # thresholds (predictions would silently use 0.5 everywhere).

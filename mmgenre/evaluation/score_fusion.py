@@ -261,12 +261,13 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
         scale, offset = platt(logits[select_on], select_y)
         fused = {s: sigmoid(scale * z + offset).astype("float32") for s, z in logits.items()}
         extra["calibration"] = f"platt on {select_on}"
-        extra["fused_model"] = save_fused_model(
+        saved, note = save_fused_model(
             runs, members, weights, (scale, offset), space, weighting, out_dir, data_cfg,
             prepared, threshold_rule or saved_rule, fused["dev"])
     else:
         fused = {s: from_space(v, space) for s, v in scores.items()}
-        extra["fused_model"] = "none: single-label fusions stay a report"
+        saved, note = False, "single-label fusions stay a report"
+    extra.update(fused_model="best.keras" if saved else None, fused_model_note=note)
     oof = fused.pop("train_oof", None)
     return evaluate.report_probabilities(
         f"score fusion ({' + '.join(names)})" if weighting == "auto" else
@@ -301,11 +302,12 @@ def _member_models(runs: list):
 
 
 def save_fused_model(runs, members, weights, calibration, space, weighting, out_dir, data_cfg,
-                     prepared, threshold_rule, dev_probs) -> str:
+                     prepared, threshold_rule, dev_probs) -> tuple:
     """Builds, fills, checks and saves the fused graph of ``runs`` in ``out_dir`` (with its
-    config.yaml and genres.json); returns what happened, for metrics.json: "best.keras", or
-    "none: <why>" when the runs cannot be one graph. Runs of weight 0 (ensemble selection
-    leaves most at 0) add nothing to the fused scores and are left out of the graph."""
+    config.yaml and genres.json); returns (saved, what happened) for metrics.json: (True,
+    how well the graph matches) or (False, why the runs cannot be one graph). Runs of weight
+    0 (ensemble selection leaves most at 0) add nothing to the fused scores and are left out
+    of the graph."""
     import dataclasses
 
     from mmgenre import config as config_lib
@@ -321,7 +323,7 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
     except ValueError as err:
         _remove_fused_model(out_dir)
         print(f"score fusion: no fused model ({err}); the folder is a report", flush=True)
-        return f"none: {err}"
+        return False, str(err)
     inputs = [m for m in ("poster", "overview") if any(m in model.input for model in models)]
     data_cfg = dataclasses.replace(data_cfg, image_size=list(size or data_cfg.image_size))
     params = {"inputs": inputs, "space": space, "weighting": weighting,
@@ -343,7 +345,7 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
     except FeatureMismatch as err:
         _remove_fused_model(out_dir)
         print(f"score fusion: no fused model ({err})", flush=True)
-        return f"none: the members' graphs do not reproduce their saved probabilities ({err})"
+        return False, f"the members' graphs do not reproduce their saved probabilities ({err})"
     cfg = config_lib.load_config(raw={
         "name": os.path.basename(os.path.normpath(out_dir)), "model": {
             "name": "score_fusion", "params": params},
@@ -352,7 +354,7 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
     save_model(model, RunFolder(out_dir).model)
     config_lib.save_config(cfg, RunFolder(out_dir).config)
     prepared.vocab.to_json(RunFolder(out_dir).genres)
-    return f"best.keras (graph matches the fused probabilities to {diff:.1e} on dev movies)"
+    return True, f"the graph matches the fused probabilities to {diff:.1e} on dev movies"
 
 
 def _remove_fused_model(out_dir):
