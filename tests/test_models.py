@@ -169,3 +169,23 @@ def test_attention_ignores_padding_and_sums_to_one():
     weights = attention_weights(model, ids)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
     assert (weights[0, 5:] == 0).all() and (weights[1, 2:] == 0).all()
+
+
+def test_the_readme_extension_example_builds_a_cacheable_family(monkeypatch, tmp_path):
+    """The README's "Extending mmgenre" code, run as written: a registered family whose frozen
+    backbone can be cached and whose head model trains the whole model."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
+                   if "my_poster_model" in block)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # no leak to other tests
+    exec(compile(example, "README.md", "exec"), {})
+    model = registry.build_model("my_poster_model", {"filters": 4}, **DATA_ARGS)
+    backbone, head = backbone_and_head(model)
+    poster = _inputs(registry.get("my_poster_model"))
+    np.testing.assert_allclose(head.predict(backbone.predict(poster, verbose=0), verbose=0),
+                               model.predict(poster, verbose=0), rtol=1e-6)
+    targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
+    assert_trains_and_round_trips(model, poster, targets, tmp_path)
