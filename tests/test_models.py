@@ -85,7 +85,7 @@ def test_fusion_combinations_train_and_round_trip(image_branch, text_branch, met
     model = registry.build_model("fusion", params, task="multilabel", **DATA_ARGS)
     targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
     reloaded = assert_trains_and_round_trips(model, _inputs(registry.get("fusion")), targets, tmp_path)
-    assert reloaded.get_layer("poster_or_stand_in").rate == 0.2
+    assert reloaded.get_layer("head").get_layer("poster_or_stand_in").rate == 0.2
 
 
 def test_fusion_accepts_a_missing_modality():
@@ -99,6 +99,25 @@ def test_fusion_accepts_a_missing_modality():
     other = {**inputs, "poster": np.zeros_like(inputs["poster"])}
     np.testing.assert_allclose(model.predict(other, verbose=0), no_poster)
     assert not np.allclose(both, no_poster)
+
+
+def test_missing_modality_reads_a_presence_flag_as_it_read_the_raw_input():
+    """Fusions now cache a Presence flag with the backbone features; fusions saved before
+    (MissingModality fed the raw input) keep their behaviour."""
+    from mmgenre.models.layers import MissingModality, Presence
+
+    embedding = np.ones((4, 3), "float32")
+    for raw in (np.array(["a plot", "", "x", ""], dtype=object),
+                np.array([[3, 0], [0, 0], [1, 2], [0, 0]], "int64"),
+                np.stack([np.ones((2, 2, 3)), np.zeros((2, 2, 3))] * 2).astype("float32")):
+        flag = np.asarray(Presence()(raw))
+        assert flag.shape == (4, 1) and flag[:, 0].tolist() == [1, 0, 1, 0]
+        old, new = MissingModality(), MissingModality(from_presence=True)
+        old.build([(4, 3), raw.shape]), new.build([(4, 3), (4, 1)])
+        for layer in (old, new):
+            layer.stand_in.assign([5.0, 6.0, 7.0])
+        np.testing.assert_array_equal(np.asarray(old([embedding, raw])),
+                                      np.asarray(new([embedding, flag])))
 
 
 def test_fusion_rejects_incompatible_branches_and_foreign_weights(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -19,6 +18,7 @@ from mmgenre import runs, tasks
 from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_text
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
+from mmgenre.models.fusion import gmu_gate
 
 
 def predict_split(model, data_cfg, prepared, split, absent=None) -> np.ndarray:
@@ -34,9 +34,9 @@ def predict_split(model, data_cfg, prepared, split, absent=None) -> np.ndarray:
 
 def mean_gate(model, data_cfg, prepared, split) -> dict | None:
     """Mean GMU gate on ``split``: how much each modality contributes on average."""
-    if "gmu" not in [layer.name for layer in model.layers]:
+    probe = gmu_gate(model)
+    if probe is None:
         return None
-    probe = keras.Model(model.inputs, model.get_layer("gmu").output[1])
     z = probe.predict(make_split_dataset(data_cfg, prepared, split, raw_text=takes_raw_text(model)),
                       verbose=0)
     return {"poster": float(np.mean(z)), "overview": float(1.0 - np.mean(z))}

@@ -54,7 +54,7 @@ def dense_head(dim: int, num_genres: int, task: str = "multilabel", units: int |
         l2: float. L2 penalty on the embedding's kernel (0: none).
     """
     check_rates(dropout=dropout)
-    features = keras.Input(shape=(dim,), name="head_input")
+    features = keras.Input(shape=(dim,), name=FEATURES)
     x = features
     if units is not None:
         x = keras.layers.Dense(units, activation="relu", name="embedding",
@@ -80,21 +80,28 @@ def classifier(inputs: dict, features, num_genres: int, task: str = "multilabel"
 
 
 def backbone_and_head(model):
-    """(backbone, head) of a ``classifier`` model, sharing its layers (and weights).
+    """(backbone, head) of a model whose trained part is its head model, sharing its layers.
 
-    backbone: the model's inputs -> (batch, dim) features, the head's input.
-    head: layer "head", (batch, dim) -> (batch, num_genres); fitting it trains ``model``.
+    The head's inputs are named as the layers of ``model`` that feed them: "features" in a
+    ``classifier``; a fusion's head reads several ("poster_features", "poster_present", ...).
+
+    backbone: the model's inputs -> (batch, dim) features, or a dict of them by head input.
+    head: layer "head", features -> (batch, num_genres); fitting it trains ``model``.
 
     Raises:
-        ValueError when ``model`` has no head model (fusions, run folders saved before the
-        head was its own model: retrain them to cache their features).
+        ValueError when ``model`` has no head model (run folders saved before the head was its
+        own model: retrain them to cache their features).
     """
     names = [layer.name for layer in model.layers]
-    if HEAD not in names or FEATURES not in names:
+    head = model.get_layer(HEAD) if HEAD in names else None
+    fed_by = [layer.name for layer in getattr(head, "layers", [])
+              if isinstance(layer, keras.layers.InputLayer)]
+    if not fed_by or not set(fed_by) <= set(names):
         raise ValueError(f"model {model.name!r} has no separate head (layer {HEAD!r}) to train "
                          "on cached backbone features")
-    features = model.get_layer(FEATURES).output
-    return keras.Model(model.inputs, features, name=f"{model.name}_backbone"), model.get_layer(HEAD)
+    features = {name: model.get_layer(name).output for name in fed_by}
+    features = features[fed_by[0]] if len(fed_by) == 1 else features
+    return keras.Model(model.inputs, features, name=f"{model.name}_backbone"), head
 
 
 def embedding_output(model):

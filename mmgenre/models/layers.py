@@ -60,27 +60,53 @@ class AttentionPooling(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+def present(raw):
+    """(batch,) bool: the raw input is there. An input counts as absent when it is all zeros (a
+    zero poster, an overview that vectorizes to padding only) or an empty string."""
+    if raw.dtype == "string":  # raw overviews for text encoders: "" is absent
+        import tensorflow as tf
+
+        return tf.strings.length(raw) > 0
+    raw = ops.cast(raw, "float32")
+    return ops.max(ops.reshape(ops.abs(raw), (ops.shape(raw)[0], -1)), axis=1) > 0
+
+
+@keras.saving.register_keras_serializable(package="mmgenre")
+class Presence(keras.layers.Layer):
+    """Raw input (batch, ...) -> (batch, 1) float32: 1 where the input is there (``present``).
+
+    Part of a fusion's backbone, so a frozen backbone's features and the presence of each
+    input are cached together and the head's ``MissingModality`` reads the flag.
+    """
+
+    def call(self, raw):
+        return ops.expand_dims(ops.cast(present(raw), "float32"), -1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+
 @keras.saving.register_keras_serializable(package="mmgenre")
 class MissingModality(keras.layers.Layer):
     """Swaps a branch embedding for a learned stand-in when its input is absent.
 
-    An input counts as absent when it is all zeros: a zero poster, or an
-    overview that vectorizes to padding only (an empty string). During
-    training, ``rate`` also drops present inputs at random (modality dropout),
-    so the fused model learns to predict from either modality alone.
+    During training, ``rate`` also drops present inputs at random (modality
+    dropout), so the fused model learns to predict from either modality alone.
 
     Args:
         rate: float. probability of dropping a present input while training.
+        from_presence: bool. the second input is a ``Presence`` flag (batch, 1), not the
+            raw input (fusions saved before the flag read the raw input here).
 
     Call:
-        [embedding (batch, dim), raw input (batch, ...)] -> (batch, dim).
+        [embedding (batch, dim), flag (batch, 1) or raw input (batch, ...)] -> (batch, dim).
     """
 
-    def __init__(self, rate: float = 0.0, **kwargs):
+    def __init__(self, rate: float = 0.0, from_presence: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= rate < 1:
             raise ValueError(f"modality dropout rate must be in [0, 1), got {rate}")
-        self.rate = rate
+        self.rate, self.from_presence = rate, from_presence
         self.seed_generator = keras.random.SeedGenerator(1337)
 
     def build(self, input_shape):
@@ -89,24 +115,18 @@ class MissingModality(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         embedding, raw = inputs
-        if raw.dtype == "string":  # raw overviews for hub text encoders: "" is absent
-            import tensorflow as tf
-
-            present = tf.strings.length(raw) > 0
-        else:
-            raw = ops.cast(raw, embedding.dtype)
-            present = ops.max(ops.reshape(ops.abs(raw), (ops.shape(raw)[0], -1)), axis=1) > 0
+        there = raw[:, 0] > 0 if self.from_presence else present(raw)
         if training and self.rate > 0:
             keep = keras.random.uniform((ops.shape(embedding)[0],), seed=self.seed_generator) >= self.rate
-            present = ops.logical_and(present, keep)
-        present = ops.expand_dims(ops.cast(present, embedding.dtype), -1)
-        return embedding * present + ops.cast(self.stand_in, embedding.dtype) * (1.0 - present)
+            there = ops.logical_and(there, keep)
+        there = ops.expand_dims(ops.cast(there, embedding.dtype), -1)
+        return embedding * there + ops.cast(self.stand_in, embedding.dtype) * (1.0 - there)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return {**super().get_config(), "rate": self.rate, "from_presence": self.from_presence}
 
 
 @keras.saving.register_keras_serializable(package="mmgenre")

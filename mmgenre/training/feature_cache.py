@@ -65,19 +65,31 @@ def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def cached_features(extractor, dataset, path: str) -> np.ndarray:
+def cached_features(extractor, dataset, path: str):
     """Features of every element of ``dataset`` (unshuffled, unaugmented), from ``path``
-    if it loads, else computed with a progress bar and saved there (``runs.cached_array``)."""
+    if it loads, else computed with a progress bar and saved there (``runs.cached_array``).
+
+    Returns (n, dim), or a dict of (n, dim_k) arrays for a backbone with several outputs
+    (a fusion's), stored side by side in one array.
+    """
+    outputs = extractor.output
+    widths = ({name: int(t.shape[-1]) for name, t in outputs.items()}
+              if isinstance(outputs, dict) else None)
 
     def compute():
         print(f"caching backbone features -> {path}")
-        return extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
+        out = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
+        return np.concatenate([out[name] for name in widths], axis=1) if widths else out
 
-    return runs.cached_array(path, compute)
+    array = runs.cached_array(path, compute)
+    if widths is None:
+        return array
+    return dict(zip(widths, np.split(array, np.cumsum(list(widths.values()))[:-1], axis=1)))
 
 
 def feature_dataset(features, targets, batch_size, training=False, seed=0):
+    """Batches of (features, targets); ``features`` is an array or a dict of them."""
     ds = tf.data.Dataset.from_tensor_slices((features, targets))
     if training:
-        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
