@@ -23,6 +23,7 @@ import tensorflow as tf
 from mmgenre import runs
 from mmgenre.models.heads import backbone_and_head
 from mmgenre.models.weights import resolve_source
+from mmgenre.progress import timed
 
 
 def frozen_backbone(model):
@@ -78,7 +79,8 @@ def cached_features(extractor, dataset, path: str):
 
     def compute():
         print(f"caching backbone features -> {path}")
-        out = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
+        with timed(f"backbone features ({extractor.name})"):
+            out = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
         return np.concatenate([out[name] for name in widths], axis=1) if widths else out
 
     array = runs.cached_array(path, compute)
