@@ -99,6 +99,26 @@ def split_signal_dir(tmp_path_factory):
                           image_size=(32, 32))
 
 
+def test_cached_features_are_keyed_by_the_backbone_not_the_head():
+    """Models sharing a backbone (a search over head hyperparameters) share its cached features;
+    a backbone with any other weight (a retrained source run) never reads them."""
+    from mmgenre.models import registry
+    from mmgenre.models.heads import backbone_and_head
+    from mmgenre.training.feature_cache import backbone_identity
+
+    data = dict(num_genres=3, image_size=(16, 16))
+    one, other = (registry.build_model("cnn", {"filters": [4], "dense_units": units,
+                                               "dropout": rate}, **data)
+                  for units, rate in ((8, 0.5), (16, 0.1)))
+    one, other = backbone_and_head(one)[0], backbone_and_head(other)[0]
+    assert backbone_identity(one) != backbone_identity(other)  # other random weights
+    other.set_weights(one.get_weights())
+    assert backbone_identity(one) == backbone_identity(other)  # other head, same backbone
+    retrained = [w + 1e-6 for w in one.get_weights()]
+    other.set_weights(retrained)
+    assert backbone_identity(one) != backbone_identity(other)
+
+
 def test_fusion_beats_each_branch_when_the_signal_is_split(split_signal_dir, tmp_path):
     """Half the genres show only on posters, half only in text: only fusion sees all."""
     maps = {}

@@ -3,9 +3,10 @@
 Every gradient-trained family is a backbone and the shared head model
 (``mmgenre.models.heads``): ResNet50 with its preprocessing, an encoder, a
 TF-Hub model, then layer "head". When the backbone is frozen, its output for a
-poster never changes, so it is computed once per (dataset, split, image size,
-model settings) and cached on disk as .npy; later epochs, reruns, fusion
-experiments and searches fit only the head from there. The head is a layer of
+poster never changes, so it is computed once per (dataset, split, input
+settings, backbone architecture and weights) and cached on disk as .npy (with
+its SHA-256, checked before use); later epochs, reruns, other heads and searches
+over head hyperparameters fit only the head from there. The head is a layer of
 the full model, so fitting it trains the full model: the saved best.keras still
 takes posters.
 """
@@ -14,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from mmgenre import runs
 from mmgenre.models.heads import backbone_and_head
-from mmgenre.models.weights import resolve_source
 from mmgenre.progress import timed
 
 
@@ -42,24 +42,21 @@ def frozen_backbone(model):
     return backbone, head
 
 
-def weights_identity(source):
-    """What identifies pretrained weights copied into the backbone (None: the model's own):
-    the file's path, size and modification time, so retraining the source invalidates the cache."""
-    if not source:
-        return None
-    path = resolve_source(source)
-    stat = os.stat(path)
-    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+def backbone_identity(backbone) -> str:
+    """SHA-256 of a backbone's architecture (its layers' configs) and of every weight value.
 
-
-def encoder_identity(params: dict):
-    """The prepared package behind a pretrained encoder named in ``params`` (None without one),
-    so preparing another checkpoint under the same name invalidates the cache."""
-    if not isinstance(params.get("encoder"), str):
-        return None
-    from mmgenre.encoders.cache import encoder_identity as identity
-
-    return identity(params["encoder"])
+    In the cache key instead of the model's name and params: models that share a backbone
+    (a search over head hyperparameters, a concat and a GMU fusion of the same branches)
+    share its features, and a backbone that differs in any weight (a retrained init_from or
+    branch run, another checkpoint prepared under an encoder's name) never reads them.
+    About 1 s for a 110M-parameter encoder on 2 cores.
+    """
+    digest = hashlib.sha256(json.dumps([keras.saving.serialize_keras_object(layer)
+                                        for layer in backbone.layers],
+                                       sort_keys=True, default=str).encode())
+    for weight in backbone.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
 
 
 def cache_key(*parts) -> str:

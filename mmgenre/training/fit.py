@@ -155,6 +155,23 @@ def verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
+def cached_datasets(extractor, cfg, prepared, **datasets) -> list:
+    """Each split's backbone features (``extractor`` run once over ``datasets[split]``, cached
+    on disk under the data's and the backbone's identity) with the targets, batched."""
+    identity = feature_cache.backbone_identity(extractor)
+    cache_dir = cfg.train.feature_cache_dir or os.path.join(sources.home(), "features")
+    batched = []
+    for split, ds in datasets.items():
+        rows, targets = prepared.splits[split]
+        key = feature_cache.cache_key(os.path.abspath(cfg.data.path), split, cfg.data.image_size,
+                                      cfg.data.sequence_length, cfg.data.max_tokens,
+                                      list(rows["id"]), identity)
+        features = feature_cache.cached_features(extractor, ds, os.path.join(cache_dir, f"{key}.npy"))
+        batched.append(feature_cache.feature_dataset(features, targets, cfg.data.batch_size,
+                                                     training=split == "train", seed=cfg.train.seed))
+    return batched
+
+
 def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose, cache,
               initial_epoch=0):
     """One training phase; with ``cache`` only the head trains, on cached backbone features."""
@@ -167,20 +184,7 @@ def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, ve
     if cache:
         extractor, head = feature_cache.frozen_backbone(model)
         fit_model = compile_model(head, cfg, len(prepared.vocab), prepared=prepared)
-        data = {}
-        for split, ds in (("train", train_ds), ("dev", dev_ds)):
-            rows, targets = prepared.splits[split]
-            key = feature_cache.cache_key(os.path.abspath(cfg.data.path), split, cfg.data.image_size,
-                                          cfg.data.sequence_length, cfg.data.max_tokens,
-                                          cfg.model.name, cfg.model.params, list(rows["id"]),
-                                          feature_cache.weights_identity(cfg.train.init_from),
-                                          feature_cache.encoder_identity(cfg.model.params))
-            cache_dir = cfg.train.feature_cache_dir or os.path.join(sources.home(), "features")
-            features = feature_cache.cached_features(extractor, ds,
-                                                     os.path.join(cache_dir, f"{key}.npy"))
-            data[split] = feature_cache.feature_dataset(features, targets, cfg.data.batch_size,
-                                                        training=split == "train", seed=cfg.train.seed)
-        train_ds, dev_ds = data["train"], data["dev"]
+        train_ds, dev_ds = cached_datasets(extractor, cfg, prepared, train=train_ds, dev=dev_ds)
     monitor = cfg.monitor()
     fit_model.fit(train_ds, validation_data=dev_ds, epochs=epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=cfg.train.steps_per_epoch,
