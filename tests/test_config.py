@@ -64,6 +64,16 @@ def test_shipped_configs_load_in_both_variants(path):
     assert load_config(path, quick=True).train.epochs == 1
 
 
+@pytest.mark.parametrize("path", sorted(glob.glob("configs/search/*.yaml")))
+def test_shipped_search_configs_load_in_both_variants(path):
+    from mmgenre.tuning import search as search_lib
+    from mmgenre.tuning.hypermodels import check_space
+
+    for quick in (False, True):
+        search = search_lib.load_search_config(path, quick=quick)
+        check_space(search.space, search_lib.experiment_config(search))
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.epochs=[", "not a valid YAML value"),
     ("train.epochs=!!python/object/apply:os.system [echo]", "not a valid YAML value"),

@@ -61,6 +61,34 @@ def test_default_hyperparameters_rebuild_the_untuned_model(synthetic_dir, tmp_pa
     assert tuned.count_params() == untuned.count_params()
 
 
+def test_trials_over_a_frozen_backbone_share_one_feature_cache(synthetic_dir, tmp_path):
+    """A search over a frozen-branch fusion's head: the branches run once, every trial fits
+    only the head on their cached features (concat and GMU alike)."""
+    from mmgenre.data import prepare
+
+    fusion = {"name": "fusion", "params": {
+        "image_branch": "cnn", "text_branch": "bag_of_words", "freeze_branches": True,
+        "image_params": {"filters": [4]}, "image_weights": str(tmp_path / "cnn.keras"),
+        "text_weights": str(tmp_path / "bag_of_words.keras")}}
+    space = {"model.params.method": {"type": "choice", "values": ["concat", "gmu"]},
+             "model.params.fusion_units": {"type": "choice", "values": [8, 16]}}
+    path = _search_file(tmp_path, synthetic_dir, space, epochs=1, model=fusion)
+    experiment = tmp_path / "s_exp.yaml"
+    raw = yaml.safe_load(experiment.read_text())
+    raw["train"].update(cache_features=True, feature_cache_dir=str(tmp_path / "cache"))
+    experiment.write_text(yaml.safe_dump(raw))
+    # Fixed branch weights, as pretrained encoders have (fresh random ones differ per trial).
+    search = search_lib.load_search_config(path)
+    cfg = search_lib.experiment_config(search)
+    vocab = prepare.prepare_data(cfg.data, registry.get("fusion")).vectorizer.vocabulary_size()
+    data = dict(num_genres=3, image_size=(32, 32), vocab_size=vocab, sequence_length=24)
+    for name, params in (("cnn", {"filters": [4]}), ("bag_of_words", {})):
+        registry.build_model(name, params, **data).save(tmp_path / f"{name}.keras")
+    table, best = search_lib.run_search(search, verbose=0)
+    assert (table["status"] == "COMPLETED").sum() == 2 and best is not None
+    assert len([f for f in os.listdir(tmp_path / "cache") if f.endswith(".npy")]) == 2  # train, dev
+
+
 def test_search_resumes_and_records_failed_trials(synthetic_dir, tmp_path):
     # dropout 1.5 is rejected by the builder: that trial fails, the search goes on.
     space = {"model.params.dropout": {"type": "choice", "values": [0.2, 1.5]},

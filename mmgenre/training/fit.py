@@ -172,19 +172,25 @@ def cached_datasets(extractor, cfg, prepared, **datasets) -> list:
     return batched
 
 
-def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose, cache,
-              initial_epoch=0):
-    """One training phase; with ``cache`` only the head trains, on cached backbone features."""
-    discard_unreadable_backup(run_dir, backup, initial_epoch)
+def fit_inputs(model, cfg, prepared, cache: bool):
+    """(model to fit, train dataset, dev dataset): ``model`` on the splits' inputs, or with
+    ``cache`` its head model, compiled, on its frozen backbone's cached features."""
     raw_text = takes_raw_text(model)
     train_ds = make_split_dataset(cfg.data, prepared, "train", training=not cache,
                                   seed=cfg.train.seed, raw_text=raw_text)
     dev_ds = make_split_dataset(cfg.data, prepared, "dev", raw_text=raw_text)
-    fit_model = model
-    if cache:
-        extractor, head = feature_cache.frozen_backbone(model)
-        fit_model = compile_model(head, cfg, len(prepared.vocab), prepared=prepared)
-        train_ds, dev_ds = cached_datasets(extractor, cfg, prepared, train=train_ds, dev=dev_ds)
+    if not cache:
+        return model, train_ds, dev_ds
+    extractor, head = feature_cache.frozen_backbone(model)
+    head = compile_model(head, cfg, len(prepared.vocab), prepared=prepared)
+    return (head, *cached_datasets(extractor, cfg, prepared, train=train_ds, dev=dev_ds))
+
+
+def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, verbose, cache,
+              initial_epoch=0):
+    """One training phase; with ``cache`` only the head trains, on cached backbone features."""
+    discard_unreadable_backup(run_dir, backup, initial_epoch)
+    fit_model, train_ds, dev_ds = fit_inputs(model, cfg, prepared, cache)
     monitor = cfg.monitor()
     fit_model.fit(train_ds, validation_data=dev_ds, epochs=epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=cfg.train.steps_per_epoch,

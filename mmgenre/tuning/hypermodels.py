@@ -25,7 +25,6 @@ import keras
 import keras_tuner as kt
 
 from mmgenre import config as config_lib
-from mmgenre.data import prepare
 from mmgenre.models import registry
 from mmgenre.models.encoder_head import feature_head
 from mmgenre.training import fit as fit_lib
@@ -139,6 +138,10 @@ class SpaceHyperModel(kt.HyperModel):
 class GenreHyperModel(SpaceHyperModel):
     """Builds and fits one trial of a registered model on already-prepared data.
 
+    With ``train.cache_features`` a trial fits only the head on its frozen backbone's
+    features, cached under the backbone's identity: trials that vary the head share one
+    backbone pass (a search over a frozen-encoder fusion's head runs in seconds a trial).
+
     Args:
         base: the experiment config as a plain mapping (resolved, no quick block).
         space: validated search space.
@@ -160,10 +163,8 @@ class GenreHyperModel(SpaceHyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         cfg = config_for(self.base, self.values(hp))
-        raw_text = prepare.takes_raw_text(model)
-        train_ds = prepare.make_split_dataset(cfg.data, self.prepared, "train", training=True,
-                                              seed=cfg.train.seed, raw_text=raw_text)
-        dev_ds = prepare.make_split_dataset(cfg.data, self.prepared, "dev", raw_text=raw_text)
+        model, train_ds, dev_ds = fit_lib.fit_inputs(model, cfg, self.prepared,
+                                                     cfg.train.cache_features)
         callbacks = list(kwargs.pop("callbacks", []))
         # Early stopping inside trials, on the search objective.
         callbacks.append(keras.callbacks.EarlyStopping(
