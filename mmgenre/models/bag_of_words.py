@@ -78,7 +78,7 @@ class BagOfWords(keras.layers.Layer):
 def build_bag_of_words(num_genres: int, task: str = "multilabel", vocab_size: int = 10000,
                        sequence_length: int = 200, units: int = 64, input_dropout: float = 0.5,
                        dropout: float = 0.3, l2: float = 1e-4, bigram_buckets: int = 0):
-    """Builds BagOfWords -> Dropout -> Dense "embedding" -> head.
+    """Builds BagOfWords -> Dropout, then the shared head (L2 on its Dense "embedding").
 
     Args:
         num_genres, task, vocab_size, sequence_length: from the data.

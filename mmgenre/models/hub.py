@@ -73,7 +73,7 @@ def _select(outputs, output_key, handle):
 @register("hub_image", modalities=("poster",), description="frozen TF-Hub/SavedModel image encoder")
 def build_hub_image(num_genres: int, task: str = "multilabel", image_size=(224, 224), handle=None,
                     output_key=None, dense_units: int = 256, dropout: float = 0.3):
-    """{"poster": (batch, h, w, 3) in [0, 1]} -> encoder features -> Dense "embedding" -> head."""
+    """{"poster": (batch, h, w, 3) in [0, 1]} -> encoder features -> the shared head."""
     layer, key = hub_encoder(handle, output_key, "hub_image_encoder")
     poster = keras.Input(shape=(*image_size, 3), name="poster")
     features = _select(layer(poster), key, handle)
@@ -84,7 +84,7 @@ def build_hub_image(num_genres: int, task: str = "multilabel", image_size=(224, 
 @register("hub_text", modalities=("overview",), description="frozen TF-Hub/SavedModel text encoder")
 def build_hub_text(num_genres: int, task: str = "multilabel", handle=None, output_key=None,
                    dense_units: int = 128, dropout: float = 0.3):
-    """{"overview": (batch,) strings} -> encoder features -> Dense "embedding" -> head."""
+    """{"overview": (batch,) strings} -> encoder features -> the shared head."""
     layer, key = hub_encoder(handle, output_key, "hub_text_encoder")
     overview = keras.Input(shape=(), dtype="string", name="overview")
     features = _select(layer(overview), key, handle)

@@ -42,7 +42,7 @@ def unfreeze_last_blocks(model, blocks: int):
 def build_image_encoder(num_genres: int, task: str = "multilabel", image_size=(224, 224),
                         encoder: str = "efficientnet_lite0", trainable_blocks: int = 0,
                         dense_units: int = 256, dropout: float = 0.3):
-    """Builds backbone + global average pooling + Dense "embedding" + genre head.
+    """Builds backbone + global average pooling, then the shared head (``heads.classifier``).
 
     Args:
         num_genres: int. number of genres.

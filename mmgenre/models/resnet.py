@@ -77,7 +77,7 @@ def unfreeze_last_blocks(model, blocks: int):
 def build_resnet(num_genres: int, task: str = "multilabel", image_size=(224, 224),
                  weights="imagenet", trainable_blocks: int = 0, dense_units: int = 256,
                  dropout: float = 0.3):
-    """Builds ResNet50 (no top, global average pooling) + Dense embedding + head.
+    """Builds ResNet50 (no top, global average pooling), then the shared head.
 
     Args:
         num_genres: int. number of genres.

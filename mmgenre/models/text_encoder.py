@@ -39,7 +39,7 @@ def unfreeze_last_layers(model, layers: int):
 def build_text_encoder(num_genres: int, task: str = "multilabel", sequence_length: int = 256,
                        encoder: str = "minilm", trainable_blocks: int = 0, dense_units: int = 256,
                        dropout: float = 0.3):
-    """Builds tokenizer + packer + backbone + mean pooling + Dense "embedding" + genre head.
+    """Builds tokenizer + packer + backbone + mean pooling, then the shared head.
 
     Args:
         num_genres: int. number of genres.
