@@ -108,3 +108,13 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
 
     with pytest.raises(ValueError, match="made from trained runs by `mmgenre score-fusion"):
         train_and_evaluate(tiny_config(synthetic_dir, "score_fusion"), str(tmp_path / "t"))
+
+    # A member fed token ids (the study's text models) gets its run's vectorizer in front.
+    train_and_evaluate(tiny_config(synthetic_dir, "bag_of_words", train={"epochs": 2}),
+                       str(tmp_path / "words"))
+    out4 = str(tmp_path / "with_words")
+    words = score_fusion.run_score_fusion([members[0], str(tmp_path / "words")], out4)
+    assert words["fused_model"] == "best.keras", words["fused_model_note"]
+    evaluate_run(out4, split="test", out_dir=str(tmp_path / "eval4"))
+    np.testing.assert_allclose(np.load(tmp_path / "eval4" / "probabilities.npz")["test"],
+                               np.load(os.path.join(out4, "probabilities.npz"))["test"], atol=1e-4)

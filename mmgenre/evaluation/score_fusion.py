@@ -280,8 +280,7 @@ def _member_models(runs: list):
     """([loaded member models], poster size they share or None), or raises ValueError saying
     why these runs cannot be one graph."""
     from mmgenre import config as config_lib
-    from mmgenre.models.saving import load_model
-    from mmgenre.models.score_fusion import member_problem
+    from mmgenre.models.score_fusion import member_model, member_problem
 
     models, sizes = [], set()
     for run in runs:
@@ -289,7 +288,7 @@ def _member_models(runs: list):
         if not (os.path.exists(folder.model) and os.path.exists(folder.config)):
             raise ValueError(f"{run} has no best.keras and config.yaml (a classical baseline "
                              "or a report-only fusion)")
-        model = load_model(folder.model)
+        model = member_model(run)
         problem = member_problem(model)
         if problem:
             raise ValueError(f"{run}: {problem}")
