@@ -27,7 +27,8 @@ thresholds.
 Calibration and the model: a multi-label fusion's fused logit goes through
 per-genre Platt scaling fitted on the split the weights were chosen on, so its
 outputs are probabilities again (z-scored logits are not), and when every member
-is a saved graph fed raw inputs the fused folder holds the whole fusion as one
+is a saved Keras model (fed raw inputs, or token ids its run's vectorizer makes
+from text) the fused folder holds the whole fusion as one
 model (``mmgenre.models.score_fusion``) that evaluate, predict and export take.
 """
 
@@ -233,7 +234,7 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
 
     Any run may be a Keras model, a classical baseline or another score fusion.
     A multi-label fusion is Platt-calibrated on the split its weights were
-    chosen on; when every run is a saved graph fed raw inputs, ``out_dir``
+    chosen on; when every run is a saved Keras model (``member_model``), ``out_dir``
     also gets the fused model (best.keras, config.yaml, genres.json), checked
     against the fused probabilities on dev movies, and is then a run folder.
     ``data_cfg``, ``data_path`` and ``threshold_rule`` default as in
