@@ -339,10 +339,10 @@ def _add_tune(sub):
 
 
 def _add_score_fusion(sub):
-    p = sub.add_parser("score-fusion", help="late fusion of trained runs' probabilities "
-                                            "(two: weight on dev; more: equal weights), "
-                                            "Platt-calibrated; saved as one model when every "
-                                            "run is a graph fed raw inputs")
+    p = sub.add_parser("score-fusion", help="late fusion of trained runs' scores (two: a "
+                                            "weight chosen on out-of-fold train scores, else "
+                                            "dev; more: equal weights), Platt-calibrated; "
+                                            "saved as one model when every run has one")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders (e.g. a poster model and an overview model)")
     p.add_argument("--thresholds", choices=THRESHOLD_RULES,
