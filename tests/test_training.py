@@ -144,7 +144,7 @@ def test_fusion_beats_each_branch_when_the_signal_is_split(split_signal_dir, tmp
     frozen = tiny_config(split_signal_dir, "fusion", {
         "method": "gmu", "fusion_units": 32, "text_branch": "bag_of_words", "freeze_branches": True,
         "image_weights": str(tmp_path / "cnn"), "text_weights": str(tmp_path / "text")},
-        train={"epochs": 10, "cache_features": True, "feature_cache_dir": str(tmp_path / "cache")})
+        train={"epochs": 5, "cache_features": True, "feature_cache_dir": str(tmp_path / "cache")})
     cached = train_and_evaluate(frozen, str(tmp_path / "frozen"), verbose=0)
     assert len([f for f in os.listdir(tmp_path / "cache") if f.endswith(".npy")]) == 2  # train, dev
     assert cached["splits"]["test"]["at_0.5"]["mAP"] > max(maps["cnn"], maps["text"]) + 0.05, (
