@@ -247,6 +247,11 @@ class ExperimentConfig:
         self.data.check()
         self.train.check()
         self.evaluation.check()
+        if self.data.augment and self.train.cache_features and not self.train.fine_tune_epochs:
+            # Cached features come from unaugmented posters, computed once: augment would be
+            # silently ignored (with a fine-tuning phase it applies there).
+            raise ConfigError("data.augment has no effect with train.cache_features (features are "
+                              "computed once from unaugmented posters); turn one of them off")
         try:
             self.run_dir
         except (KeyError, IndexError, ValueError) as err:

@@ -93,3 +93,11 @@ def test_a_config_that_is_not_a_mapping_is_refused(tmp_path, text):
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(str(tmp_path / "c.yaml"))
+
+
+def test_augmenting_posters_whose_features_are_cached_is_refused():
+    with pytest.raises(ConfigError, match="data.augment has no effect with train.cache_features"):
+        load_config(raw={"data": {"augment": True}, "train": {"cache_features": True}})
+    # With a fine-tuning phase the augmentation applies there.
+    load_config(raw={"data": {"augment": True},
+                     "train": {"cache_features": True, "fine_tune_epochs": 1}})
