@@ -208,3 +208,11 @@ def test_the_readme_extension_example_builds_a_cacheable_family(monkeypatch, tmp
                                model.predict(poster, verbose=0), rtol=1e-6)
     targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
     assert_trains_and_round_trips(model, poster, targets, tmp_path)
+
+
+def test_only_a_head_behind_boundary_layers_splits_off():
+    """An encoder head's inputs are named by feature, and its TF-IDF vectorizer is a layer
+    "tfidf": not a backbone output to cache (it trains through its own solver)."""
+    head_model = registry.build_model("encoder_head", {"features": ["tfidf"]}, num_genres=3)
+    with pytest.raises(ValueError, match="has no head model fed by its backbone's boundary"):
+        backbone_and_head(head_model)

@@ -82,8 +82,9 @@ def classifier(inputs: dict, features, num_genres: int, task: str = "multilabel"
 def backbone_and_head(model):
     """(backbone, head) of a model whose trained part is its head model, sharing its layers.
 
-    The head's inputs are named as the layers of ``model`` that feed them: "features" in a
-    ``classifier``; a fusion's head reads several ("poster_features", "poster_present", ...).
+    The head's inputs are named as the boundary layers of ``model`` that feed them (Identity,
+    or a fusion's Presence flags): "features" in a ``classifier``; a fusion's head reads
+    several ("poster_features", "poster_present", ...).
 
     backbone: the model's inputs -> (batch, dim) features, or a dict of them by head input.
     head: layer "head", features -> (batch, num_genres); fitting it trains ``model``.
@@ -92,14 +93,20 @@ def backbone_and_head(model):
         ValueError when ``model`` has no head model (run folders saved before the head was its
         own model: retrain them to cache their features).
     """
-    names = [layer.name for layer in model.layers]
-    head = model.get_layer(HEAD) if HEAD in names else None
+    from mmgenre.models.layers import Presence
+
+    layers = {layer.name: layer for layer in model.layers}
+    head = layers.get(HEAD)
     fed_by = [layer.name for layer in getattr(head, "layers", [])
               if isinstance(layer, keras.layers.InputLayer)]
-    if not fed_by or not set(fed_by) <= set(names):
-        raise ValueError(f"model {model.name!r} has no separate head (layer {HEAD!r}) to train "
-                         "on cached backbone features")
-    features = {name: model.get_layer(name).output for name in fed_by}
+    # Only boundary layers: an encoder head's inputs are named by feature ("tfidf"), and its
+    # TF-IDF vectorizer is a layer "tfidf" whose output is not what the head reads.
+    if not fed_by or not all(isinstance(layers.get(name), (keras.layers.Identity, Presence))
+                             for name in fed_by):
+        raise ValueError(f"model {model.name!r} has no head model fed by its backbone's boundary "
+                         f"layers (layer {HEAD!r} behind {FEATURES!r}, as heads.classifier and "
+                         "fusion build) to train on cached backbone features")
+    features = {name: layers[name].output for name in fed_by}
     features = features[fed_by[0]] if len(fed_by) == 1 else features
     return keras.Model(model.inputs, features, name=f"{model.name}_backbone"), head
 
