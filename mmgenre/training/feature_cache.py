@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 
 import keras
@@ -80,6 +81,8 @@ def cached_features(extractor, dataset, path: str):
             out = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
         return np.concatenate([out[name] for name in widths], axis=1) if widths else out
 
+    if os.path.exists(path):  # checked against its SHA-256 before use (runs.cached_array)
+        print(f"backbone features from the cache: {path}")
     array = runs.cached_array(path, compute)
     if widths is None:
         return array
