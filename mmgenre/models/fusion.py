@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 
 from mmgenre.models import registry
-from mmgenre.models.heads import HEAD, backbone_and_head, check_rates, genre_head
+from mmgenre.models.heads import HEAD, backbone_and_head, check_rates, embedding_layer, genre_head
 from mmgenre.models.layers import GatedMultimodalUnit, MissingModality, Presence
 from mmgenre.models.weights import load_pretrained
 
@@ -67,7 +67,7 @@ def _branch(modality, name, params, weights, frozen, data_args):
         load_pretrained(model, weights)
     backbone, head = backbone_and_head(model)
     backbone.name = f"{kind}_branch"
-    embedding = head.get_layer("embedding") if "embedding" in [x.name for x in head.layers] else None
+    embedding = embedding_layer(head)
     if embedding is not None:
         embedding.name = f"{kind}_embedding"  # two branches' "embedding" in one head
     for layer in (backbone, embedding):

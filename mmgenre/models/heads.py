@@ -8,7 +8,7 @@ functional model (layer "head"), keras-hub's Backbone / Task split:
 
 So caching a frozen backbone is running ``backbone_and_head(model)[0]`` once,
 training on the cache is fitting the head model itself, and a fusion takes a
-branch's "embedding" (``embedding_output``). Losses and metrics come from the task
+branch's backbone and its head's "embedding" (``embedding_layer``). Losses and metrics come from the task
 (``mmgenre.tasks``: sigmoid per genre for multilabel, softmax for single).
 """
 
@@ -111,13 +111,10 @@ def backbone_and_head(model):
     return keras.Model(model.inputs, features, name=f"{model.name}_backbone"), head
 
 
-def embedding_output(model):
-    """(batch, dim) symbolic "embedding" of a ``classifier`` model on its own inputs: what a
-    fusion takes from a branch (the head's Dense, or the backbone's output where the head
-    has none)."""
-    backbone, head = backbone_and_head(model)
-    names = [layer.name for layer in head.layers]
-    return head.get_layer("embedding")(backbone.output) if "embedding" in names else backbone.output
+def embedding_layer(head):
+    """The head's Dense "embedding", what a fusion puts after a branch's backbone; None where
+    the backbone's output already is the embedding (the study's LSTM)."""
+    return next((layer for layer in head.layers if layer.name == "embedding"), None)
 
 
 def loss_for(task: str, loss: str = "crossentropy", label_smoothing: float = 0.0,
