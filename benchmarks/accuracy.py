@@ -41,8 +41,8 @@ from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists ru
 from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import plots, reports  # noqa: E402
 from mmgenre.evaluation.metrics import TABLE_COLUMNS  # noqa: E402
-from mmgenre.evaluation.score_fusion import run_score_fusion  # noqa: E402
 from mmgenre.runs import atomic_path, write_csv, write_text  # noqa: E402
+from mmgenre.training.late_fusion import run_score_fusion  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
 
 
@@ -183,7 +183,7 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg, ti
         args.out + ".md",
         f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
         f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "
-        f"'{args.thresholds}' (see mmgenre.evaluation.metrics.choose_thresholds).{where} mAP is "
+        f"'{args.thresholds}' (see mmgenre.training.thresholds.choose).{where} mAP is "
         "threshold-free. The prior row predicts each genre's train frequency. Rows "
         "'(poster missing)' / '(overview missing)' score a fused model with that input "
         f"absent.\n\n{table}\n\n{intervals}"
@@ -280,7 +280,7 @@ def bootstrap_section(folders, pair, data_cfg, seed, resamples, rule="dev mAP") 
     between the two rows of ``pair`` (fused, unimodal: ``reports.dev_choice``) when given."""
     from mmgenre.evaluation.intervals import paired_bootstrap
     from mmgenre.evaluation.metrics import mean_average_precision
-    from mmgenre.evaluation.score_fusion import aligned_probabilities
+    from mmgenre.evaluation.saved_scores import aligned_probabilities
 
     chosen = [(name, folder) for name, s, folder in folders if s == seed]
     prepared, members, _, _ = aligned_probabilities([f for _, f in chosen], data_cfg)

@@ -61,7 +61,6 @@ def size_scaling(sizes, cache_modes, work_dir, batch_size):
     from mmgenre.config import DataConfig
     from mmgenre.data import prepare
     from mmgenre.data.synth import make_synthetic
-    from mmgenre.models.registry import ModelSpec
 
     rows = []
     for n in sizes:
@@ -72,7 +71,7 @@ def size_scaling(sizes, cache_modes, work_dir, batch_size):
             print(f"generated {n} movies in {time.perf_counter() - start:.0f}s", flush=True)
         data_cfg = DataConfig(path=data_dir, image_size=(128, 128), batch_size=batch_size,
                               min_genre_count=1)
-        prepared = prepare.prepare_data(data_cfg, ModelSpec("posters", None, ("poster",), ""),
+        prepared = prepare.prepare_data(data_cfg, prepare.Inputs(("poster",)),
                                         show_progress=False)
         for mode in cache_modes:
             cache_prefix = os.path.join(work_dir, f"cache-{n}")

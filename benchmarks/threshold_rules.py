@@ -2,7 +2,7 @@
 
 Repeated split-half cross-validation of the dev split: for each saved run, dev is cut in two
 random halves; thresholds are chosen on one half by every rule
-(mmgenre.evaluation.metrics.choose_thresholds) and macro-F1 is measured on the other half, both
+(mmgenre.training.thresholds.choose) and macro-F1 is measured on the other half, both
 ways, --repeats times. Test probabilities are never read, so the winning rule may then be used
 on test without leaking it.
 
@@ -29,9 +29,10 @@ import pandas as pd  # noqa: E402
 
 from mmgenre.config import THRESHOLD_RULES  # noqa: E402
 from mmgenre.evaluation import metrics, reports  # noqa: E402
-from mmgenre.evaluation.score_fusion import aligned_probabilities  # noqa: E402
+from mmgenre.evaluation.saved_scores import aligned_probabilities  # noqa: E402
 from mmgenre.progress import progress  # noqa: E402
 from mmgenre.runs import atomic_path, write_csv  # noqa: E402
+from mmgenre.training import thresholds as thresholds_lib  # noqa: E402
 
 
 def split_half_scores(y_dev, p_dev, train_targets, repeats: int, seed: int = 0,
@@ -44,7 +45,7 @@ def split_half_scores(y_dev, p_dev, train_targets, repeats: int, seed: int = 0,
     """
     rng = np.random.default_rng(seed)
     oof = {} if train_oof is None else {
-        rule: metrics.choose_thresholds(rule, train_targets, train_oof, train_targets)
+        rule: thresholds_lib.choose(rule, train_targets, train_oof, train_targets)
         for rule in THRESHOLD_RULES}
     scores = {column: [] for column in [*THRESHOLD_RULES, *(f"{r} (train_oof)" for r in oof)]}
     for _ in range(repeats):
@@ -52,7 +53,7 @@ def split_half_scores(y_dev, p_dev, train_targets, repeats: int, seed: int = 0,
         half_a, half_b = order[: len(order) // 2], order[len(order) // 2:]
         for fit, held in ((half_a, half_b), (half_b, half_a)):
             for rule in THRESHOLD_RULES:
-                t = metrics.choose_thresholds(rule, y_dev[fit], p_dev[fit], train_targets)
+                t = thresholds_lib.choose(rule, y_dev[fit], p_dev[fit], train_targets)
                 scores[rule].append(metrics.multilabel_metrics(y_dev[held], p_dev[held], t)["macro_f1"])
             for rule, t in oof.items():
                 scores[f"{rule} (train_oof)"].append(

@@ -49,10 +49,18 @@ def cmd_evaluate(args):
     from mmgenre.inference import evaluate_run
 
     results = evaluate_run(args.run_dir, args.data, args.split, args.out, args.bad_input,
-                           args.allow_external_code)
+                           args.allow_external_code, args.genre_map)
     _print_report(results["out_dir"])
-    if results["unseen_genres"]:
-        print(f"genres this model never learned (ignored): {results['unseen_genres']}")
+    mapping = results["genre_mapping"]
+    print(f"thresholds: rule {results.get('threshold_rule')!r} chosen on "
+          f"{results.get('threshold_split')} in training; genres scored: {len(mapping['shared'])}")
+    if mapping["renamed"]:
+        print(f"genre spellings mapped: {mapping['renamed']}")
+    if mapping["ignored"]:
+        print(f"genres this model never learned (ignored): {mapping['ignored']}")
+    if results["genres_without_positives"]:
+        print(f"the model's genres with no positive here (left out of mAP, macro-F1): "
+              f"{results['genres_without_positives']}")
     print(f"results: {results['out_dir']}")
 
 
@@ -66,7 +74,7 @@ def cmd_predict(args):
 
         out = args.out or RunFolder(args.run_dir).predictions
         predict_dataset(args.run_dir, args.data, out, args.split, args.allow_external_code,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, genre_map=args.genre_map)
         return 0
     from mmgenre.inference import attention_words, load_run, predict_movie
 
@@ -192,7 +200,7 @@ def _retrain(best_config: str, out: str):
 
 def cmd_score_fusion(args):
     _quiet_tensorflow()
-    from mmgenre.evaluation.score_fusion import run_score_fusion
+    from mmgenre.training.late_fusion import run_score_fusion
 
     out = args.out or os.path.join(args.runs[0], "score_fusion")
     results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds,
@@ -273,8 +281,15 @@ def _add_evaluate(sub):
     p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--out", help="output folder (default RUN_DIR/eval/<dataset>-<split>)")
     p.add_argument("--bad-input", choices=BAD_INPUT_POLICIES, help="override the run's policy")
+    _add_genre_map(p)
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _add_genre_map(p):
+    p.add_argument("--genre-map", nargs="+", metavar="DATA=RUN|FILE",
+                   help="map the data's genre names onto the run's (A=B pairs, 'A=' ignores A, or a "
+                   "YAML/JSON file of them); applied before the built-in alias table (mmgenre.genres)")
 
 
 def _add_predict(sub):
@@ -289,6 +304,7 @@ def _add_predict(sub):
     p.add_argument("--out", help="with --data: predictions CSV (default RUN_DIR/predictions.csv)")
     p.add_argument("--overwrite", action="store_true",
                    help="with --data: replace an existing --out file mmgenre did not write")
+    _add_genre_map(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_predict)

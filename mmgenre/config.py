@@ -39,13 +39,13 @@ MMIMDB_GENRES = 23  # the published protocol's genres (gmu.json n_classes)
 BAD_INPUT_POLICIES = ("skip", "strict")
 SINGLE_LABEL_RULES = ("rarest", "first")
 LOSSES = ("crossentropy", "balanced", "focal")  # built by mmgenre.models.heads.loss_for
-# Threshold rules of mmgenre.evaluation.metrics.choose_thresholds; the first is the default.
+# Threshold rules of mmgenre.training.thresholds.choose; the first is the default.
 THRESHOLD_RULES = ("prevalence", "per_genre")
 THRESHOLD_SPLITS = ("dev", "train_oof")
 SECTIONS = ("data", "model", "train", "evaluation")
-# Weightings of mmgenre.evaluation.score_fusion.fuse (here so the CLI lists them without numpy).
+# Weightings of mmgenre.training.late_fusion.fuse (here so the CLI lists them without numpy).
 FUSION_WEIGHTINGS = ("auto", "select")
-# Score spaces of score fusion; the first is the default (see score_fusion.to_space).
+# Score spaces of score fusion; the first is the default (see late_fusion.to_space).
 FUSION_SPACES = ("logit_z", "probability")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 
@@ -11,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from mmgenre import config as config_lib
-from mmgenre import runs, tasks
+from mmgenre import decisions, runs, tasks
+from mmgenre import genres as genres_lib
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline, prepare
 from mmgenre.data.validate import inspect_poster
@@ -21,14 +21,20 @@ from mmgenre.models import registry, saving
 
 @dataclasses.dataclass
 class Run:
-    """A trained model with everything needed to feed it and read its output."""
+    """A trained run folder: what it says (config, genres, fitted thresholds) and, once
+    loaded (``load_run``), its model and vectorizer.
+
+    thresholds: the run's fitted ``decisions.Thresholds`` (None for single-label runs).
+    prior: (n_genres,) the share of the run's train movies carrying each genre, or None.
+    """
 
     path: str
     config: config_lib.ExperimentConfig
-    model: object
     vocab: labels_lib.GenreVocabulary
-    vectorizer: object
-    thresholds: np.ndarray | None
+    thresholds: decisions.Thresholds | None
+    prior: np.ndarray | None = None
+    model: object = None
+    vectorizer: object = None
 
     @property
     def spec(self):
@@ -38,66 +44,108 @@ class Run:
     def modalities(self):
         return self.spec.modalities
 
+    @property
+    def threshold_values(self) -> np.ndarray:
+        """(n_genres,) the thresholds predictions use (0.5 where the run has none)."""
+        return (self.thresholds.values if self.thresholds is not None
+                else np.full(len(self.vocab), 0.5))
 
-def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
-    """Loads config, model, genre vocabulary, vectorizer and dev thresholds.
 
-    ``allow_external_code`` permits models holding a SavedModel (TF-Hub) layer,
-    whose loading runs that SavedModel's code (Keras safe_mode=False).
-    """
-    model_path = runs.RunFolder(run_dir).model
-    if not os.path.exists(model_path):
-        metrics = runs.read_json(runs.RunFolder(run_dir).metrics) or {}
+def open_run(run_dir: str) -> Run:
+    """Reads a finished run folder without loading its model (no TensorFlow work): every
+    refusal a folder can cause comes from here, in a second."""
+    folder = runs.RunFolder(run_dir)
+    if not os.path.exists(folder.model):
+        metrics = runs.read_json(folder.metrics) or {}
         if "fused_model" in metrics and metrics["fused_model"] is None:  # not one graph
             raise FileNotFoundError(f"{run_dir}: a score-fusion report without a model "
                                     f"({metrics['fused_model_note']})")
         raise FileNotFoundError(f"{run_dir}: no best.keras; is this a finished mmgenre run folder?")
-    # Without its completion record a folder may hold a half-trained model and no dev
+    # Without its completion record a folder may hold a half-trained model and no fitted
     # thresholds (predictions would silently use 0.5 everywhere).
-    runs.require_complete(run_dir, f"rerun `mmgenre train --config "
-                                   f"{runs.RunFolder(run_dir).config} --workdir {run_dir}`")
-    cfg = config_lib.load_config(runs.RunFolder(run_dir).config)
-    vectorizer_path = runs.RunFolder(run_dir).vocabulary
-    vectorizer = pipeline.load_vectorizer(vectorizer_path) if os.path.exists(vectorizer_path) else None
-    vocab = labels_lib.GenreVocabulary.from_json(runs.RunFolder(run_dir).genres)
-    thresholds = None
-    thresholds_path = runs.RunFolder(run_dir).thresholds
-    if os.path.exists(thresholds_path):
-        with open(thresholds_path, encoding="utf-8") as f:
-            saved = json.load(f)
-        thresholds = np.array([saved[g] for g in vocab.genres])
-    return Run(run_dir, cfg, saving.load_model(model_path, allow_external_code), vocab, vectorizer,
-               thresholds)
+    runs.require_complete(run_dir, f"rerun `mmgenre train --config {folder.config} --workdir {run_dir}`")
+    cfg = config_lib.load_config(folder.config)
+    vocab = labels_lib.GenreVocabulary.from_json(folder.genres)
+    metrics = runs.read_json(folder.metrics) or {}
+    thresholds = decisions.Thresholds.from_json(folder.thresholds, vocab.genres, metrics)
+    if thresholds is None and tasks.get(cfg.data.task).uses_thresholds:
+        raise FileNotFoundError(f"{run_dir}: no {os.path.basename(folder.thresholds)}; a "
+                                "multi-label run decides at thresholds fitted in training: retrain it")
+    return Run(run_dir, cfg, vocab, thresholds, _train_prior(folder, vocab))
+
+
+def _train_prior(folder, vocab):
+    """(n_genres,) train frequencies of the run's genres (genres.json's train movie count, or
+    the validation report's for runs saved before it recorded one), None when unknown."""
+    n_train = vocab.train_movies or ((runs.read_json(folder.validation) or {})
+                                     .get("rows_per_split", {}).get("train"))
+    if not n_train:
+        return None
+    return np.array([vocab.train_counts.get(g, 0) / n_train for g in vocab.genres])
+
+
+def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
+    """``open_run`` plus the model and vectorizer.
+
+    ``allow_external_code`` permits models holding a SavedModel (TF-Hub) layer,
+    whose loading runs that SavedModel's code (Keras safe_mode=False).
+    """
+    return with_model(open_run(run_dir), allow_external_code)
+
+
+def with_model(run: Run, allow_external_code: bool) -> Run:
+    folder = runs.RunFolder(run.path)
+    vectorizer = (pipeline.load_vectorizer(folder.vocabulary) if os.path.exists(folder.vocabulary)
+                  else None)
+    return dataclasses.replace(run, model=saving.load_model(folder.model, allow_external_code),
+                               vectorizer=vectorizer)
+
+
+def prepare_for_run(run: Run, data_path: str, split: str | None = "test", bad_input=None,
+                    genre_map=None, require_genres: bool = True):
+    """(data config, PreparedData) of ``data_path`` for scoring ``run``: the run's genres
+    (spellings mapped, ``genre_map`` first), no fitting, rows lacking one input of a
+    two-input model kept. Refuses, before any model loads, data that shares fewer than two
+    genres with the run or whose ``split`` has no row with an input the model reads."""
+    data_cfg = dataclasses.replace(run.config.data, path=data_path, limit=None)
+    if bad_input:
+        data_cfg.bad_input = bad_input
+    prepared = prepare.prepare_data(data_cfg, run.spec, vocab=run.vocab, require_genres=require_genres,
+                                    genre_map=genres_lib.parse_genre_map(genre_map))
+    for name in [split] if split else [s for s in prepared.splits if len(prepared.splits[s][0])]:
+        if prepared.splits[name][0].empty:
+            skipped = prepared.inputs.get("skipped_without_input", 0)
+            raise ValueError(f"{data_path}: split {name!r} has no row with an input the model reads "
+                             f"({' or '.join(run.modalities)})"
+                             + (f"; {skipped} row(s) lack it" if skipped else ""))
+    return data_cfg, prepared
 
 
 def evaluate_run(run_dir: str, data_path: str | None = None, split: str = "test",
                  out_dir: str | None = None, bad_input: str | None = None,
-                 allow_external_code: bool = False) -> dict:
+                 allow_external_code: bool = False, genre_map=None) -> dict:
     """Scores a trained run on ``split`` of any dataset in a supported layout (default: the
-    dataset it was trained on, found from any current folder).
+    dataset it was trained on, found from any current folder); the split may be the only
+    one the dataset has.
 
-    The run's own genre vocabulary, vectorizer and dev-tuned thresholds are
-    used unchanged; genres the run never learned are ignored and counted.
-    Results go to ``RUN_DIR/eval/<dataset>-<split>/`` unless ``out_dir`` is given.
+    Nothing is fitted on the data: the run's genre vocabulary (other spellings mapped onto
+    it, ``mmgenre.genres``), vectorizer, thresholds and calibration apply unchanged, and the
+    report says where the thresholds came from. Every check the folder and the data's table
+    can answer runs before the model loads. Results go to ``RUN_DIR/eval/<dataset>-<split>/``
+    unless ``out_dir`` is given.
     """
-    run = load_run(run_dir, allow_external_code)
-    cfg = run.config
-    if bad_input:
-        cfg.data.bad_input = bad_input
-    data_path = data_path or runs.dataset_path(run_dir, cfg.data.path)
-    cfg.data.path = data_path
-    cfg.data.limit = None
-    prepared = prepare.prepare_data(cfg.data, registry.get(cfg.model.name, cfg.model.params), vocab=run.vocab,
-                                    vectorizer=run.vectorizer)
-    if prepared.splits[split][0].empty:
-        raise ValueError(f"{data_path}: split {split!r} has no usable rows for inputs "
-                         f"{list(run.modalities)}")
+    run = open_run(run_dir)
+    data_path = data_path or runs.dataset_path(run_dir, run.config.data.path)
     name = os.path.basename(os.path.normpath(data_path))
     out_dir = out_dir or runs.RunFolder(run_dir).eval_dir(name, split)
     runs.check_report_dir(out_dir)
-    results = evaluate.evaluate_prepared(run.model, cfg, prepared, out_dir, thresholds=run.thresholds
-                                        if run.thresholds is not None else 0.5, splits=(split,))
-    results["unseen_genres"] = prepared.unseen_genres
+    data_cfg, prepared = prepare_for_run(run, data_path, split, bad_input, genre_map)
+    run = with_model(run, allow_external_code)
+    prepared.vectorizer = run.vectorizer
+    cfg = dataclasses.replace(run.config, data=data_cfg)
+    results = evaluate.evaluate_prepared(run.model, cfg, prepared, out_dir, run.thresholds,
+                                         splits=(split,), prior=run.prior, show_progress=True,
+                                         robustness=False)
     results["out_dir"] = out_dir
     return results
 
@@ -144,10 +192,9 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
     # model(...) call was slower still for the LSTMs (1.1 s: every time step eager).
     probs = np.asarray(run.model.predict_on_batch(inputs))[0]
     task = tasks.get(run.config.data.task)
-    on = task.decide(probs[np.newaxis], run.thresholds)[0]
+    on = task.decide(probs[np.newaxis], run.threshold_values)[0]
     # Single-label runs predict the top genre: no threshold to show.
-    shown = ((run.thresholds if run.thresholds is not None else np.full(len(probs), 0.5))
-             if task.uses_thresholds else [None] * len(probs))
+    shown = run.threshold_values if task.uses_thresholds else [None] * len(probs)
     order = np.argsort(-probs)
     return [(run.vocab.genres[i], float(probs[i]), bool(on[i]),
              None if shown[i] is None else float(shown[i])) for i in order]

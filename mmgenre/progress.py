@@ -24,8 +24,13 @@ def timed(step: str):
     STEPS.append((step, round(time.time() - start, 1)))
 
 
-def progress(iterable, total: int, desc: str, stream=None):
-    """Yields from ``iterable`` while drawing ``desc [#####     ] n/total``."""
+def progress(iterable, total: int, desc: str, stream=None, unit: str | None = None,
+             per_step: int = 1, items: int | None = None):
+    """Yields from ``iterable`` while drawing ``desc [#####     ] n/total``.
+
+    With ``unit`` (e.g. "movies": each step is ``per_step`` of them, ``items`` in all) the
+    line also says how many per second and how long is left.
+    """
     stream = stream or sys.stderr
     interactive = stream.isatty()
     start = time.time()
@@ -38,8 +43,14 @@ def progress(iterable, total: int, desc: str, stream=None):
             not interactive and done % step == 0
         ):
             filled = int(30 * done / max(total, 1))
+            elapsed = time.time() - start
             line = (f"{desc} [{'#' * filled}{' ' * (30 - filled)}] {done}/{total} "
-                    f"{time.time() - start:.1f}s")
+                    f"{elapsed:.1f}s")
+            if unit:
+                finished = min(done * per_step, items or total * per_step)
+                rate = finished / max(elapsed, 1e-9)
+                left = ((items or total * per_step) - finished) / max(rate, 1e-9)
+                line += f", {rate:.1f} {unit}/s, {left:.0f}s left"
             stream.write(("\r" + line) if interactive else (line + "\n"))
             if interactive and done == total:
                 stream.write("\n")

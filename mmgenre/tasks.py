@@ -5,7 +5,7 @@ module compares task names (``get(cfg.data.task)`` and use the object):
 
 * "multilabel": one sigmoid per genre, binary cross-entropy (the MM-IMDb standard); a genre
   is predicted when its probability reaches its threshold (chosen on dev or out-of-fold
-  train probabilities by a rule, ``mmgenre.evaluation.metrics.choose_thresholds``).
+  train probabilities by a rule, ``mmgenre.training.thresholds.choose``).
 * "single": softmax over genres, categorical cross-entropy (the original study); the top
   genre is predicted, there are no thresholds.
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from mmgenre.evaluation import metrics, reports, score_fusion
+from mmgenre.evaluation import metrics, reports
+from mmgenre.training import late_fusion as score_fusion
 from mmgenre.training.trainer import run_classical
 
 

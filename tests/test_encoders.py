@@ -142,7 +142,7 @@ def test_resampled_map_equals_scikit_learn_on_each_resample():
 
 def test_z_scored_logits_fuse_differently_calibrated_models():
     from mmgenre.evaluation.metrics import mean_average_precision
-    from mmgenre.evaluation.score_fusion import fuse
+    from mmgenre.training.late_fusion import fuse
 
     rng = np.random.default_rng(0)
     truth = {s: (rng.random((400, 4)) < 0.3).astype(float) for s in ("dev", "test")}

@@ -123,9 +123,9 @@ def test_probe_head_is_scikit_learns_regression_and_platt_calibrates(text_run):
 def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(synthetic_dir, tmp_path):
     from mmgenre.config import ConfigError
     from mmgenre.data.prepare import prepare_data
-    from mmgenre.evaluation.metrics import choose_thresholds
     from mmgenre.models import registry
     from mmgenre.runs import read_json
+    from mmgenre.training.thresholds import choose as choose_thresholds
     from mmgenre.training.trainer import train_and_evaluate
 
     cfg = probe_config(synthetic_dir, ["tfidf"], folds=2)
@@ -139,7 +139,7 @@ def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(syntheti
     y_train = prepare_data(cfg.data, registry.get("linear_probe", cfg.model.params),
                            show_progress=False).splits["train"][1]
     oof = np.load(tmp_path / "r" / "probabilities.npz")["train_oof"]
-    saved = np.array(list(read_json(str(tmp_path / "r" / "thresholds.json")).values()))
+    saved = np.array(list(read_json(str(tmp_path / "r" / "thresholds.json"))["thresholds"].values()))
     np.testing.assert_allclose(saved, choose_thresholds("prevalence", y_train, oof, y_train), atol=1e-6)
     assert results["threshold_split"] == "train_oof"
     # Back to dev thresholds: a re-score from the saved probabilities, the fit's facts kept.

@@ -42,7 +42,7 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 @pytest.mark.slow
 def test_kill_while_writing_the_report_is_finished_by_a_rerun(synthetic_dir, tmp_path, monkeypatch):
-    from mmgenre.evaluation import score_fusion
+    from mmgenre.evaluation import saved_scores
 
     run_dir = str(tmp_path / "run")
     real = runs.write_text
@@ -59,7 +59,7 @@ def test_kill_while_writing_the_report_is_finished_by_a_rerun(synthetic_dir, tmp
     assert os.path.exists(os.path.join(run_dir, "metrics.json")) and not runs.is_complete(run_dir)
     # Nothing reads a half-finished folder as a result...
     with pytest.raises(ValueError, match="not a finished run"):
-        score_fusion.saved_probabilities(run_dir)
+        saved_scores.saved_probabilities(run_dir)
     # ...and the same command finishes it without training again.
     history = pd.read_csv(os.path.join(run_dir, "history.csv"))
     results = train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from mmgenre.evaluation import score_fusion
+from mmgenre.evaluation import saved_scores
 from mmgenre.models.layers import ScoreFusion
+from mmgenre.training import late_fusion as score_fusion
 
 
 @pytest.mark.parametrize("space", ["logit_z", "probability"])
@@ -77,7 +78,7 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
         assert served_probs[genre] == pytest.approx(p, abs=1e-5), genre
 
     # Platt after fusing: probabilities, where the sigmoid of z-scored logits is not one.
-    prepared, aligned, _, _ = score_fusion.aligned_probabilities(members)
+    prepared, aligned, _, _ = saved_scores.aligned_probabilities(members)
     uncalibrated, _ = score_fusion.fuse(aligned, prepared.splits["dev"][1])
     y_test = prepared.splits["test"][1]
     brier = [calibration_metrics(y_test, p)["brier"] for p in (saved["test"], uncalibrated["test"])]

@@ -149,7 +149,7 @@ def test_batch_prediction_writes_every_movie_with_its_predicted_genres(trained, 
     assert "movies/s" in capsys.readouterr().err
     frame = pd.read_csv(out, keep_default_na=False)
     genres = json.load(open(os.path.join(runs_["fusion"], "genres.json")))["genres"]
-    thresholds = json.load(open(os.path.join(runs_["fusion"], "thresholds.json")))
+    thresholds = json.load(open(os.path.join(runs_["fusion"], "thresholds.json")))["thresholds"]
     movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"))
     assert len(frame) == (movies["split"] == "test").sum()
     assert list(frame.columns) == ["id", "split", *genres, "predicted"]

@@ -53,12 +53,14 @@ class GenreVocabulary:
     genres: kept genre names, most frequent first (ties by name).
     train_counts: train-split count of every genre seen in train.
     dropped: {genre: reason} for genres below ``min_count`` in train.
+    train_movies: train movies counted (None in vocabularies saved before it was recorded).
     """
 
     genres: list
     train_counts: dict
     dropped: dict
     min_count: int
+    train_movies: int | None = None  # train rows it was counted on (the prior's denominator)
 
     @classmethod
     def from_train(cls, table: pd.DataFrame, min_count: int = 10,
@@ -77,7 +79,7 @@ class GenreVocabulary:
                 f"no genre has at least {min_count} train examples "
                 f"(train counts: {dict(counts)}); lower data.min_genre_count"
             )
-        return cls(kept, dict(counts), dropped, min_count)
+        return cls(kept, dict(counts), dropped, min_count, len(train))
 
     def __len__(self):
         return len(self.genres)

@@ -14,12 +14,22 @@ import json
 
 import numpy as np
 
+from mmgenre import genres as genres_lib
 from mmgenre import tasks
 from mmgenre.config import MMIMDB_GENRES, SPLITS
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline
 from mmgenre.data.records import detect_layout, load_records
 from mmgenre.data.validate import select_modalities, validate
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What ``prepare_data`` needs of a model: the inputs it reads, and whether it takes rows
+    lacking one of them (a registry.ModelSpec has both)."""
+
+    modalities: tuple
+    accepts_missing: bool = False
 
 
 @dataclasses.dataclass
@@ -35,6 +45,10 @@ class PreparedData:
     skipped_unlabelled: int = 0
     unseen_genres: dict = dataclasses.field(default_factory=dict)
     dataset_fingerprint: str = ""  # the movies read (ids, splits, genres, texts), whatever the model
+    # Scoring a trained run: how the data's genre spellings met its vocabulary (genres.GenreMapping).
+    genre_mapping: object = None
+    # {"stand_in": rows fed one input's absent signal, "skipped_without_input": rows dropped}
+    inputs: dict = dataclasses.field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """A hash of what the model is fitted to: row ids, targets per split, genres and
@@ -51,36 +65,64 @@ class PreparedData:
 
 
 def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
-                 show_progress=True, require_genres=True) -> PreparedData:
+                 show_progress=True, require_genres=True, genre_map=None) -> PreparedData:
     """Loads, validates and labels a dataset for the model described by ``spec``.
 
     Args:
         data_cfg: mmgenre.config.DataConfig.
-        spec: anything with ``modalities`` (the model's inputs) and
-            ``accepts_missing`` (a registry.ModelSpec). Rows need every input of
+        spec: an ``Inputs`` or a registry.ModelSpec: ``modalities`` (the
+            model's inputs) and ``accepts_missing``. Rows need every input of
             the model, or (models that accept a missing modality) at least one.
-        vocab, vectorizer: from a trained run when evaluating on new data;
-            otherwise both are fitted on this dataset's train split only.
+        vocab, vectorizer: a trained run's, when scoring it on any data: nothing
+            is fitted then (its vectorizer, or None for graphs that tokenize
+            inside), genre spellings are mapped onto ``vocab`` (``mmgenre.genres``,
+            with ``genre_map`` overrides) and rows lacking one input of a
+            two-input model are kept and fed that input's absent signal.
+            Otherwise both are fitted on this dataset's train split only.
         path: a dataset other than ``data_cfg.path``.
         require_genres: False keeps rows without genres (prediction on unlabelled data;
             needs ``vocab``).
     """
     records, mmimdb = read_records(data_cfg, path or data_cfg.path)
-    modalities = spec.modalities
+    modalities, scoring = spec.modalities, vocab is not None
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress, require_genres=require_genres)
-    table, merged = labels_lib.normalise_genres(table, vocab.genres if vocab is not None else ())
-    for kept, spellings in merged.items():
-        report.add("genre_spelling_merged", f"{kept!r} <- {spellings}", note=True)
-    if merged:
-        print("note: genre spellings merged: " + "; ".join(
-            f"{kept!r} <- {spellings}" for kept, spellings in merged.items()))
-    table = select_modalities(table, modalities, require_all=not spec.accepts_missing)
-    # With a run's vocabulary every row is new data; otherwise train defines the genres.
-    outside_train = table if vocab is not None else table[table["split"] != "train"]
+    mapping = None
+    if scoring:
+        table, mapping = genres_lib.map_onto(table, vocab.genres, genre_map)
+        check_shared_genres(mapping, vocab, path or data_cfg.path, require_genres)
+    else:
+        table, merged = labels_lib.normalise_genres(table)
+        for kept, spellings in merged.items():
+            report.add("genre_spelling_merged", f"{kept!r} <- {spellings}", note=True)
+        if merged:
+            print("note: genre spellings merged: " + "; ".join(
+                f"{kept!r} <- {spellings}" for kept, spellings in merged.items()))
+    # Scoring, a model reading two inputs takes rows with one: the absent one gets its signal.
+    allow_missing = spec.accepts_missing or (scoring and len(modalities) > 1)
+    kept = select_modalities(table, modalities, require_all=not allow_missing)
+    inputs = ({"skipped_without_input": len(table) - len(kept),
+               "stand_in": int((~kept[[f"has_{m}" for m in modalities]].all(axis=1)).sum())}
+              if scoring else {})
+    table = kept
     if vocab is None:
         vocab = (labels_lib.GenreVocabulary.from_train(table, 1, top=MMIMDB_GENRES) if mmimdb
                  else labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count))
+    splits, skipped = _split_targets(table, vocab, data_cfg)
+    if "overview" in modalities and vectorizer is None and not scoring:
+        train_texts = [t for t in splits["train"][0]["overview"] if isinstance(t, str)]
+        if not train_texts:
+            raise ValueError(f"{path or data_cfg.path}: no usable train overviews to adapt the vectorizer on")
+        vectorizer = pipeline.build_vectorizer(train_texts, data_cfg.max_tokens,
+                                               data_cfg.sequence_length)
+    unseen = ({} if scoring or not len(table)
+              else vocab.unseen(table[table["split"] != "train"]))
+    return PreparedData(splits, vocab, vectorizer, report, tuple(modalities), allow_missing,
+                        skipped, dict(unseen), records_fingerprint(records), mapping, inputs)
+
+
+def _split_targets(table, vocab, data_cfg):
+    """({split: (rows, targets)}, movies skipped for having no kept genre (single-label))."""
     splits, skipped, task = {}, 0, tasks.get(data_cfg.task)
     for split in SPLITS:
         rows = table[table["split"] == split].reset_index(drop=True)
@@ -91,17 +133,21 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         targets = task.targets(vocab, rows, data_cfg.single_label_rule)
         labelled = task.labelled(targets)  # single-label: movies without a kept genre go
         skipped += int((~labelled).sum())
-        rows, targets = rows[labelled].reset_index(drop=True), targets[labelled]
-        splits[split] = (rows, targets)
-    if "overview" in modalities and vectorizer is None:
-        train_texts = [t for t in splits["train"][0]["overview"] if isinstance(t, str)]
-        if not train_texts:
-            raise ValueError(f"{path or data_cfg.path}: no usable train overviews to adapt the vectorizer on")
-        vectorizer = pipeline.build_vectorizer(train_texts, data_cfg.max_tokens,
-                                               data_cfg.sequence_length)
-    unseen = vocab.unseen(outside_train) if len(table) else {}
-    return PreparedData(splits, vocab, vectorizer, report, tuple(modalities),
-                        spec.accepts_missing, skipped, dict(unseen), records_fingerprint(records))
+        splits[split] = (rows[labelled].reset_index(drop=True), targets[labelled])
+    return splits, skipped
+
+
+def check_shared_genres(mapping, vocab, path, require_genres=True):
+    """Refuses data that shares fewer than two genres with the run: its scores would say
+    nothing (mAP over one genre), and the usual cause is a catalogue whose names need a
+    ``--genre-map``. Unlabelled data (prediction) is exempt."""
+    if not require_genres and not mapping.shared and not mapping.ignored:
+        return
+    if len(mapping.shared) < 2:
+        raise ValueError(
+            f"{path}: shares {len(mapping.shared)} genre(s) with the run "
+            f"({mapping.shared}); the run's genres: {list(vocab.genres)}; the data's other "
+            f"genres: {list(mapping.ignored)}; map spellings with --genre-map DATA=RUN")
 
 
 def read_records(data_cfg, path):

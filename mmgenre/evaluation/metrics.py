@@ -1,8 +1,8 @@
 """Metrics on predicted probabilities, computed with scikit-learn (no TensorFlow).
 
 Multi-label (the MM-IMDb protocol): micro/macro/weighted/samples F1, at 0.5 and
-at thresholds chosen on dev only (``choose_thresholds``, two rules); mean average precision over genres
-with at least one positive; top-1 accuracy (the highest-scoring genre is one of
+at the thresholds a run fitted in training (``mmgenre.training.thresholds``); mean
+average precision over genres with at least one positive; top-1 accuracy (the highest-scoring genre is one of
 the true ones); subset accuracy; calibration (Brier score and expected
 calibration error, ``calibration_metrics``); per-genre precision/recall/F1/AP.
 Single-label: accuracy, macro F1, Brier score, top-label ECE and a confusion matrix.
@@ -20,10 +20,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mmgenre import tasks
-from mmgenre.config import THRESHOLD_RULES
 
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
-PREVALENCE_FACTORS = (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 HEADLINE = ("micro_f1", "macro_f1", "weighted_f1", "samples_f1", "mAP", "top1_accuracy",
             "subset_accuracy", "brier", "ece")
 # The results tables' columns (benchmarks/accuracy.py), the most read first.
@@ -50,56 +47,6 @@ def calibration_metrics(y_true, y_prob) -> dict:
     y_true, y_prob = np.asarray(y_true, float), np.asarray(y_prob, float)
     return {"brier": float(np.mean((y_prob - y_true) ** 2)),
             "ece": expected_calibration_error(y_prob, y_true)}
-
-
-def tune_thresholds(y_true: np.ndarray, y_prob: np.ndarray, grid=THRESHOLD_GRID) -> np.ndarray:
-    """Per-genre threshold maximising that genre's F1 on (dev) data.
-
-    Genres without a positive example keep 0.5: there is nothing to tune on.
-    Ties pick the threshold closest to 0.5 so a flat F1 curve does not drift.
-    """
-    thresholds = np.full(y_true.shape[1], 0.5)
-    order = np.argsort(np.abs(grid - 0.5), kind="stable")
-    for g in range(y_true.shape[1]):
-        if y_true[:, g].sum() == 0:
-            continue
-        scores = [skm.f1_score(y_true[:, g], y_prob[:, g] >= t, zero_division=0) for t in grid[order]]
-        thresholds[g] = grid[order][int(np.argmax(scores))]
-    return thresholds
-
-
-def prevalence_thresholds(y_true: np.ndarray, y_prob: np.ndarray, train_prevalence: np.ndarray,
-                          factors=PREVALENCE_FACTORS) -> np.ndarray:
-    """Per-genre thresholds that flag ``factor`` x the train frequency of each genre on dev.
-
-    Genre g's threshold is the (1 - factor * prevalence_g) quantile of its (n,) dev
-    scores; one ``factor`` for all genres is picked on dev macro-F1. Each threshold
-    uses every dev score (not only the genre's few dev positives), so it does not
-    collapse on genres with 2-4 dev positives the way per-genre F1 tuning does:
-    in split-half cross-validation on the sample set's dev split (193 movies) it
-    led ``tune_thresholds`` on held-out macro-F1 for 15 of 15 models, by 0.011 to
-    0.054 (results/threshold_rules.md). Ties pick the smallest factor.
-    """
-    y_prob = np.asarray(y_prob)
-    prevalence = np.asarray(train_prevalence, dtype=float)
-
-    def at(factor):
-        quantiles = np.clip(1.0 - factor * prevalence, 0.0, 1.0)
-        return np.array([np.quantile(y_prob[:, g], quantiles[g]) for g in range(y_prob.shape[1])])
-
-    scores = [multilabel_metrics(y_true, y_prob, at(f))["macro_f1"] for f in factors]
-    return at(factors[int(np.argmax(scores))])
-
-
-def choose_thresholds(rule: str, y_true: np.ndarray, y_prob: np.ndarray,
-                      train_targets: np.ndarray) -> np.ndarray:
-    """(n_genres,) thresholds from dev targets and probabilities by ``rule``:
-    "prevalence" (``prevalence_thresholds``) or "per_genre" (``tune_thresholds``)."""
-    if rule == "per_genre":
-        return tune_thresholds(y_true, y_prob)
-    if rule == "prevalence":
-        return prevalence_thresholds(y_true, y_prob, np.asarray(train_targets).mean(axis=0))
-    raise ValueError(f"threshold rule must be one of {list(THRESHOLD_RULES)}, got {rule!r}")
 
 
 def mean_average_precision(y_true: np.ndarray, y_prob: np.ndarray) -> float:
@@ -173,13 +120,13 @@ def single_label_per_genre(y_true_onehot, y_prob, genres) -> pd.DataFrame:
     return pd.DataFrame({"genre": genres, "precision": p, "recall": r, "f1": f, "support": support})
 
 
-def prior_probabilities(train_targets: np.ndarray, n: int) -> np.ndarray:
+def prior_probabilities(frequencies: np.ndarray, n: int) -> np.ndarray:
     """The constant baseline: every movie gets the train frequency of each genre.
 
     At threshold 0.5 it predicts the genres on more than half the train movies
     ({Comedy, Drama} on the sample set); its AP per genre equals prevalence.
     """
-    return np.tile(train_targets.mean(axis=0, keepdims=True), (n, 1))
+    return np.tile(np.asarray(frequencies, float)[np.newaxis], (n, 1))
 
 
 def evaluate_split(y_true, y_prob, task: str, genres, dev_thresholds=None) -> dict:

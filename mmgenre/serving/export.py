@@ -25,7 +25,6 @@ import os
 import shutil
 import sys
 
-import numpy as np
 import tensorflow as tf
 
 from mmgenre import runs, tasks
@@ -40,11 +39,12 @@ def serving_function(run):
     """(fn, input signature) of the raw-input endpoint for a loaded run."""
     model, modalities = run.model, tuple(run.modalities)
     size = tuple(run.config.data.image_size)
-    fused = run.spec.accepts_missing
+    # A model reading two inputs takes either alone: the absent one gets its absent signal
+    # (an empty string in, a black poster or an empty overview to the model), as in evaluate.
+    fused = len(modalities) > 1
     raw_text = takes_raw_text(model)
     n = len(run.vocab.genres)
-    thresholds = tf.constant(run.thresholds if run.thresholds is not None else np.full(n, 0.5),
-                             tf.float32)
+    thresholds = tf.constant(run.threshold_values, tf.float32)
     single = not tasks.get(run.config.data.task).uses_thresholds  # the top genre, no thresholds
 
     def decode(data):
@@ -146,8 +146,9 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
     runs.write_json(runs.RunFolder(staging).genres, {
         "genres": run.vocab.genres, "inputs": list(signature), "task": run.config.data.task,
         "image_size": list(run.config.data.image_size), "format": fmt,
-        "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds],
-        "missing_input": "empty string" if run.spec.accepts_missing else None,
+        "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds.values],
+        "thresholds_from": None if run.thresholds is None else run.thresholds.provenance(),
+        "missing_input": "empty string" if len(run.modalities) > 1 else None,
         **({"needs_flex_delegate": needs_flex} if fmt == "tflite" else {}),
         "source_run": os.path.abspath(run_dir)})
     runs.write_text(os.path.join(staging, runs.OUTPUT_MARKER), "mmgenre export\n")

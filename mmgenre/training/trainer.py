@@ -26,13 +26,14 @@ import numpy as np
 from mmgenre import config as config_lib
 from mmgenre import runs
 from mmgenre.data import pipeline
-from mmgenre.data.prepare import prepare_data
+from mmgenre.data.prepare import Inputs, prepare_data
 from mmgenre.evaluation import plots
-from mmgenre.evaluation.evaluate import evaluate_prepared, report_probabilities
+from mmgenre.evaluation.evaluate import evaluate_prepared, predict_splits, report_probabilities
 from mmgenre.models import registry, weights
 from mmgenre.models.saving import load_model
 from mmgenre.progress import timed
 from mmgenre.training import distributed, fit, head, solve
+from mmgenre.training import thresholds as thresholds_lib
 
 # How a model over frozen backbones (registry ``fitted_by``) gets its head from cached features:
 # fitter(model, params, prepared, cfg) -> (dev/test probabilities, out-of-fold train
@@ -41,7 +42,8 @@ CACHED_FEATURE_FITTERS = {"linear_solver": solve.fit_linear_probe,
                           "cached_features": head.fit_encoder_head}
 # metrics.json keys the report writes (the rest are facts of the fit, kept by a re-score).
 REPORT_KEYS = ("model", "name", "genres", "task", "data_fingerprint", "threshold_rule",
-               "threshold_split", "splits", "missing_modality")
+               "threshold_split", "thresholds_fitted", "splits", "missing_modality",
+               "genres_without_positives")
 
 
 def _check_run_dir(run_dir, cfg):
@@ -166,7 +168,9 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     model = load_model(best_path, allow_external_code)
     plots.training_curves(runs.read_history(run_dir), runs.RunFolder(run_dir).training_curves,
                           cfg.name)
-    return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
+    probs = predict_splits(model, cfg.data, prepared, ("dev", "test"))
+    fitted = thresholds_lib.fit_and_save(cfg.evaluation, cfg.data.task, prepared, probs, None, run_dir)
+    return evaluate_prepared(model, cfg, prepared, run_dir, fitted, probs=probs,
                              extra={"params": int(model.count_params()),
                                     "train_seconds": round(time.time() - started, 1)})
 
@@ -183,10 +187,9 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     with timed(f"save {cfg.name}'s whole graph"):
         runs.save_model(model, runs.RunFolder(run_dir).model)
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))
+    fitted = thresholds_lib.fit_and_save(cfg.evaluation, cfg.data.task, prepared, probs, train_oof, run_dir)
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
-                                extra=extra, threshold_rule=cfg.evaluation.thresholds,
-                                train_oof=train_oof,
-                                threshold_split=cfg.evaluation.threshold_split)
+                                fitted, extra=extra, train_oof=train_oof)
 
 
 def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
@@ -204,15 +207,14 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
     prepared = prepare_data(cfg.data, spec, show_progress=False)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
     train_oof = saved.get("train_oof")
+    probs = {s: saved[s] for s in ("dev", "test") if s in saved}
+    fitted = thresholds_lib.fit_and_save(cfg.evaluation, cfg.data.task, prepared, probs, train_oof, run_dir)
     if spec.fitted_by in CACHED_FEATURE_FITTERS:
         facts = {k: v for k, v in stored.items() if k not in REPORT_KEYS}
-        return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared,
-                                    {s: saved[s] for s in ("dev", "test") if s in saved}, run_dir,
-                                    extra=facts, threshold_rule=cfg.evaluation.thresholds,
-                                    train_oof=train_oof,
-                                    threshold_split=cfg.evaluation.threshold_split)
+        return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
+                                    fitted, extra=facts, train_oof=train_oof)
     model = load_model(runs.RunFolder(run_dir).model, allow_external_code)
-    return evaluate_prepared(model, cfg, prepared, run_dir, thresholds=None,
+    return evaluate_prepared(model, cfg, prepared, run_dir, fitted, probs=probs,
                              extra={k: stored[k] for k in ("params", "train_seconds") if k in stored},
                              train_oof=train_oof)
 
@@ -224,11 +226,13 @@ def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
     from mmgenre.models.classical import ClassicalBaseline
 
     baseline = ClassicalBaseline(kind, seed)
-    prepared = prepare_data(data_cfg, registry.ModelSpec(kind, None, baseline.modalities, kind))
+    prepared = prepare_data(data_cfg, Inputs(baseline.modalities))
     (train, y_train), (dev, y_dev) = prepared.splits["train"], prepared.splits["dev"]
     baseline.fit(train, y_train, dev, y_dev)
     probs = {s: baseline.predict_proba(prepared.splits[s][0]) for s in ("dev", "test")}
     with runs.locked(out_dir):
+        fitted = thresholds_lib.fit_and_save(config_lib.EvaluationConfig(thresholds=threshold_rule),
+                                data_cfg.task, prepared, probs, baseline.train_oof, out_dir)
         return report_probabilities(f"{kind} + logistic regression", f"classical:{kind}", data_cfg,
-                                    prepared, probs, out_dir, extra={"C": baseline.c},
-                                    threshold_rule=threshold_rule, train_oof=baseline.train_oof)
+                                    prepared, probs, out_dir, fitted, extra={"C": baseline.c},
+                                    train_oof=baseline.train_oof)
