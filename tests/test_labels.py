@@ -71,3 +71,31 @@ def test_genre_spellings_merge_to_the_most_common_one_and_are_reported():
     # A trained run's spelling wins on new data.
     table, _ = normalise_genres(pd.DataFrame({"genres": [["DRAMA"]]}), known=["Drama"])
     assert table["genres"].tolist() == [["Drama"]]
+
+
+def test_other_catalogues_genre_spellings_map_onto_the_run_with_counts():
+    from mmgenre import genres
+
+    run = ["Drama", "Comedy", "Science Fiction", "Family", "Music", "TV Movie"]
+    table = pd.DataFrame({"genres": [["Sci-Fi", "drama"], ["Children", "Film-Noir"],
+                                     ["(no genres listed)"], ["Musical", "Music"], ["TV-Movie", "IMAX"],
+                                     ["science  fiction", "Biography"]]})
+    mapped, mapping = genres.map_onto(table, run)
+    assert mapped["genres"].tolist() == [["Science Fiction", "Drama"], ["Family"], [], ["Music"],
+                                         ["TV Movie"], ["Science Fiction"]]
+    assert mapping.renamed == {"Children": "Family", "Musical": "Music", "Sci-Fi": "Science Fiction",
+                               "TV-Movie": "TV Movie", "drama": "Drama",
+                               "science  fiction": "Science Fiction"}
+    assert mapping.ignored == {"Film-Noir": 1, "IMAX": 1, "Biography": 1}
+    assert mapping.shared == ["Drama", "Science Fiction", "Family", "Music", "TV Movie"]
+    # A run that learned both keeps IMDb's Music and Musical apart.
+    both, _ = genres.map_onto(table.iloc[[3]], ["Music", "Musical"])
+    assert both["genres"].tolist() == [["Musical", "Music"]]
+    # The user's map comes first; "A=" ignores A; a target the run lacks is refused.
+    overrides = genres.parse_genre_map(["Film-Noir=Drama", "Sci-Fi="])
+    mapped, mapping = genres.map_onto(table, run, overrides)
+    assert mapped["genres"][0] == ["Drama"] and mapped["genres"][1] == ["Family", "Drama"]
+    with pytest.raises(genres.GenreMapError, match="the run has no genre 'Noir'"):
+        genres.map_onto(table, run, {"Film-Noir": "Noir"})
+    with pytest.raises(genres.GenreMapError, match="neither A=B nor an existing file"):
+        genres.parse_genre_map(["Film-Noir"])

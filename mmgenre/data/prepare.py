@@ -88,10 +88,7 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress, require_genres=require_genres)
     mapping = None
-    if scoring:
-        table, mapping = genres_lib.map_onto(table, vocab.genres, genre_map)
-        check_shared_genres(mapping, vocab, path or data_cfg.path, require_genres)
-    else:
+    if not scoring:
         table, merged = labels_lib.normalise_genres(table)
         for kept, spellings in merged.items():
             report.add("genre_spelling_merged", f"{kept!r} <- {spellings}", note=True)
@@ -100,11 +97,17 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
                 f"{kept!r} <- {spellings}" for kept, spellings in merged.items()))
     # Scoring, a model reading two inputs takes rows with one: the absent one gets its signal.
     allow_missing = spec.accepts_missing or (scoring and len(modalities) > 1)
-    kept = select_modalities(table, modalities, require_all=not allow_missing)
-    inputs = ({"skipped_without_input": len(table) - len(kept),
-               "stand_in": int((~kept[[f"has_{m}" for m in modalities]].all(axis=1)).sum())}
-              if scoring else {})
-    table = kept
+    table = select_modalities(table, modalities, require_all=not allow_missing)
+    inputs = {}
+    if scoring:
+        lacking = rows_without_input(records, modalities, not allow_missing)
+        if table.empty:
+            raise ValueError(f"{path or data_cfg.path}: no row has an input the model reads "
+                             f"({' or '.join(modalities)}); {lacking} row(s) lack it")
+        inputs = {"skipped_without_input": lacking,
+                  "stand_in": int((~table[[f"has_{m}" for m in modalities]].all(axis=1)).sum())}
+        table, mapping = genres_lib.map_onto(table, vocab.genres, genre_map)
+        check_shared_genres(mapping, vocab, path or data_cfg.path, require_genres)
     if vocab is None:
         vocab = (labels_lib.GenreVocabulary.from_train(table, 1, top=MMIMDB_GENRES) if mmimdb
                  else labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count))
@@ -119,6 +122,15 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
               else vocab.unseen(table[table["split"] != "train"]))
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities), allow_missing,
                         skipped, dict(unseen), records_fingerprint(records), mapping, inputs)
+
+
+def rows_without_input(records, modalities, require_all: bool) -> int:
+    """Rows of the dataset that lack the model's input (every one of ``modalities`` with
+    ``require_all``, else all of them): an empty poster path or overview. Unreadable files are
+    the validation report's to count."""
+    present = [records[m].map(lambda v: isinstance(v, str) and bool(v.strip())) for m in modalities]
+    have = (np.logical_and.reduce if require_all else np.logical_or.reduce)(present)
+    return int((~np.asarray(have, bool)).sum())
 
 
 def _split_targets(table, vocab, data_cfg):

@@ -100,7 +100,8 @@ def error_analysis(table: pd.DataFrame, y_true, y_prob, genres, y_pred, limit: i
         row = table.iloc[i]
         true = [g for g, t in zip(genres, y_true[i]) if t > 0.5]
         pred = [f"{g} ({p:.2f})" for g, p, on in zip(genres, y_prob[i], y_pred[i]) if on]
-        overview = textwrap.shorten(row["overview"] or "(no overview)", 240)
+        text = row["overview"]
+        overview = textwrap.shorten(text if isinstance(text, str) and text else "(no overview)", 240)
         lines += [f"- **{row['title']}** ({row['id']})", f"  - true: {', '.join(true) or '-'}",
                   f"  - predicted: {', '.join(pred) or '-'}", f"  - overview: {overview}"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,180 @@
+"""Models that travel: every kind of run scores a dataset it was not trained on.
+
+The other dataset has only a test split, spells genres another catalogue's way
+(IMDb's "Sci-Fi", lower case), lists a genre no run learned ("Film-Noir") and
+has rows with only an overview or only a poster. Nothing is refitted on it: the
+run's thresholds and calibration apply unchanged, so a movie it shares with the
+run's own test split gets the same probabilities.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_config
+
+from mmgenre.training.trainer import train_and_evaluate
+
+pytestmark = pytest.mark.slow  # trains: left out of the quick tier
+
+IMDB_SPELLING = {"Science Fiction": "Sci-Fi", "Comedy": "comedy"}
+
+
+@pytest.fixture(scope="module")
+def travel_dir(synthetic_dir, tmp_path_factory):
+    """The synthetic test movies as another catalogue would ship them: test split only, IMDb
+    spellings, an unknown genre on every third movie, the first 6 without a poster, the next 3
+    without an overview."""
+    movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"), keep_default_na=False)
+    movies = movies[movies["split"] == "test"].reset_index(drop=True)
+    root = tmp_path_factory.mktemp("imdb-style")
+    os.makedirs(root / "posters")
+    for poster in movies["poster"]:
+        shutil.copy(os.path.join(synthetic_dir, poster), root / poster)
+    genres = [[IMDB_SPELLING.get(g, g) for g in row.split("|")] + (["Film-Noir"] if i % 3 == 0 else [])
+              for i, row in enumerate(movies["genres"])]
+    movies["genres"] = ["|".join(g) for g in genres]
+    movies.loc[:5, "poster"] = ""
+    movies.loc[6:8, "overview"] = ""
+    movies.to_csv(root / "movies.csv", index=False)
+    return str(root)
+
+
+def _train(name, cfg, root):
+    run_dir = str(root / name)
+    train_and_evaluate(cfg, run_dir, verbose=0)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
+    """One tiny run of each kind: gradient poster and text models, a gradient fusion, a
+    solved probe over both inputs, a Keras head on cached features, a score fusion."""
+    from test_probe import probe_config
+
+    from mmgenre.training.late_fusion import run_score_fusion
+
+    root = tmp_path_factory.mktemp("travel-runs")
+    one_epoch = {"train": {"epochs": 1}}
+    out = {
+        "cnn": _train("cnn", tiny_config(synthetic_dir, "cnn", **one_epoch), root),
+        "bag_of_words": _train("bag_of_words", tiny_config(synthetic_dir, "bag_of_words", **one_epoch), root),
+        "fusion": _train("fusion", tiny_config(synthetic_dir, "fusion", {
+            "image_branch": "cnn", "text_branch": "bag_of_words", "fusion_units": 16}, **one_epoch), root),
+        "linear_probe": _train("linear_probe", probe_config(
+            synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3), root),
+        "encoder_head": _train("encoder_head", tiny_config(
+            synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
+            evaluation={"threshold_split": "train_oof"}), root),
+    }
+    # Three runs: equal weights (two would have a weight chosen on dev, possibly 0 for one).
+    run_score_fusion([out["cnn"], out["bag_of_words"], out["fusion"]], str(root / "score_fusion"))
+    out["score_fusion"] = str(root / "score_fusion")
+    return out
+
+
+KINDS = ("cnn", "bag_of_words", "fusion", "linear_probe", "encoder_head", "score_fusion")
+# The kinds reading one input (the encoder head here reads TF-IDF only).
+ONE_INPUT = {"cnn": "poster", "bag_of_words": "overview", "encoder_head": "overview"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, runs_of_every_kind,
+                                                                        travel_dir, tmp_path):
+    from mmgenre.inference import evaluate_run
+
+    run_dir = runs_of_every_kind[kind]
+    out = str(tmp_path / "eval")
+    results = evaluate_run(run_dir, travel_dir, "test", out_dir=out)
+    mapping = results["genre_mapping"]
+    assert mapping["renamed"] == {"Sci-Fi": "Science Fiction", "comedy": "Comedy"}
+    # Every third test movie lists Film-Noir; a poster model cannot read 2 of them, a text model 1.
+    assert mapping["ignored"] == {"Film-Noir": {"poster": 10, "overview": 11}.get(ONE_INPUT.get(kind), 12)}
+    assert "Science Fiction" in mapping["shared"]
+    saved = json.load(open(os.path.join(out, "metrics.json")))
+    assert saved["genre_mapping"] == mapping  # recorded, not only printed
+    run_metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    # The run's thresholds, as fitted in training; nothing chosen on this data.
+    assert (saved["threshold_rule"], saved["threshold_split"]) == (
+        run_metrics["threshold_rule"], run_metrics["threshold_split"])
+    assert saved["thresholds_fitted"] == "in training"
+    report = open(os.path.join(out, "report.md")).read()
+    assert f"Film-Noir ({mapping['ignored']['Film-Noir']} movies)" in report
+    assert "Sci-Fi -> Science Fiction" in report
+    assert "prior (train frequency)" in report  # the run's train prior, though this data has no train
+    # Movies shared with the run's own test split, with every input, score the same.
+    with np.load(os.path.join(run_dir, "probabilities.npz")) as own, \
+            np.load(os.path.join(out, "probabilities.npz")) as here:
+        own_rows = {m: p for m, p in zip(own["test_ids"], own["test"])}
+        movies = pd.read_csv(os.path.join(travel_dir, "movies.csv"), keep_default_na=False)
+        complete = set(movies["id"][(movies["poster"] != "") & (movies["overview"] != "")])
+        full = [i for i, m in enumerate(here["test_ids"]) if m in complete]
+        assert len(full) >= 20
+        np.testing.assert_allclose(here["test"][full],
+                                   np.stack([own_rows[here["test_ids"][i]] for i in full]), atol=2e-4)
+    inputs = saved["inputs"]
+    if kind in ONE_INPUT:  # unimodal: rows without its input are counted, skipped
+        poster = ONE_INPUT[kind] == "poster"
+        assert inputs == {"skipped_without_input": 6 if poster else 3, "stand_in": 0}
+        assert saved["splits"]["test"]["n"] == (30 if poster else 33)
+    else:  # both inputs: text-only and poster-only rows are scored through the absent signal
+        assert inputs == {"skipped_without_input": 0, "stand_in": 9}
+        assert saved["splits"]["test"]["n"] == 36
+
+
+def test_a_refusal_comes_before_any_model_loads(runs_of_every_kind, travel_dir, tmp_path, monkeypatch):
+    from mmgenre import genres
+    from mmgenre.inference import evaluate_run
+    from mmgenre.models import saving
+    from mmgenre.serving.batch import predict_dataset
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the refusal")
+
+    monkeypatch.setattr(saving, "load_model", no_loading)
+    movies = pd.read_csv(os.path.join(travel_dir, "movies.csv"), keep_default_na=False)
+    other = tmp_path / "westerns"
+    shutil.copytree(travel_dir, other)
+    movies.assign(genres="Western|Drama").to_csv(other / "movies.csv", index=False)
+    with pytest.raises(ValueError, match=r"shares 1 genre\(s\) with the run \(\['Drama'\]\).*Western"):
+        evaluate_run(runs_of_every_kind["linear_probe"], str(other), "test", out_dir=str(tmp_path / "a"))
+    no_posters = tmp_path / "no-posters"
+    shutil.copytree(travel_dir, no_posters)
+    movies.assign(poster="").to_csv(no_posters / "movies.csv", index=False)
+    with pytest.raises(ValueError, match=r"no-posters: no row has an input the model reads "
+                                         r"\(poster\); 36 row\(s\) lack it"):
+        evaluate_run(runs_of_every_kind["cnn"], str(no_posters), "test", out_dir=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="no row has an input the model reads"):
+        predict_dataset(runs_of_every_kind["cnn"], str(no_posters), str(tmp_path / "p.csv"), "test")
+    with pytest.raises(genres.GenreMapError, match="the run has no genre 'Noir Fiction'"):
+        evaluate_run(runs_of_every_kind["cnn"], travel_dir, "test", out_dir=str(tmp_path / "c"),
+                     genre_map=["Film-Noir=Noir Fiction"])
+    only_train = tmp_path / "only-train"
+    shutil.copytree(travel_dir, only_train)
+    movies.assign(split="train").to_csv(only_train / "movies.csv", index=False)
+    with pytest.raises(ValueError, match=r"split 'test' has no row with an input the model reads"):
+        evaluate_run(runs_of_every_kind["fusion"], str(only_train), "test", out_dir=str(tmp_path / "d"))
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "p.csv")
+
+
+def test_cli_evaluates_and_batch_predicts_with_a_genre_map(runs_of_every_kind, travel_dir, tmp_path,
+                                                          capsys):
+    from mmgenre.cli import main
+
+    run_dir, out = runs_of_every_kind["score_fusion"], str(tmp_path / "eval")
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("Film-Noir: Drama\n")
+    assert main(["evaluate", run_dir, "--data", travel_dir, "--out", out, "--genre-map", str(mapping)]) == 0
+    printed = capsys.readouterr()
+    assert "genre spellings mapped" in printed.out and "Film-Noir" in printed.out
+    assert "movies/s" in printed.err and "left" in printed.err
+    saved = json.load(open(os.path.join(out, "metrics.json")))
+    mapping = saved["genre_mapping"]
+    assert mapping["ignored"] == {} and mapping["renamed"]["Film-Noir"] == "Drama"
+    csv = str(tmp_path / "predictions.csv")
+    assert main(["predict", runs_of_every_kind["fusion"], "--data", travel_dir, "--out", csv]) == 0
+    frame = pd.read_csv(csv, keep_default_na=False)
+    assert len(frame) == 36 and set(frame["split"]) == {"test"}  # text-only rows predicted too
