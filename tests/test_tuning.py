@@ -180,3 +180,22 @@ def test_search_state_follows_out_and_zero_trials_is_an_error(synthetic_dir, tmp
     assert main(["tune", "--config", path, "--max-trials", "1", "--out", str(out)]) == 0
     assert (out / "trials").is_dir() and (out / "trials.csv").exists()
     assert not (tmp_path / "search_s").exists()  # the config's own directory stays untouched
+
+
+def test_a_search_in_which_every_trial_failed_exits_non_zero_without_a_best_config(
+        synthetic_dir, tmp_path, capsys, monkeypatch):
+    from mmgenre.cli import main
+
+    def out_of_memory(self, hp, model, *args, **kwargs):
+        raise RuntimeError("OOM when allocating tensor")
+
+    monkeypatch.setattr(GenreHyperModel, "fit", out_of_memory)
+    space = {"model.params.dropout": {"type": "choice", "values": [0.1, 0.2]}}
+    path = _search_file(tmp_path, synthetic_dir, space, name="f", epochs=1, max_trials=1)
+    out = tmp_path / "search_f"
+    out.mkdir()
+    (out / "best_config.yaml").write_text("# from an earlier, successful run of this search\n")
+    assert main(["tune", "--config", path, "--retrain-best"]) == 2
+    err = capsys.readouterr().err
+    assert "all 1 trial(s) failed" in err and "OOM when allocating tensor" in err
+    assert not (out / "best_config.yaml").exists() and (out / "trials.csv").exists()

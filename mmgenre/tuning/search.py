@@ -208,6 +208,23 @@ def trials_table(tuner, objective: str, fit_log: dict):
     return pd.DataFrame(rows)
 
 
+class SearchFailed(ValueError):
+    """No trial of a search completed: there is no best configuration to write."""
+
+
+def check_some_trial_completed(tuner, best_config_path: str):
+    """Raises SearchFailed with the first trial's error when no trial completed, after removing
+    a best_config.yaml an earlier run of this search wrote (it would name a failed trial)."""
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    if not trials or any(t.status == "COMPLETED" for t in trials):
+        return
+    if os.path.exists(best_config_path):
+        os.remove(best_config_path)
+    lines = [line for line in (trials[0].message or "").strip().splitlines() if line.strip()]
+    raise SearchFailed(f"all {len(trials)} trial(s) failed, so there is no best config; the first "
+                       f"({trials[0].trial_id}, {trials[0].status}): {lines[-1] if lines else 'no message'}")
+
+
 def write_reports(search, tuner, objective, base, out_dir):
     """trials.csv/.md, objective-over-trials plot, and best_config.yaml."""
     from mmgenre.evaluation import plots, reports
@@ -224,6 +241,7 @@ def write_reports(search, tuner, objective, base, out_dir):
                     f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
                     "![objective over trials](objective.png)\n")
     plots.objective_over_trials(table, objective, os.path.join(out_dir, "objective.png"))
+    check_some_trial_completed(tuner, os.path.join(out_dir, "best_config.yaml"))
     best_hps = tuner.get_best_hyperparameters(1)
     if not best_hps:
         return table, None
