@@ -111,7 +111,7 @@ def prepare_for_run(run: Run, data_path: str, split: str | None = "test", bad_in
     if bad_input:
         data_cfg.bad_input = bad_input
     prepared = prepare.prepare_data(data_cfg, run.spec, vocab=run.vocab, require_genres=require_genres,
-                                    genre_map=genres_lib.parse_genre_map(genre_map))
+                                    genre_map=genres_lib.parse_genre_map(genre_map), only_split=split)
     for name in [split] if split else [s for s in prepared.splits if len(prepared.splits[s][0])]:
         if prepared.splits[name][0].empty:
             skipped = prepared.inputs.get("skipped_without_input", 0)

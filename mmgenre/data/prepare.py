@@ -65,7 +65,8 @@ class PreparedData:
 
 
 def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
-                 show_progress=True, require_genres=True, genre_map=None) -> PreparedData:
+                 show_progress=True, require_genres=True, genre_map=None,
+                 only_split: str | None = None) -> PreparedData:
     """Loads, validates and labels a dataset for the model described by ``spec``.
 
     Args:
@@ -82,8 +83,12 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
         path: a dataset other than ``data_cfg.path``.
         require_genres: False keeps rows without genres (prediction on unlabelled data;
             needs ``vocab``).
+        only_split: read only this split's rows (scoring one split: the other splits'
+            posters are never opened).
     """
     records, mmimdb = read_records(data_cfg, path or data_cfg.path)
+    if only_split:
+        records = records[records["split"] == only_split].reset_index(drop=True)
     modalities, scoring = spec.modalities, vocab is not None
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress, require_genres=require_genres)

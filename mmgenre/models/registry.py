@@ -31,6 +31,37 @@ DATA_ARGS = ("num_genres", "task", "image_size", "vocab_size", "sequence_length"
 
 
 @dataclasses.dataclass(frozen=True)
+class Fitting:
+    """How a family is fitted and what that gives: the one table the trainer, the tuner and
+    the CLI read (never a comparison of names).
+
+    trainable: ``mmgenre train`` makes it from a config (score fusion is made from runs).
+    cached_features: its head is fitted on cached features of frozen backbones
+        (``mmgenre.training.trainer.CACHED_FEATURE_FITTERS`` names the fitter).
+    out_of_fold: it yields out-of-fold train probabilities (``threshold_split: train_oof``,
+        score-fusion weights on train).
+    search: how ``mmgenre tune`` scores a trial ("dev": model.fit, scored on dev; "k-fold":
+        the head cross-validated on train), or why it is not searched.
+    """
+
+    trainable: bool
+    cached_features: bool
+    out_of_fold: bool
+    search: str
+
+
+FITTINGS = {
+    "gradient": Fitting(True, False, False, "dev"),
+    # A probe's regression chooses its own C by cross-validation: nothing left to search.
+    "linear_solver": Fitting(True, True, True, "chooses its regularisation by cross-validation "
+                             "itself; search the Keras head over the same features instead (model "
+                             "encoder_head, configs/search/encoder_head.yaml)"),
+    "cached_features": Fitting(True, True, True, "k-fold"),
+    "score_fusion": Fitting(False, False, False, "made from trained runs by `mmgenre score-fusion`"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
     builder: Callable
@@ -44,6 +75,10 @@ class ModelSpec:
     # made from trained runs by `mmgenre score-fusion`).
     fitted_by: str = "gradient"
 
+    @property
+    def fitting(self) -> Fitting:
+        return FITTINGS[self.fitted_by]
+
     def for_params(self, params: dict | None) -> "ModelSpec":
         """This spec with its modalities resolved for ``params``."""
         if not callable(self.modalities):
@@ -52,7 +87,7 @@ class ModelSpec:
 
     def check_trainable(self) -> "ModelSpec":
         """This spec, or ValueError when ``mmgenre train`` / ``tune`` cannot make the model."""
-        if self.fitted_by == "score_fusion":
+        if not self.fitting.trainable:
             raise ValueError(f"model {self.name!r} is made from trained runs by `mmgenre "
                              "score-fusion RUN RUN ... --out DIR`, not trained from a config")
         return self
@@ -72,6 +107,9 @@ def register(name: str, modalities, description: str = "", accepts_missing: bool
              fine_tune: Optional[Callable] = None, fitted_by: str = "gradient"):
     """Decorator registering ``builder`` under ``name``; ``modalities`` is a tuple or a
     function of the params returning one."""
+
+    if fitted_by not in FITTINGS:
+        raise ValueError(f"model {name!r}: fitted_by must be one of {list(FITTINGS)}, got {fitted_by!r}")
 
     def wrap(builder):
         if name in _REGISTRY:

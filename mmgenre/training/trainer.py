@@ -88,7 +88,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
     """
     run_dir = workdir or cfg.run_dir
     spec = registry.check_params(cfg.model.name, cfg.model.params).check_trainable()
-    if cfg.evaluation.threshold_split == "train_oof" and spec.fitted_by not in CACHED_FEATURE_FITTERS:
+    if cfg.evaluation.threshold_split == "train_oof" and not spec.fitting.out_of_fold:
         raise config_lib.ConfigError(
             f"evaluation.threshold_split 'train_oof' needs out-of-fold train probabilities, which "
             f"model {cfg.model.name!r} does not make; use 'dev' (or linear_probe, encoder_head)")
@@ -126,7 +126,7 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
     keras.utils.set_random_seed(cfg.train.seed)
 
     prepared = _prepare_run_data(cfg, spec, run_dir)
-    if spec.fitted_by in CACHED_FEATURE_FITTERS:
+    if spec.fitting.cached_features:
         return _fit_on_cached_features(cfg, spec, prepared, run_dir)
     with strategy.scope():
         model = fit.build_for_data(cfg, prepared)
@@ -209,7 +209,7 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
     train_oof = saved.get("train_oof")
     probs = {s: saved[s] for s in ("dev", "test") if s in saved}
     fitted = thresholds_lib.fit_and_save(cfg.evaluation, cfg.data.task, prepared, probs, train_oof, run_dir)
-    if spec.fitted_by in CACHED_FEATURE_FITTERS:
+    if spec.fitting.cached_features:
         facts = {k: v for k, v in stored.items() if k not in REPORT_KEYS}
         return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
                                     fitted, extra=facts, train_oof=train_oof)

@@ -52,13 +52,11 @@ def check_space(space: dict, cfg: config_lib.ExperimentConfig) -> dict:
     if not space:
         raise config_lib.ConfigError("search space is empty: give at least one hyperparameter")
     spec = registry.get(cfg.model.name, cfg.model.params)
-    if spec.fitted_by == "linear_solver":
-        raise config_lib.ConfigError(
-            f"model {cfg.model.name!r} chooses its regularisation by cross-validation itself; "
-            "search the Keras head over the same features instead (model encoder_head, "
-            "configs/search/encoder_head.yaml)")
+    if spec.fitting.search not in ("dev", "k-fold"):
+        raise config_lib.ConfigError(f"model {cfg.model.name!r} is not searched: it "
+                                     f"{spec.fitting.search}")
     valid_params = spec.hyperparameters()
-    if spec.fitted_by == "cached_features":
+    if spec.fitting.search == "k-fold":
         # The features are computed once for the whole search: only the head varies.
         valid_params = {k: v for k, v in valid_params.items() if k in head_lib.HEAD_ARGS}
     for key, spec in space.items():

@@ -137,7 +137,7 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
     # discover the space, and building needs the data's vocabulary sizes.
     prepared = prepare.prepare_data(cfg.data, spec)
     os.makedirs(search_dir(search), exist_ok=True)
-    make_hypermodel = HYPERMODELS.get(spec.fitted_by, _gradient_hypermodel)
+    make_hypermodel = HYPERMODELS[spec.fitting.search]
     hypermodel, objective = make_hypermodel(search, cfg, prepared,
                                             os.path.join(search_dir(search), "fits.jsonl"))
     tuner = make_tuner(search, hypermodel, objective)
@@ -181,8 +181,8 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
     return hypermodel, objective
 
 
-# How each kind of model family (registry ``fitted_by``) is searched.
-HYPERMODELS = {"gradient": _gradient_hypermodel, "cached_features": _cached_feature_hypermodel}
+# How a trial is scored (registry ``Fitting.search``) -> the hypermodel that does it.
+HYPERMODELS = {"dev": _gradient_hypermodel, "k-fold": _cached_feature_hypermodel}
 
 
 def read_fit_log(path: str) -> dict:
