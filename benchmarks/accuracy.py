@@ -36,10 +36,12 @@ from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
+import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
+
 from mmgenre import progress  # noqa: E402
 from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
 from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
-from mmgenre.evaluation import plots, reports  # noqa: E402
+from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.evaluation.metrics import TABLE_COLUMNS  # noqa: E402
 from mmgenre.runs import atomic_path, write_csv, write_text  # noqa: E402
 from mmgenre.training.late_fusion import run_score_fusion  # noqa: E402
@@ -153,24 +155,24 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg, ti
                   started=None) -> str:
     """OUT.csv, OUT_runs.csv, OUT_per_genre.csv, OUT.png, OUT.md (and OUT_errors.md); returns
     the markdown summary table."""
-    summary, per_run = reports.summarize_runs(runs, list(TABLE_COLUMNS))
+    summary, per_run = common.summarize_runs(runs, list(TABLE_COLUMNS))
     # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
-    dev, _ = reports.summarize_runs(runs, ["mAP"], split="dev")
+    dev, _ = common.summarize_runs(runs, ["mAP"], split="dev")
     for column, source in (("dev mAP", "mAP"), ("dev mAP_std", "mAP_std")):
         summary[column] = summary["model"].map(dict(zip(dev["model"], dev[source])))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_csv(summary, args.out + ".csv")
     write_csv(per_run, args.out + "_runs.csv")
-    plots.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
+    common.compare_models(summary, ["micro_f1", "macro_f1", "mAP"], args.out + ".png",
                          f"test split, thresholds by rule {args.thresholds!r} on dev "
                          "(mean over seeds)")
-    per_genre = reports.per_genre_summary(folders)
+    per_genre = common.per_genre_summary(folders)
     write_text(args.out + "_per_genre.csv", per_genre.to_csv())
-    table = reports.to_markdown(reports.format_summary(summary, ["dev mAP", *TABLE_COLUMNS]))
-    rules = reports.threshold_rule_table(runs)
+    table = reports.to_markdown(common.format_summary(summary, ["dev mAP", *TABLE_COLUMNS]))
+    rules = common.threshold_rule_table(runs)
     fused_rows = {name for name, inputs in modalities.items() if inputs == {"poster", "overview"}}
     select = {"dev": "dev mAP", "cv": "cv_train_mAP"}[args.select]
-    chosen = reports.dev_choice(summary, fused_rows, select)
+    chosen = common.dev_choice(summary, fused_rows, select)
     pair = (chosen[0]["model"], chosen[1]["model"]) if chosen else None
     intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap,
                                   select) \
@@ -187,7 +189,7 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg, ti
         "threshold-free. The prior row predicts each genre's train frequency. Rows "
         "'(poster missing)' / '(overview missing)' score a fused model with that input "
         f"absent.\n\n{table}\n\n{intervals}"
-        f"{reports.fusion_verdict(summary, fused_rows, select=select)}\n\n"
+        f"{common.fusion_verdict(summary, fused_rows, select=select)}\n\n"
         f"![comparison]({os.path.basename(args.out)}.png)\n\n"
         f"{time_section(timings, started) if started else ''}"
         "## F1 on test under each threshold rule (mean over seeds)\n\n"
@@ -277,7 +279,7 @@ def main(argv=None):
 
 def bootstrap_section(folders, pair, data_cfg, seed, resamples, rule="dev mAP") -> str:
     """Markdown: 95% paired bootstrap intervals of test mAP per row, and of the difference
-    between the two rows of ``pair`` (fused, unimodal: ``reports.dev_choice``) when given."""
+    between the two rows of ``pair`` (fused, unimodal: ``common.dev_choice``) when given."""
     from mmgenre.evaluation.intervals import paired_bootstrap
     from mmgenre.evaluation.metrics import mean_average_precision
     from mmgenre.evaluation.saved_scores import aligned_probabilities

@@ -29,11 +29,12 @@ from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
+import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
 import pandas as pd  # noqa: E402
 
 from mmgenre import runs  # noqa: E402
 from mmgenre.config import load_config  # noqa: E402
-from mmgenre.evaluation import plots, reports  # noqa: E402
+from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
 
 METRICS = ["macro_f1", "mAP", "micro_f1"]
@@ -119,7 +120,7 @@ def text_points(args, tag) -> list:
 
 def write_curves(table, args, command):
     runs.write_csv(table, args.out + ".csv")
-    plots.learning_curves(table, ["macro_f1", "mAP"], args.out + ".png")
+    common.learning_curves(table, ["macro_f1", "mAP"], args.out + ".png")
     shown = collapse_constant_prior(table)
     for m in METRICS:
         shown[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(shown[m], shown[f"{m}_std"])]

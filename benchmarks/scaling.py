@@ -25,6 +25,8 @@ from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 
 import_tensorflow_quietly()
 
+import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
+
 
 def batch_scaling(config_path, batch_sizes, steps):
     import tensorflow as tf
@@ -104,7 +106,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import pandas as pd
 
-    from mmgenre.evaluation import plots
     from mmgenre.evaluation.reports import provenance, to_markdown
 
     by_batch = pd.DataFrame([r for c in args.configs for r in batch_scaling(c, args.batch_sizes, args.steps)])
@@ -115,7 +116,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_csv(by_batch, args.out + "_batch.csv")
     write_csv(by_size, args.out + "_size.csv")
-    plots.scaling(by_batch, by_size, args.out + ".png")
+    common.scaling(by_batch, by_size, args.out + ".png")
     command = "python benchmarks/scaling.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     with atomic_path(args.out + ".md") as _tmp, open(_tmp, "w", encoding="utf-8") as f:
         f.write(f"# Scaling\n\n{provenance(command)}\n\n## Training throughput by batch size "

@@ -2,8 +2,12 @@
 
 import json
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# benchmarks/ is a folder of scripts; their shared module (common.py) imports as "common", as
+# when a script runs.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

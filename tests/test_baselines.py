@@ -1,8 +1,9 @@
+import common
 import numpy as np
 import pytest
 from conftest import tiny_config
 
-from mmgenre.evaluation import metrics, reports
+from mmgenre.evaluation import metrics
 from mmgenre.training import late_fusion as score_fusion
 from mmgenre.training.trainer import run_classical
 
@@ -73,7 +74,7 @@ def test_summary_has_prior_first_and_spread_over_seeds():
         return {"splits": {"test": {"tuned": scores, "prior": {k: 0.1 for k in scores}}}}
 
     runs = [("a", 0, result(0.5)), ("a", 1, result(0.7)), ("b", 0, result(0.2))]
-    summary, per_run = reports.summarize_runs(runs, ["micro_f1", "macro_f1", "mAP"])
+    summary, per_run = common.summarize_runs(runs, ["micro_f1", "macro_f1", "mAP"])
     assert summary["model"].tolist() == ["prior (train frequency)", "a", "b"]
     assert summary.loc[1, "mAP"] == 0.6 and round(summary.loc[1, "mAP_std"], 6) == 0.1
     assert summary.loc[0, "seeds"] == 2 and len(per_run) == 5
@@ -89,7 +90,7 @@ def test_fusion_verdict_says_when_fusion_does_not_win():
                             # dev picks the rows: the tfidf+poster row on dev, though fusion_gmu wins on test
                             "dev mAP": [0.1, 0.2, 0.3, 0.2, 0.9, 0.25]})
     fused = {"fusion_gmu", "tfidf+poster + logistic regression"}
-    verdict = reports.fusion_verdict(summary, fused)
+    verdict = common.fusion_verdict(summary, fused)
     assert "fused **tfidf+poster + logistic regression**, unimodal **lstm**" in verdict
     assert "test mAP: the fused row (0.200) does NOT beat the unimodal row (0.300)" in verdict
     assert "test macro_f1: the fused row (0.100) does NOT beat" in verdict

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
@@ -14,7 +12,7 @@ from mmgenre.config import metric_direction  # noqa: E402
 from mmgenre.runs import atomic_path  # noqa: E402
 
 
-def _save(fig, path: str):
+def save_figure(fig, path: str):
     """Writes ``fig`` under a temporary name, then renames it: a kill leaves no half PNG."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -35,7 +33,7 @@ def training_curves(history: pd.DataFrame, path: str, title: str = ""):
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def confusion_matrix(matrix, genres, path: str, title: str = ""):
@@ -56,7 +54,7 @@ def confusion_matrix(matrix, genres, path: str, title: str = ""):
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
@@ -68,27 +66,7 @@ def per_genre_f1(per_genre: pd.DataFrame, path: str, title: str = ""):
     ax.set_xlabel("F1 (thresholds chosen on dev)")
     ax.set_title(title)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def compare_models(table: pd.DataFrame, metrics, path: str, title: str = ""):
-    """Grouped horizontal bars: one group per model (top to bottom in table order), one bar
-    per metric (mean, with spread if given). Horizontal, so 30+ ablation rows stay readable."""
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) * max(1, len(metrics) / 2) + 1.5))
-    height = 0.8 / len(metrics)
-    for k, metric in enumerate(metrics):
-        err = table[f"{metric}_std"] if f"{metric}_std" in table else None
-        ax.barh([i + k * height for i in range(len(table))], table[metric], height, xerr=err,
-                label=metric, capsize=2)
-    ax.set_yticks([i + height * (len(metrics) - 1) / 2 for i in range(len(table))])
-    ax.set_yticklabels(table["model"])
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
@@ -104,48 +82,4 @@ def objective_over_trials(trials: pd.DataFrame, objective: str, path: str):
     ax.set_ylabel(objective)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
-
-
-def scaling(by_batch: pd.DataFrame, by_size: pd.DataFrame, path: str):
-    """Left: training samples/s against batch size; right: pipeline posters/s against dataset size."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for config, rows in by_batch.groupby("config"):
-        for column, style in (("train_cached_pipeline_sps", "-o"), ("train_in_memory_sps", "--x")):
-            left.plot(rows["batch_size"], rows[column], style,
-                      label=f"{config} {column.replace('train_', '').replace('_sps', '')}")
-    left.set_xscale("log", base=2)
-    left.set_xlabel("batch size")
-    left.set_ylabel("training samples/s")
-    left.legend(fontsize=7)
-    for cache, rows in by_size.groupby("cache"):
-        right.plot(rows["movies"], rows["second_pass_sps"], "-o", label=f"{cache} cache, 2nd pass")
-        right.plot(rows["movies"], rows["first_pass_sps"], ":", label=f"{cache} cache, 1st pass")
-    right.set_xscale("log")
-    right.set_xlabel("movies in dataset")
-    right.set_ylabel("pipeline posters/s")
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def learning_curves(table: pd.DataFrame, metrics, path: str):
-    """One row of panels per branch, one panel per metric: score against training examples,
-    one line per model (the prior dashed), spread over seeds as error bars."""
-    branches = list(dict.fromkeys(table["branch"]))
-    fig, axes = plt.subplots(len(branches), len(metrics), figsize=(4.5 * len(metrics), 3.4 * len(branches)),
-                             squeeze=False)
-    for row, branch in zip(axes, branches):
-        part = table[table["branch"] == branch]
-        for ax, metric in zip(row, metrics):
-            for model, line in part.groupby("model", sort=False):
-                prior = model.startswith("prior")
-                ax.errorbar(line["train_examples"], line[metric], yerr=line.get(f"{metric}_std"),
-                            marker="" if prior else "o", linestyle="--" if prior else "-",
-                            color="grey" if prior else None, capsize=2, label=model)
-            ax.set_xlabel("posters-movielens pretraining posters" if branch == "poster"
-                          else "paired train overviews")
-            ax.set_title(f"{branch} branch: {metric} (test)")
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -45,11 +45,6 @@ def make_strategy(name: str):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def worker_index() -> int:
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return int(task.get("index", 0))
-
-
 def fit_multiworker(model, strategy, loss, learning_rate, train_ds, n_train, batch_size, epochs,
                     backup_dir, log=print):
     """Trains ``model`` (built in ``strategy.scope()``) with a custom distributed step.
