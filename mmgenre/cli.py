@@ -141,6 +141,7 @@ def cmd_validate(args):
 
 
 def cmd_tune(args):
+    from mmgenre.runs import SearchFolder
     from mmgenre.tuning import search as search_lib
 
     search = search_lib.load_search_config(args.config, args.set, args.quick, args.tuner,
@@ -152,19 +153,15 @@ def cmd_tune(args):
         check_report_dir(args.out)
         search.directory = args.out.replace("{", "{{").replace("}", "}}")
     if args.workers:
-        argv = ["--config", args.config, *sum((["--set", a] for a in args.set), [])]
-        argv += ["--quick"] if args.quick else []
-        argv += ["--tuner", args.tuner] if args.tuner else []
-        argv += ["--max-trials", str(args.max_trials)] if args.max_trials is not None else []
-        argv += ["--out", args.out] if args.out else []
-        code = search_lib.launch_local(argv, args.workers, args.host, args.port,
-                                       os.path.join(search_lib.search_dir(search), "logs"))
-        print(f"chief and {args.workers} workers finished (exit {code}); logs in "
-              f"{os.path.join(search_lib.search_dir(search), 'logs')}")
+        argv = search_lib.worker_argv(args.config, args.set, args.quick, args.tuner, args.max_trials,
+                                      args.out)
+        logs = SearchFolder(search_lib.search_dir(search)).logs
+        code = search_lib.launch_local(argv, args.workers, args.host, args.port, logs)
+        print(f"chief and {args.workers} workers finished (exit {code}); logs in {logs}")
         if code or not args.retrain_best:
             return code
         out = args.out or search_lib.search_dir(search)
-        return _retrain(os.path.join(out, "best_config.yaml"), out)
+        return _retrain(SearchFolder(out).best_config, out)
     if args.role:
         os.environ.update(search_lib.role_environment(args.role, args.host, args.port, args.worker_id))
         if args.role == "chief":
@@ -181,7 +178,7 @@ def cmd_tune(args):
     out = args.out or search_lib.search_dir(search)
     print(f"trials table, plot and best_config.yaml in {out}")
     if args.retrain_best and best is not None:
-        return _retrain(os.path.join(out, "best_config.yaml"), out)
+        return _retrain(SearchFolder(out).best_config, out)
     return 0
 
 

@@ -98,12 +98,43 @@ class RunFolder:
     def __init__(self, path):
         self.path = str(path)
 
+    # BackupAndRestore folder of each training phase: the first, fine-tuning, multi-worker.
+    PHASES = {"first": "backup", "fine_tune": "backup_finetune", "multiworker": "backup_multiworker"}
+    logs = _File("logs")  # TensorBoard
+
     def backup(self, phase: str) -> str:
-        """The BackupAndRestore folder of training phase ``phase`` ("backup", "backup_finetune")."""
-        return os.path.join(self.path, phase)
+        """The BackupAndRestore folder of training phase ``phase`` (a key of ``PHASES``)."""
+        return os.path.join(self.path, self.PHASES[phase])
+
+    def progress_files(self) -> list:
+        """What a training that ran leaves for a rerun to resume from."""
+        return [self.model, self.phase_one_done, *(self.backup(p) for p in self.PHASES)]
 
     def eval_dir(self, dataset: str, split: str) -> str:
         return os.path.join(self.path, "eval", f"{dataset}-{split}")
+
+
+class SearchFolder:
+    """The paths of a search (``mmgenre tune``): its state folder (``state``: keras-tuner's
+    project, the fits log, TensorBoard logs) and the reports written to ``--out``::
+
+        fits.jsonl        fits          one line per fitted trial (values, epochs, seconds)
+        logs/             logs          TensorBoard, one folder per trial
+        trials.csv/.md    trials_table, trials_report
+        objective.png     objective_plot
+        best_config.yaml  best_config   the best completed trial as an experiment config
+    """
+
+    fits = _File("fits.jsonl")
+    logs = _File("logs")
+    trials_table = _File("trials.csv")
+    trials_report = _File("trials.md")
+    objective_plot = _File("objective.png")
+    best_config = _File("best_config.yaml")
+    project = _File("trials")  # keras-tuner's project folder
+
+    def __init__(self, path):
+        self.path = str(path)
 
 
 class RunFolderError(ValueError):
@@ -371,8 +402,7 @@ def require_complete(run_dir: str, fix: str = "rerun its command to finish it"):
 
 def has_progress(run_dir: str) -> bool:
     """True when training has left something a rerun resumes from."""
-    return any(os.path.exists(os.path.join(run_dir, name)) for name in
-               ("best.keras", "phase1.done", "backup", "backup_finetune", "backup_multiworker")) \
+    return any(os.path.exists(path) for path in RunFolder(run_dir).progress_files()) \
         or len(read_history(run_dir)) > 0
 
 
@@ -431,8 +461,8 @@ def check_output_dir(path: str, overwrite: bool = False, ours=(OUTPUT_MARKER,),
 # Files only mmgenre writes: a folder holding one of them is a run, an evaluation (finished, or
 # killed after its first file: thresholds or probabilities come first), a fusion or a search
 # mmgenre made, and writing its reports again replaces only mmgenre's files.
-OURS = (COMPLETE, LOCK, OUTPUT_MARKER, "config.yaml", "thresholds.json", PROBABILITIES, DATASET,
-        "fits.jsonl", "trials.csv", "trials")  # trials: keras-tuner's project folder of a search
+OURS = (COMPLETE, LOCK, OUTPUT_MARKER, RunFolder.config, RunFolder.thresholds, PROBABILITIES, DATASET,
+        SearchFolder.fits, SearchFolder.trials_table, SearchFolder.project)
 
 
 def check_report_dir(path: str):

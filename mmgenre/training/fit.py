@@ -115,7 +115,7 @@ class DivergenceGuard(keras.callbacks.Callback):
                 "workdir, or rerun to retry from there")
 
 
-def callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup"):
+def callbacks(run_dir, monitor, patience, extra=(), target=None, backup="first"):
     """The phase's callbacks, in the order their epoch-end writes must happen."""
     mode = config_lib.metric_direction(monitor)
     return [
@@ -126,7 +126,7 @@ def callbacks(run_dir, monitor, patience, extra=(), target=None, backup="backup"
         keras.callbacks.BackupAndRestore(runs.RunFolder(run_dir).backup(backup)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                       restore_best_weights=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        keras.callbacks.TensorBoard(runs.RunFolder(run_dir).logs),
         *extra,
     ]
 
@@ -209,7 +209,7 @@ def fit_multiworker(model, strategy, cfg, prepared, run_dir):
         model, strategy, loss_for(cfg, prepared),
         cfg.train.learning_rate, train_ds,
         len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,
-        runs.RunFolder(run_dir).backup("backup_multiworker"))
+        runs.RunFolder(run_dir).backup("multiworker"))
     for epoch, loss in epochs:
         runs.write_history_row(run_dir, epoch, {"loss": loss})
     runs.save_model(model, runs.RunFolder(run_dir).model)

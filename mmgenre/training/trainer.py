@@ -143,7 +143,7 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
         if cfg.train.strategy == "multiworker":
             fit.fit_multiworker(model, strategy, cfg, prepared, run_dir)
         else:
-            fit.fit_phase(model, cfg, prepared, run_dir, "backup", cfg.train.epochs, callbacks,
+            fit.fit_phase(model, cfg, prepared, run_dir, "first", cfg.train.epochs, callbacks,
                           verbose, cache=cfg.train.cache_features)
         if not os.path.exists(best_path):
             # Every epoch had a NaN monitor value (finite loss): keep the last weights, say so.
@@ -162,7 +162,7 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
                           prepared=prepared)
         history = runs.read_history(run_dir)
         done = int(history["epoch"].max()) + 1 if "epoch" in history and len(history) else 0
-        fit.fit_phase(model, cfg, prepared, run_dir, "backup_finetune",
+        fit.fit_phase(model, cfg, prepared, run_dir, "fine_tune",
                       done + cfg.train.fine_tune_epochs, callbacks, verbose, cache=False,
                       initial_epoch=done)
     model = load_model(best_path, allow_external_code)

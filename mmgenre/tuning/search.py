@@ -105,7 +105,7 @@ def make_tuner(search: SearchConfig, hypermodel, objective: str):
 
     direction = config_lib.metric_direction(objective)
     common = dict(hypermodel=hypermodel, objective=kt.Objective(objective, direction),
-                  directory=search_dir(search), project_name="trials", overwrite=False,
+                  directory=search_dir(search), project_name=runs.SearchFolder.project, overwrite=False,
                   seed=search.seed,
                   # Keep searching past failed trials (NaN, OOM, bad combinations): each is
                   # recorded FAILED in the trials table; a failing trial costs little.
@@ -139,7 +139,7 @@ def run_search(search: SearchConfig, out_dir: Optional[str] = None, verbose=None
     os.makedirs(search_dir(search), exist_ok=True)
     make_hypermodel = HYPERMODELS[spec.fitting.search]
     hypermodel, objective = make_hypermodel(search, cfg, prepared,
-                                            os.path.join(search_dir(search), "fits.jsonl"))
+                                            runs.SearchFolder(search_dir(search)).fits)
     tuner = make_tuner(search, hypermodel, objective)
     tuner.search(verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2))
     if role and role != "chief":
@@ -231,17 +231,18 @@ def write_reports(search, tuner, objective, base, out_dir):
     from mmgenre.tuning.hypermodels import config_for
 
     os.makedirs(out_dir, exist_ok=True)
-    table = trials_table(tuner, objective, read_fit_log(os.path.join(search_dir(search), "fits.jsonl")))
-    runs.write_csv(table, os.path.join(out_dir, "trials.csv"))
+    folder = runs.SearchFolder(out_dir)
+    table = trials_table(tuner, objective, read_fit_log(runs.SearchFolder(search_dir(search)).fits))
+    runs.write_csv(table, folder.trials_table)
     import shlex
 
     command = "mmgenre " + " ".join(map(shlex.quote, sys.argv[1:]))
-    runs.write_text(os.path.join(out_dir, "trials.md"),
+    runs.write_text(folder.trials_report,
                     f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
                     f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
                     "![objective over trials](objective.png)\n")
-    plots.objective_over_trials(table, objective, os.path.join(out_dir, "objective.png"))
-    check_some_trial_completed(tuner, os.path.join(out_dir, "best_config.yaml"))
+    plots.objective_over_trials(table, objective, folder.objective_plot)
+    check_some_trial_completed(tuner, folder.best_config)
     best_hps = tuner.get_best_hyperparameters(1)
     if not best_hps:
         return table, None
@@ -251,14 +252,23 @@ def write_reports(search, tuner, objective, base, out_dir):
     best.workdir = "runs/{name}"
     raw = best.to_dict()
     raw["quick"] = {"workdir": "runs/quick/{name}", "data.limit": 64, "train.epochs": 1}
-    runs.write_text(os.path.join(out_dir, "best_config.yaml"),
+    runs.write_text(folder.best_config,
                     f"# Best trial of search {search.name!r} ({search.tuner}, {objective}).\n"
-                    f"# Train: mmgenre train --config {os.path.join(out_dir, 'best_config.yaml')}\n"
+                    f"# Train: mmgenre train --config {folder.best_config}\n"
                     + yaml.safe_dump(raw, sort_keys=False))
     return table, best
 
 
 # -- distributed -------------------------------------------------------------------------
+
+
+def worker_argv(config: str, overrides=(), quick=False, tuner=None, max_trials=None, out=None) -> list:
+    """The ``mmgenre tune`` arguments every process of a local chief/worker search gets."""
+    argv = ["--config", config, *sum((["--set", a] for a in overrides), [])]
+    argv += ["--quick"] if quick else []
+    argv += ["--tuner", tuner] if tuner else []
+    argv += ["--max-trials", str(max_trials)] if max_trials is not None else []
+    return argv + (["--out", out] if out else [])
 
 
 def check_port_free(host: str, port: int):
