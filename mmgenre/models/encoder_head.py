@@ -8,7 +8,7 @@ The head is its own functional model (layer "head", inputs {feature: (batch,
 dim)}): the trainer computes every backbone once per movie set (encoder
 embeddings from ``mmgenre.encoders.cache``, TF-IDF from the adapted
 vectorizer), trains fresh heads on those arrays in seconds
-(``mmgenre.training.head``), and saves the whole graph, raw inputs in. This is
+(``mmgenre.training.cached_head``), and saves the whole graph, raw inputs in. This is
 keras-hub's Backbone / Task split with the backbone run once.
 
 With ``units`` 0 the head is one linear layer over all concatenated features
@@ -144,7 +144,7 @@ def build_encoder_head(num_genres: int, task: str = "multilabel", image_size=(22
     Returns:
         keras.Model: {"overview": (batch,) strings and/or "poster": (batch, h, w, 3) in
         [0, 1]} -> (batch, num_genres) probabilities; the head is untrained until
-        ``mmgenre.training.head.fit_encoder_head`` fits it.
+        ``mmgenre.training.cached_head.fit_encoder_head`` fits it.
     """
     features = check_probe_args(task, features, calibration, folds)
     inputs = feature_inputs(features, image_size)

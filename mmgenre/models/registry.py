@@ -71,7 +71,7 @@ class ModelSpec:
     fine_tune: Optional[Callable] = None  # fine_tune(model, blocks): unfreeze for phase two
     # How the trainer fits it: "gradient" (model.fit), "linear_solver" (a probe's head solved on
     # cached features, mmgenre.training.solve), "cached_features" (a Keras head trained on
-    # cached features, mmgenre.training.head) or "score_fusion" (never trained from a config:
+    # cached features, mmgenre.training.cached_head) or "score_fusion" (never trained from a config:
     # made from trained runs by `mmgenre score-fusion`).
     fitted_by: str = "gradient"
 

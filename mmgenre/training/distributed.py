@@ -45,7 +45,7 @@ def make_strategy(name: str):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def fit_multiworker(model, strategy, loss, learning_rate, train_ds, n_train, batch_size, epochs,
+def run_multiworker_epochs(model, strategy, loss, learning_rate, train_ds, n_train, batch_size, epochs,
                     backup_dir, log=print):
     """Trains ``model`` (built in ``strategy.scope()``) with a custom distributed step.
 

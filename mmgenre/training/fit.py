@@ -205,7 +205,7 @@ def fit_multiworker(model, strategy, cfg, prepared, run_dir):
     20585); keeps the last epoch as best.keras since there is no dev-based selection."""
     train_ds = make_split_dataset(cfg.data, prepared, "train", training=True, seed=cfg.train.seed,
                                   raw_text=takes_raw_text(model))
-    epochs = distributed.fit_multiworker(
+    epochs = distributed.run_multiworker_epochs(
         model, strategy, loss_for(cfg, prepared),
         cfg.train.learning_rate, train_ds,
         len(prepared.splits["train"][0]), cfg.data.batch_size, cfg.train.epochs,

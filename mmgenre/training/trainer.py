@@ -32,14 +32,14 @@ from mmgenre.evaluation.evaluate import evaluate_prepared, predict_splits, repor
 from mmgenre.models import registry, weights
 from mmgenre.models.saving import load_model
 from mmgenre.progress import timed
-from mmgenre.training import distributed, fit, head, solve
+from mmgenre.training import cached_head, distributed, fit, solve
 from mmgenre.training import thresholds as thresholds_lib
 
 # How a model over frozen backbones (registry ``fitted_by``) gets its head from cached features:
 # fitter(model, params, prepared, cfg) -> (dev/test probabilities, out-of-fold train
 # probabilities, facts for metrics.json).
 CACHED_FEATURE_FITTERS = {"linear_solver": solve.fit_linear_probe,
-                          "cached_features": head.fit_encoder_head}
+                          "cached_features": cached_head.fit_encoder_head}
 # metrics.json keys the report writes (the rest are facts of the fit, kept by a re-score).
 REPORT_KEYS = ("model", "name", "genres", "task", "data_fingerprint", "threshold_rule",
                "threshold_split", "thresholds_fitted", "splits", "missing_modality",

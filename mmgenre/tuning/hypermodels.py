@@ -27,8 +27,8 @@ import keras_tuner as kt
 from mmgenre import config as config_lib
 from mmgenre.models import registry
 from mmgenre.models.encoder_head import feature_head
+from mmgenre.training import cached_head as head_lib
 from mmgenre.training import fit as fit_lib
-from mmgenre.training import head as head_lib
 
 # Keys outside model.params that a trial may change without rebuilding the data.
 TUNABLE_KEYS = ("train.learning_rate", "train.loss", "train.label_smoothing", "train.epochs",

@@ -160,7 +160,7 @@ def _gradient_hypermodel(search, cfg, prepared, log_path):
 def _cached_feature_hypermodel(search, cfg, prepared, log_path):
     """(hypermodel, objective): features computed once, each trial cross-validates a head."""
     from mmgenre.models import registry
-    from mmgenre.training import head, solve
+    from mmgenre.training import cached_head, solve
     from mmgenre.tuning.hypermodels import CachedFeatureHyperModel
 
     objective = CachedFeatureHyperModel.OBJECTIVE
@@ -173,7 +173,7 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
     params = {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
     model = solve.build_over_encoders(cfg, prepared, params["features"])
     started = time.time()
-    x = head.split_blocks(model, params["features"], prepared)["train"]
+    x = cached_head.split_blocks(model, params["features"], prepared)["train"]
     print(f"cached features of {len(prepared.splits['train'][0])} train movies: "
           f"{sum(a.shape[1] for a in x.values())} per movie, {time.time() - started:.1f} s")
     hypermodel = CachedFeatureHyperModel(cfg.to_dict(), search.space, x,
