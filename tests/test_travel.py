@@ -115,6 +115,14 @@ def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, ru
         assert len(full) >= 20
         np.testing.assert_allclose(here["test"][full],
                                    np.stack([own_rows[here["test_ids"][i]] for i in full]), atol=2e-4)
+    # Batch prediction takes the same rows and gives the same probabilities.
+    from mmgenre.serving.batch import predict_dataset
+
+    predicted = predict_dataset(run_dir, travel_dir, str(tmp_path / "p.csv"), "test")
+    frame = pd.read_csv(predicted["out"], keep_default_na=False)
+    with np.load(os.path.join(out, "probabilities.npz")) as here:
+        assert list(frame["id"]) == list(here["test_ids"])
+        np.testing.assert_allclose(frame[results["genres"]].to_numpy(), here["test"], atol=1e-5)
     inputs = saved["inputs"]
     if kind in ONE_INPUT:  # unimodal: rows without its input are counted, skipped
         poster = ONE_INPUT[kind] == "poster"

@@ -41,7 +41,7 @@ REASONS = {
     "no_genres": ("row", "no genres listed"),
     "poster_outside_dataset": ("poster", "poster path resolves outside the dataset folder "
                                "(data.allow_outside_files: true allows it); not read"),
-    "missing_poster": ("poster", "poster file not found"),
+    "missing_poster": ("poster", "no poster listed, or its file not found"),
     "empty_file": ("poster", "poster file is empty"),
     "not_an_image": ("poster", "file bytes are not an image"),
     "unsupported_format": ("poster", "image format TensorFlow cannot decode (not JPEG/PNG/GIF/BMP)"),

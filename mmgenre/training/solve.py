@@ -21,13 +21,13 @@ import time
 import keras
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
 from mmgenre.evaluation.metrics import mean_average_precision
 from mmgenre.models.backbones import adapt_tfidf
 from mmgenre.models.probe import TFIDF, feature_kind
+from mmgenre.training.logistic import fit_logistic
 
 # The encoders' linear probes chose C 0.003 (MiniLM) and 0.1 (EfficientNet-Lite0) on dev; TF-IDF
 # alone wants more (1-3): the grid spans all of them.
@@ -69,24 +69,6 @@ def adapt_text_features(model, features, prepared):
     if TFIDF in features:
         train_rows = prepared.splits["train"][0]
         adapt_tfidf(model, [t if isinstance(t, str) else "" for t in train_rows["overview"]])
-
-
-def _fit_genre(x, y, c, seed):
-    """(coef (dim,), intercept) of one genre; a genre with one class here gets its log-odds."""
-    if y.min() == y.max():
-        rate = np.clip(y.mean(), 1e-3, 1 - 1e-3)
-        return np.zeros(x.shape[1]), float(np.log(rate / (1 - rate)))
-    # class_weight="balanced": rare genres would otherwise never pass 0.5 (the calibration after
-    # it maps the scores back to probabilities).
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
-    model.fit(x, y)
-    return model.coef_[0], float(model.intercept_[0])
-
-
-def fit_logistic(x, y, c, seed=0, jobs=-1):
-    """(weights (dim, genres), bias (genres,)) of one regression per genre."""
-    fits = Parallel(n_jobs=jobs)(delayed(_fit_genre)(x, y[:, g], c, seed) for g in range(y.shape[1]))
-    return np.stack([w for w, _ in fits], axis=1), np.array([b for _, b in fits])
 
 
 def out_of_fold(y, folds, seed, fit_predict):
