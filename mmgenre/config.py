@@ -348,12 +348,24 @@ def from_dict(cls, raw: dict, where: str = ""):
     return cls(**kwargs)
 
 
-def apply_override(raw: dict, assignment: str) -> dict:
-    """Applies one ``section.key=value`` override (value parsed as YAML)."""
+def parse_override(assignment: str) -> tuple:
+    """``section.key=value`` -> (dotted key, value parsed as YAML)."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     dotted, text = assignment.split("=", 1)
-    return set_dotted(raw, dotted.strip(), parse_value(text, f"--set {assignment}"))
+    return dotted.strip(), parse_value(text, f"--set {assignment}")
+
+
+def overrides_of(raw: dict, where: str, overrides=(), quick: bool = False) -> list:
+    """[(dotted key, value)] to apply to ``raw`` (a config or search-config mapping, whose
+    ``quick`` block it pops): the quick block's when ``quick``, then each ``--set``. The one
+    override parser of experiment and search configs."""
+    quick_block = raw.pop("quick", None) or {}
+    if not isinstance(quick_block, dict):
+        raise ConfigError(f"{where}: quick must be a mapping of dotted overrides")
+    if quick and not quick_block:
+        raise ConfigError(f"{where} has no 'quick' block for a smoke run")
+    return [*(quick_block.items() if quick else ()), *map(parse_override, overrides)]
 
 
 def parse_value(text: str, where: str):
@@ -399,16 +411,8 @@ def load_config(path=None, overrides=(), quick=False, raw: Optional[dict] = None
         raw = read_yaml_mapping(path)
         raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     raw = dict(raw)
-    quick_block = raw.pop("quick", None) or {}
-    if not isinstance(quick_block, dict):
-        raise ConfigError(f"{path or 'config'}: quick must be a mapping of dotted overrides")
-    if quick:
-        if not quick_block:
-            raise ConfigError(f"{path or 'config'} has no 'quick' block for a smoke run")
-        for dotted, value in quick_block.items():
-            set_dotted(raw, dotted, value)
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    for dotted, value in overrides_of(raw, path or "config", overrides, quick):
+        set_dotted(raw, dotted, value)
     return from_dict(ExperimentConfig, raw).check()
 
 

@@ -67,15 +67,9 @@ def load_search_config(path, overrides=(), quick=False, tuner=None, max_trials=N
         raise config_lib.ConfigError(f"search config not found: {path}")
     raw = config_lib.read_yaml_mapping(path)
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-    quick_block = raw.pop("quick", None) or {}
-    if not isinstance(quick_block, dict):
-        raise config_lib.ConfigError(f"{path}: quick must be a mapping of overrides")
-    changes = list(quick_block.items()) if quick else []
-    for assignment in overrides:
-        if "=" not in assignment:
-            raise config_lib.ConfigError(f"--set expects key=value, got {assignment!r}")
-        key, text = assignment.split("=", 1)
-        changes.append((key, config_lib.parse_value(text, f"--set {assignment}")))
+    # A search without a quick block runs as it is with --quick (its experiment's own quick
+    # block does not apply: searches shrink through "experiment.<key>" entries).
+    changes = config_lib.overrides_of(raw, path, overrides, quick and bool(raw.get("quick")))
     raw.setdefault("experiment_overrides", {})
     for key, value in changes:
         if key.startswith("experiment."):
