@@ -105,12 +105,7 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
     table = select_modalities(table, modalities, require_all=not allow_missing)
     inputs = {}
     if scoring:
-        lacking = rows_without_input(records, modalities, not allow_missing)
-        if table.empty:
-            raise ValueError(f"{path or data_cfg.path}: no row has an input the model reads "
-                             f"({' or '.join(modalities)}); {lacking} row(s) lack it")
-        inputs = {"skipped_without_input": lacking,
-                  "stand_in": int((~table[[f"has_{m}" for m in modalities]].all(axis=1)).sum())}
+        inputs = count_inputs(records, table, modalities, allow_missing, path or data_cfg.path)
         table, mapping = genres_lib.map_onto(table, vocab.genres, genre_map)
         check_shared_genres(mapping, vocab, path or data_cfg.path, require_genres)
     if vocab is None:
@@ -118,15 +113,30 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
                  else labels_lib.GenreVocabulary.from_train(table, data_cfg.min_genre_count))
     splits, skipped = _split_targets(table, vocab, data_cfg)
     if "overview" in modalities and vectorizer is None and not scoring:
-        train_texts = [t for t in splits["train"][0]["overview"] if isinstance(t, str)]
-        if not train_texts:
-            raise ValueError(f"{path or data_cfg.path}: no usable train overviews to adapt the vectorizer on")
-        vectorizer = pipeline.build_vectorizer(train_texts, data_cfg.max_tokens,
-                                               data_cfg.sequence_length)
+        vectorizer = fit_vectorizer(splits["train"][0], data_cfg, path or data_cfg.path)
     unseen = ({} if scoring or not len(table)
               else vocab.unseen(table[table["split"] != "train"]))
     return PreparedData(splits, vocab, vectorizer, report, tuple(modalities), allow_missing,
                         skipped, dict(unseen), records_fingerprint(records), mapping, inputs)
+
+
+def count_inputs(records, table, modalities, allow_missing: bool, path) -> dict:
+    """{"skipped_without_input", "stand_in"} row counts of data scored by a trained run;
+    refuses data where no row has an input the model reads."""
+    lacking = rows_without_input(records, modalities, not allow_missing)
+    if table.empty:
+        raise ValueError(f"{path}: no row has an input the model reads "
+                         f"({' or '.join(modalities)}); {lacking} row(s) lack it")
+    return {"skipped_without_input": lacking,
+            "stand_in": int((~table[[f"has_{m}" for m in modalities]].all(axis=1)).sum())}
+
+
+def fit_vectorizer(train_rows, data_cfg, path):
+    """The overview vocabulary adapted on the train overviews only."""
+    train_texts = [t for t in train_rows["overview"] if isinstance(t, str)]
+    if not train_texts:
+        raise ValueError(f"{path}: no usable train overviews to adapt the vectorizer on")
+    return pipeline.build_vectorizer(train_texts, data_cfg.max_tokens, data_cfg.sequence_length)
 
 
 def rows_without_input(records, modalities, require_all: bool) -> int:
