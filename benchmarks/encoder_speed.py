@@ -92,7 +92,7 @@ def single_overview_latency(texts) -> list:
     import keras_hub
     import tensorflow as tf
 
-    from mmgenre.encoders.cache import loaded_encoder
+    from mmgenre.encoders.loading import loaded_encoder
 
     (_, tokenizer), _ = loaded_encoder("mpnet", "text", lambda b: lambda x: b(x, training=False))
     bert = keras_hub.models.BertBackbone(vocabulary_size=30527, num_layers=12, num_heads=12,

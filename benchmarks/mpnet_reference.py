@@ -82,7 +82,8 @@ def main(argv=None):
     import pandas as pd
 
     from mmgenre.encoders import sources
-    from mmgenre.encoders.text import embed_texts, load_text_encoder
+    from mmgenre.encoders.loading import load_text_encoder
+    from mmgenre.encoders.text import embed_texts
     from mmgenre.evaluation import reports
     from mmgenre.models.backbones import text_encoder_backbone
 

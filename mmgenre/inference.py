@@ -155,12 +155,12 @@ def predict_movie(run: Run, poster: str | None = None, overview: str | None = No
     predicted by the task's rule (``mmgenre.tasks``), threshold None for single-label runs.
 
     A unimodal model needs its own input; giving the other is an error so
-    nobody believes a text model looked at a poster. A fused model takes either
-    or both: an absent input is what it was trained to stand in for (a zero
-    poster, an empty overview).
+    nobody believes a text model looked at a poster. A model reading both takes
+    either or both: an absent input gets its absent signal (a zero poster, an
+    empty overview), what fusions are trained to stand in for.
     """
     given = {"poster": poster, "overview": overview}
-    fused = run.spec.accepts_missing
+    fused = len(run.modalities) > 1  # two-input models take either alone, as in evaluate
     for modality in ("poster", "overview"):
         if modality not in run.modalities and given[modality] is not None:
             raise ValueError(f"model {run.config.model.name!r} does not take a {modality}; "

@@ -56,7 +56,7 @@ def test_bad_encoder_names_and_folders_are_clear_errors(encoder_home, tmp_path):
 
 
 def test_lite0_weights_land_in_keras_hub_layers(encoder_home):
-    from mmgenre.encoders.image import load_image_encoder
+    from mmgenre.encoders.loading import load_image_encoder
 
     backbone, settings = load_image_encoder("efficientnet_lite0")
     state = lite0_state()

@@ -26,7 +26,8 @@ def test_mpnet_prepares_from_parts_and_every_path_computes_the_same_features(enc
                                                                             tmp_path):
     import keras
 
-    from mmgenre.encoders.text import embed_texts, load_text_encoder, max_tokens
+    from mmgenre.encoders.loading import load_text_encoder
+    from mmgenre.encoders.text import embed_texts, max_tokens
     from mmgenre.models.backbones import text_encoder_backbone
 
     home, wheels = encoder_home

@@ -167,8 +167,8 @@ def _split_targets(table, vocab, data_cfg):
 def check_shared_genres(mapping, vocab, path, require_genres=True):
     """Refuses data that shares fewer than two genres with the run: its scores would say
     nothing (mAP over one genre), and the usual cause is a catalogue whose names need a
-    ``--genre-map``. Unlabelled data (prediction) is exempt."""
-    if not require_genres and not mapping.shared and not mapping.ignored:
+    ``--genre-map``. Prediction (``require_genres`` False) needs no genres: exempt."""
+    if not require_genres:
         return
     if len(mapping.shared) < 2:
         raise ValueError(

@@ -8,37 +8,10 @@ prepared folder's config.json.
 
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 
-from mmgenre.encoders.sources import EncoderError, resolve
+from mmgenre.encoders.loading import loaded_encoder
 from mmgenre.progress import progress
-
-
-def encoder_settings(preset: str) -> dict:
-    """{"input_scale": [offset, divisor] on 0-255 pixels, "image_size", "batch_norm_epsilon"}."""
-    settings = {"input_scale": [127.5, 127.5], "image_size": 224}
-    path = os.path.join(preset, "config.json")
-    if os.path.isdir(preset) and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            settings.update(json.load(f).get("mmgenre", {}))
-    return settings
-
-
-def load_image_encoder(name: str):
-    """(backbone, settings) for an image encoder name, folder or keras-hub preset."""
-    import keras_hub
-
-    preset = resolve(name, "image")
-    settings = encoder_settings(preset)
-    extra = {"batch_norm_epsilon": settings["batch_norm_epsilon"]} if "batch_norm_epsilon" in settings else {}
-    try:
-        backbone = keras_hub.models.Backbone.from_preset(preset, **extra)
-    except (OSError, ValueError, KeyError) as err:
-        raise EncoderError(f"cannot load image encoder {name!r} from {preset}: {err}") from None
-    return backbone, settings
 
 
 def embed_posters(name: str, paths, batch_size: int = 32, show_progress: bool = True) -> np.ndarray:
@@ -46,7 +19,6 @@ def embed_posters(name: str, paths, batch_size: int = 32, show_progress: bool = 
     import tensorflow as tf
 
     from mmgenre.data.pipeline import read_poster
-    from mmgenre.encoders.cache import loaded_encoder
 
     # One traced function for full and last (smaller) batches alike, and for every call.
     (backbone, settings), forward = loaded_encoder(

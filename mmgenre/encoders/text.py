@@ -16,20 +16,11 @@ import os
 
 import numpy as np
 
-from mmgenre.encoders.sources import EncoderError, resolve
+from mmgenre.encoders.loading import loaded_encoder
+from mmgenre.encoders.sources import resolve
 from mmgenre.progress import progress
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces
-# Hugging Face model types keras-hub 0.32 cannot convert: mmgenre's own converter module each.
-CONVERTERS = {"mpnet": "mmgenre.encoders.converters.mpnet"}
-
-
-def model_type(preset: str) -> str | None:
-    path = os.path.join(preset, "config.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("model_type")
 
 
 def max_tokens(name: str) -> int:
@@ -50,33 +41,6 @@ def backbone_inputs(backbone, token_ids, padding_mask) -> dict:
     return inputs
 
 
-def load_text_encoder(name: str):
-    """(backbone, tokenizer) for a text encoder name, folder or keras-hub preset."""
-    import importlib
-
-    import keras_hub
-
-    preset = resolve(name, "text")
-    converter = CONVERTERS.get(model_type(preset)) if os.path.isdir(preset) else None
-    if converter:
-        try:
-            return importlib.import_module(converter).load(preset)
-        except (OSError, ValueError, KeyError) as err:
-            raise EncoderError(f"cannot load text encoder {name!r} from {preset}: {err}") from None
-    try:
-        backbone = keras_hub.models.BertBackbone.from_preset(preset)
-        if os.path.isdir(preset):
-            # strip_accents=True matches the original uncased tokenizer (without it 40 of
-            # 1,534 sample overviews tokenise differently).
-            tokenizer = keras_hub.models.BertTokenizer(
-                vocabulary=os.path.join(preset, "vocab.txt"), lowercase=True, strip_accents=True)
-        else:
-            tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
-    except (OSError, ValueError) as err:
-        raise EncoderError(f"cannot load text encoder {name!r} from {preset}: {err}") from None
-    return backbone, tokenizer
-
-
 def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = True,
                 pad_to: int | None = None) -> np.ndarray:
     """(n, hidden) float32 L2-normalised mean-pooled embeddings of ``texts`` (n strings).
@@ -84,8 +48,6 @@ def embed_texts(name: str, texts, batch_size: int = 32, show_progress: bool = Tr
     ``pad_to`` pads every batch to that many tokens instead of its own longest
     overview (the slow way, kept for benchmarks/encoder_speed.py).
     """
-    from mmgenre.encoders.cache import loaded_encoder
-
     # One traced function for every batch width (predict_on_batch retraced per shape).
     (backbone, tokenizer), forward = loaded_encoder(
         name, "text", lambda b: lambda x: b(x, training=False)["sequence_output"])

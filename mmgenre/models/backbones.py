@@ -31,7 +31,8 @@ def text_encoder_backbone(overview, encoder: str = "minilm", sequence_length: in
     """
     import keras_hub
 
-    from mmgenre.encoders.text import backbone_inputs, load_text_encoder, max_tokens
+    from mmgenre.encoders.loading import load_text_encoder
+    from mmgenre.encoders.text import backbone_inputs, max_tokens
 
     backbone, tokenizer = load_text_encoder(encoder)
     backbone.name, tokenizer.name = f"{prefix}backbone", f"{prefix}tokenizer"
@@ -57,7 +58,7 @@ def image_encoder_backbone(poster, encoder: str = "efficientnet_lite0", prefix: 
     Returns (features, settings): settings["image_size"] is the size the
     checkpoint (and its cached embeddings) use.
     """
-    from mmgenre.encoders.image import load_image_encoder
+    from mmgenre.encoders.loading import load_image_encoder
 
     backbone, settings = load_image_encoder(encoder)
     backbone.name = f"{prefix}backbone"

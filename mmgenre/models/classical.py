@@ -69,7 +69,7 @@ class ClassicalBaseline:
         self.grid = C_GRID if all(p in FEATURES for p in self.parts) else C_GRID_ENCODERS
 
     def _features(self, rows, fit=False):
-        from mmgenre.encoders.cache import cached_embeddings
+        from mmgenre.encoders.embedding_cache import cached_embeddings
         from mmgenre.encoders.sources import KNOWN
 
         parts = []

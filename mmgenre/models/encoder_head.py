@@ -6,7 +6,7 @@
 
 The head is its own functional model (layer "head", inputs {feature: (batch,
 dim)}): the trainer computes every backbone once per movie set (encoder
-embeddings from ``mmgenre.encoders.cache``, TF-IDF from the adapted
+embeddings from ``mmgenre.encoders.embedding_cache``, TF-IDF from the adapted
 vectorizer), trains fresh heads on those arrays in seconds
 (``mmgenre.training.cached_head``), and saves the whole graph, raw inputs in. This is
 keras-hub's Backbone / Task split with the backbone run once.

@@ -1,7 +1,7 @@
 """Fit a linear probe's head in closed loop on cached features: C by cross-validation, Platt.
 
 The probe's backbones are frozen, so their features are computed once
-(encoder embeddings from ``mmgenre.encoders.cache``, shared by every run on the
+(encoder embeddings from ``mmgenre.encoders.embedding_cache``, shared by every run on the
 same movies; TF-IDF from the model's own adapted TextVectorization) and the
 head is a convex problem: each genre's L2-regularised logistic regression is
 solved by scikit-learn's L-BFGS and copied into the model's Dense "logits"
@@ -41,7 +41,7 @@ class FeatureMismatch(ValueError):
 
 
 def _encoder_features(feature, rows):
-    from mmgenre.encoders.cache import cached_embeddings
+    from mmgenre.encoders.embedding_cache import cached_embeddings
 
     kind = feature_kind(feature)
     dense = cached_embeddings(feature, kind, rows["overview" if kind == "text" else "poster"])
@@ -118,7 +118,7 @@ def check_image_size(features, image_size):
     """Raises FeatureMismatch when ``image_size`` (data.image_size, the poster input) is not
     each image encoder's own size (its cached embeddings use that size), before anything is
     built or computed."""
-    from mmgenre.encoders.image import encoder_settings
+    from mmgenre.encoders.loading import encoder_settings
     from mmgenre.encoders.sources import resolve
 
     for feature in features:
