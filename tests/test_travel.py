@@ -163,7 +163,7 @@ def test_a_refusal_comes_before_any_model_loads(runs_of_every_kind, travel_dir, 
     only_train = tmp_path / "only-train"
     shutil.copytree(travel_dir, only_train)
     movies.assign(split="train").to_csv(only_train / "movies.csv", index=False)
-    with pytest.raises(ValueError, match=r"split 'test' has no row with an input the model reads"):
+    with pytest.raises(ValueError, match=r"only-train: split 'test' has no rows"):
         evaluate_run(runs_of_every_kind["fusion"], str(only_train), "test", out_dir=str(tmp_path / "d"))
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "p.csv")
 

@@ -89,6 +89,8 @@ def prepare_data(data_cfg, spec, vocab=None, vectorizer=None, path=None,
     records, mmimdb = read_records(data_cfg, path or data_cfg.path)
     if only_split:
         records = records[records["split"] == only_split].reset_index(drop=True)
+        if records.empty:
+            raise ValueError(f"{path or data_cfg.path}: split {only_split!r} has no rows")
     modalities, scoring = spec.modalities, vocab is not None
     table, report = validate(records, data_cfg.bad_input, modalities, data_cfg.max_image_pixels,
                              show_progress=show_progress, require_genres=require_genres)
