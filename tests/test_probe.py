@@ -8,7 +8,8 @@ import pytest
 from conftest import tiny_config
 from sklearn.linear_model import LogisticRegression
 
-pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+# Slow (trains or embeds: left out of the quick tier); one xdist group, so its module fixtures train once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("probe")]
 
 
 def probe_config(data_path, features, limit=None, **params):

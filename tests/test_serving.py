@@ -11,7 +11,8 @@ from conftest import tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
-pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
+# Slow (trains or embeds: left out of the quick tier); one xdist group, so its module fixtures train once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving")]
 
 MODELS = {"cnn": ("cnn", {}), "lstm": ("lstm", {}),
           "fusion": ("fusion", {"image_branch": "cnn", "text_branch": "bag_of_words",

@@ -18,7 +18,8 @@ from conftest import tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
-pytestmark = pytest.mark.slow  # trains: left out of the quick tier
+# Slow (trains: left out of the quick tier); one xdist group, so its module fixtures train once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("travel")]
 
 IMDB_SPELLING = {"Science Fiction": "Sci-Fi", "Comedy": "comedy"}
 

@@ -94,7 +94,10 @@ def test_search_resumes_and_records_failed_trials(synthetic_dir, tmp_path):
     space = {"model.params.dropout": {"type": "choice", "values": [0.2, 1.5]},
              "model.params.units": {"type": "choice", "values": [8, 16]}}
     path = _search_file(tmp_path, synthetic_dir, space, epochs=1)
-    table, best = search_lib.run_search(search_lib.load_search_config(path, max_trials=2), verbose=0)
+    try:
+        search_lib.run_search(search_lib.load_search_config(path, max_trials=2), verbose=0)
+    except search_lib.SearchFailed:  # both random picks may be the failing dropout: no best yet
+        pass
     fits_log = tmp_path / "search_s" / "fits.jsonl"
     fits_before = fits_log.read_text().count("\n") if fits_log.exists() else 0
     table, best = search_lib.run_search(search_lib.load_search_config(path, max_trials=4), verbose=0)
