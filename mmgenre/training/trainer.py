@@ -193,9 +193,10 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
 
 
 def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
-    """Scores a finished run again under ``cfg.evaluation`` (no training): a cached-feature
-    model from its saved probabilities (they depend on the model only, and the completion
-    record vouches for them), any other from its best.keras."""
+    """Scores a finished run again under ``cfg.evaluation`` (no training): thresholds refitted
+    by the new rule on its saved probabilities (they depend on the model only, and the
+    completion record vouches for them); a gradient model's best.keras loads for the
+    missing-input rows."""
     stored = runs.read_json(runs.RunFolder(run_dir).metrics) or {}
     print(f"{run_dir} is finished with thresholds by rule "
           f"{stored.get('threshold_rule', 'per_genre')!r}; re-scoring it with rule "
