@@ -236,7 +236,7 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
 
     Any model's output goes through here (Keras, scikit-learn baselines, score
     fusion), so every row of every table is computed the same way. Nothing is
-    fitted here: thresholds come from training (``mmgenre.training.thresholds``).
+    fitted here: the thresholds are the run's, fitted in training (thresholds.json).
 
     Args:
         probs: {split: (n, n_genres) probabilities aligned with prepared.splits}.

@@ -1,7 +1,7 @@
 """Metrics on predicted probabilities, computed with scikit-learn (no TensorFlow).
 
 Multi-label (the MM-IMDb protocol): micro/macro/weighted/samples F1, at 0.5 and
-at the thresholds a run fitted in training (``mmgenre.training.thresholds``); mean
+at the thresholds a run fitted in training (its thresholds.json); mean
 average precision over genres with at least one positive; top-1 accuracy (the highest-scoring genre is one of
 the true ones); subset accuracy; calibration (Brier score and expected
 calibration error, ``calibration_metrics``); per-genre precision/recall/F1/AP.
