@@ -112,7 +112,7 @@ def predict_splits(model, data_cfg, prepared: PreparedData, splits, show_progres
             for s in splits if not prepared.splits[s][0].empty}
 
 
-def _multilabel_section(results, truth, prob, genres, thresholds: Thresholds, final):
+def _multilabel_section(truth, prob, genres, thresholds: Thresholds, final):
     """(per-genre table, report lines) of a multi-label run."""
     per_genre = metrics_lib.per_genre_table(truth, prob, genres, thresholds.values)
     left_out = [g for g, n in zip(genres, truth.sum(axis=0)) if n == 0]
@@ -123,7 +123,7 @@ def _multilabel_section(results, truth, prob, genres, thresholds: Thresholds, fi
     return per_genre, lines
 
 
-def _single_label_section(results, truth, prob, genres, thresholds, final):
+def _single_label_section(results, truth, prob, genres, final):
     """(per-genre table, report lines with the confusion matrix) of a single-label run;
     the caller writes the confusion-matrix plot."""
     per_genre = metrics_lib.single_label_per_genre(truth, prob, genres)
@@ -277,9 +277,9 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
               f"{len(genres)} genres; task: {task}.", "",
               reports.to_markdown(table), ""]
     if tasks.get(task).uses_thresholds:
-        per_genre, lines = _multilabel_section(results, truth, prob, genres, thresholds, final)
+        per_genre, lines = _multilabel_section(truth, prob, genres, thresholds, final)
     else:
-        per_genre, lines = _single_label_section(results, truth, prob, genres, thresholds, final)
+        per_genre, lines = _single_label_section(results, truth, prob, genres, final)
         plots.confusion_matrix(results["splits"][final]["single"]["confusion_matrix"], genres,
                                runs.RunFolder(out_dir).confusion_plot, f"{name} on {final}")
     _write_genre_files(out_dir, name, final, prepared, per_genre, prob,
