@@ -40,7 +40,7 @@ from mmgenre import runs as runs_lib  # noqa: E402
 from mmgenre.data.records import load_records  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.evaluation.intervals import paired_bootstrap  # noqa: E402
-from mmgenre.inference import evaluate_run, open_run  # noqa: E402
+from mmgenre.inference import evaluate_run, open_run, prepare_for_run  # noqa: E402
 
 IMDB_SPELLING = {"Science Fiction": "Sci-Fi"}
 
@@ -68,11 +68,10 @@ def score(run_dir: str, data: str, split: str, out_dir: str, resamples: int) -> 
     genres = results["genres"]
     keep = [genres.index(g) for g in mapping["shared"]]
     # Targets of the scored movies (the same rows, in the same order, evaluate scored).
-    from mmgenre.inference import prepare_for_run
-
-    _, prepared = prepare_for_run(open_run(run_dir), data, split)
+    run = open_run(run_dir)
+    _, prepared = prepare_for_run(run, data, split)
     truth = prepared.splits[split][1][:, keep]
-    run_prior = open_run(run_dir).prior
+    run_prior = run.prior
     scores = {"run": probs[:, keep]}
     if run_prior is not None:
         scores["prior"] = np.tile(run_prior[keep], (len(truth), 1))

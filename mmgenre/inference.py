@@ -93,10 +93,14 @@ def load_run(run_dir: str, allow_external_code: bool = False) -> Run:
     return with_model(open_run(run_dir), allow_external_code)
 
 
-def with_model(run: Run, allow_external_code: bool) -> Run:
+def with_model(run: Run, allow_external_code: bool, prepared=None) -> Run:
+    """``run`` with its model and vectorizer loaded; ``prepared`` (data checked by
+    ``prepare_for_run``) gets the run's vectorizer, so it feeds the model as trained."""
     folder = runs.RunFolder(run.path)
     vectorizer = (pipeline.load_vectorizer(folder.vocabulary) if os.path.exists(folder.vocabulary)
                   else None)
+    if prepared is not None:
+        prepared.vectorizer = vectorizer
     return dataclasses.replace(run, model=saving.load_model(folder.model, allow_external_code),
                                vectorizer=vectorizer)
 
@@ -140,8 +144,7 @@ def evaluate_run(run_dir: str, data_path: str | None = None, split: str = "test"
     out_dir = out_dir or runs.RunFolder(run_dir).eval_dir(name, split)
     runs.check_report_dir(out_dir)
     data_cfg, prepared = prepare_for_run(run, data_path, split, bad_input, genre_map)
-    run = with_model(run, allow_external_code)
-    prepared.vectorizer = run.vectorizer
+    run = with_model(run, allow_external_code, prepared)
     cfg = dataclasses.replace(run.config, data=data_cfg)
     results = evaluate.evaluate_prepared(run.model, cfg, prepared, out_dir, run.thresholds,
                                          splits=(split,), prior=run.prior, show_progress=True,

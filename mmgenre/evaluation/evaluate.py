@@ -60,8 +60,8 @@ def predict_split(model, data_cfg, prepared: PreparedData, split, absent=None,
         steps = -(-len(rows) // data_cfg.batch_size)
         batches = progress(batches, steps, f"scoring {split} ({len(rows)} movies)", unit="movies",
                            per_step=data_cfg.batch_size, items=len(rows))
-    # predict_on_batch: one compiled call per batch, no per-call dataset (model.predict's
-    # tf.data adapter would also reorder nothing but hide the progress).
+    # predict_on_batch per batch (model.predict would run the same compiled step, but hides
+    # the batches, so no progress could be drawn).
     probs = np.concatenate([np.asarray(model.predict_on_batch(x)) for x in batches])
     if order is None:
         return probs

@@ -37,8 +37,7 @@ def predict_dataset(run_dir: str, data_path: str, out_csv: str, split: str | Non
                                          require_genres=False)
     data_cfg = dataclasses.replace(data_cfg, batch_size=batch_size or data_cfg.batch_size)
     splits = [split] if split else [s for s in prepared.splits if len(prepared.splits[s][0])]
-    run = with_model(run, allow_external_code)
-    prepared.vectorizer = run.vectorizer
+    run = with_model(run, allow_external_code, prepared)
     frames, started, total = [], time.perf_counter(), 0
     for name in splits:
         rows = prepared.splits[name][0]
