@@ -16,7 +16,7 @@ from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline, prepare
 from mmgenre.data.validate import inspect_poster
 from mmgenre.evaluation import evaluate
-from mmgenre.models import registry, saving
+from mmgenre.models import quantized, registry, saving
 
 
 @dataclasses.dataclass
@@ -101,8 +101,13 @@ def with_model(run: Run, allow_external_code: bool, prepared=None) -> Run:
                   else None)
     if prepared is not None:
         prepared.vectorizer = vectorizer
-    return dataclasses.replace(run, model=saving.load_model(folder.model, allow_external_code),
-                               vectorizer=vectorizer)
+    model = saving.load_model(folder.model, allow_external_code)
+    params = {**run.spec.hyperparameters(), **run.config.model.params}
+    if quantized.precision_of(params) == "int8":  # served as fitted: behind its int8 encoders
+        quantized.check_int8_encoders((runs.read_json(folder.metrics) or {}).get("int8_encoders"),
+                                      run.path)
+        model = quantized.as_served(model, params)
+    return dataclasses.replace(run, model=model, vectorizer=vectorizer)
 
 
 def prepare_for_run(run: Run, data_path: str, split: str | None = "test", bad_input=None,
@@ -207,7 +212,8 @@ def attention_words(run: Run, overview: str, top: int = 5):
     """[(word, weight)] the attention layer weighted most, or [] for models without one."""
     from mmgenre.models.bilstm_attention import attention_weights
 
-    if "attention" not in [layer.name for layer in run.model.layers] or run.vectorizer is None:
+    layers = getattr(run.model, "layers", [])  # an Int8Pipeline has none: no attention either
+    if "attention" not in [layer.name for layer in layers] or run.vectorizer is None:
         return []
     ids = run.vectorizer(tf.constant([overview])).numpy()
     weights = attention_weights(run.model, ids)[0]

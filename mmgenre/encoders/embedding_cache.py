@@ -21,13 +21,18 @@ import numpy as np
 from mmgenre import runs
 from mmgenre.encoders import sources
 from mmgenre.encoders.image import embed_posters
+from mmgenre.encoders.int8 import int8_file
 from mmgenre.encoders.loading import encoder_identity
 from mmgenre.encoders.text import embed_texts
 from mmgenre.progress import timed
 
 
-def _key(name: str, kind: str, inputs) -> str:
-    digest = hashlib.sha256(json.dumps([name, kind, encoder_identity(name)]).encode())
+def _key(name: str, kind: str, inputs, precision: str) -> str:
+    # float32 keys are what they were before int8 existed, so those caches stay valid.
+    identity = [name, kind, encoder_identity(name)]
+    if precision != "float32":
+        identity += [precision, os.path.basename(int8_file(name))]
+    digest = hashlib.sha256(json.dumps(identity).encode())
     for item in inputs:
         if kind == "image":
             stat = os.stat(item)
@@ -36,16 +41,18 @@ def _key(name: str, kind: str, inputs) -> str:
     return digest.hexdigest()[:20]
 
 
-def cached_embeddings(name: str, kind: str, inputs, show_progress: bool = True) -> np.ndarray:
-    """(n, d) embeddings of ``inputs`` (texts for kind "text", poster paths for "image")."""
+def cached_embeddings(name: str, kind: str, inputs, show_progress: bool = True,
+                      precision: str = "float32") -> np.ndarray:
+    """(n, d) embeddings of ``inputs`` (texts for kind "text", poster paths for "image") by
+    the encoder at ``precision`` ("float32", or "int8": ``mmgenre.encoders.int8``)."""
     inputs = list(inputs)
     path = os.path.join(sources.home(), "embeddings", f"{os.path.basename(os.path.normpath(name))}-"
-                        f"{kind}-{_key(name, kind, inputs)}.npy")
+                        f"{kind}-{_key(name, kind, inputs, precision)}.npy")
     def compute():
         with timed(f"embed {len(inputs):,} {'overviews' if kind == 'text' else 'posters'} "
-                   f"with {os.path.basename(os.path.normpath(name))}"):
+                   f"with {os.path.basename(os.path.normpath(name))} ({precision})"):
             if kind == "text":
-                return embed_texts(name, inputs, show_progress=show_progress)
-            return embed_posters(name, inputs, show_progress=show_progress)
+                return embed_texts(name, inputs, show_progress=show_progress, precision=precision)
+            return embed_posters(name, inputs, show_progress=show_progress, precision=precision)
 
     return runs.cached_array(path, compute, rows=len(inputs))

@@ -62,6 +62,14 @@ def load_text_encoder(name: str):
     return backbone, tokenizer
 
 
+def backbone_inputs(backbone, token_ids, padding_mask) -> dict:
+    """The inputs ``backbone`` takes (BERT also wants segment ids; MPNet has none)."""
+    inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    if "segment_ids" in backbone.input:
+        inputs["segment_ids"] = token_ids * 0
+    return inputs
+
+
 def encoder_settings(preset: str) -> dict:
     """{"input_scale": [offset, divisor] on 0-255 pixels, "image_size", "batch_norm_epsilon"}."""
     settings = {"input_scale": [127.5, 127.5], "image_size": 224}

@@ -120,7 +120,9 @@ class RelativePositionBias(keras.layers.Layer):
     def call(self, hidden):
         length = ops.shape(hidden)[1]
         positions = ops.arange(length)
-        relative = positions[None, :] - positions[:, None] + self.max_sequence_length
+        # expand_dims, not [None, :]: TFLite has no builtin for strided slices that add axes.
+        relative = (ops.expand_dims(positions, 0) - ops.expand_dims(positions, 1)
+                    + self.max_sequence_length)
         buckets = ops.take(ops.convert_to_tensor(self._table), relative)  # (seq, seq)
         bias = ops.take(self.embeddings, buckets, axis=0)  # (seq, seq, heads)
         return ops.expand_dims(ops.transpose(bias, (2, 0, 1)), 0)
@@ -177,7 +179,7 @@ class MPNetTransformerLayer(keras.layers.Layer):
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(
             self.hidden_dim // self.num_heads)
-        keep = ops.cast(padding_mask, "bool")[:, None, None, :]
+        keep = ops.expand_dims(ops.cast(padding_mask, "bool"), (1, 2))  # (batch, 1, 1, seq)
         scores = ops.where(keep, scores + ops.cast(bias, scores.dtype), -1e9)
         weights = self.dropout_layer(ops.softmax(scores, axis=-1), training=training)
         context = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))

@@ -31,8 +31,8 @@ def text_encoder_backbone(overview, encoder: str = "minilm", sequence_length: in
     """
     import keras_hub
 
-    from mmgenre.encoders.loading import load_text_encoder
-    from mmgenre.encoders.text import backbone_inputs, max_tokens
+    from mmgenre.encoders.loading import backbone_inputs, load_text_encoder
+    from mmgenre.encoders.text import max_tokens
 
     backbone, tokenizer = load_text_encoder(encoder)
     backbone.name, tokenizer.name = f"{prefix}backbone", f"{prefix}tokenizer"

@@ -126,7 +126,8 @@ def build_encoder_head(num_genres: int, task: str = "multilabel", image_size=(22
                        features=DEFAULT_FEATURES, tfidf_max_tokens: int = 20000,
                        fusion: str = "concat", units: int = 0, dropout: float = 0.0,
                        l2: float = 1e-4, modality_dropout: float = 0.0, tfidf_weight: float = 1.0,
-                       image_weight: float = 1.0, folds: int = 5, calibration: str = "platt"):
+                       image_weight: float = 1.0, folds: int = 5, calibration: str = "platt",
+                       precision: str = "float32"):
     """Builds feature backbones + ``feature_head`` (layer "head") + calibration "genres".
 
     Args:
@@ -140,13 +141,14 @@ def build_encoder_head(num_genres: int, task: str = "multilabel", image_size=(22
         folds: int. train folds whose out-of-fold logits fit the calibration (and score
             a search's trials). Defaults to 5.
         calibration: str. "platt" or "none".
+        precision: str. "float32" or "int8", as for "linear_probe".
 
     Returns:
         keras.Model: {"overview": (batch,) strings and/or "poster": (batch, h, w, 3) in
         [0, 1]} -> (batch, num_genres) probabilities; the head is untrained until
         ``mmgenre.training.cached_head.fit_encoder_head`` fits it.
     """
-    features = check_probe_args(task, features, calibration, folds)
+    features = check_probe_args(task, features, calibration, folds, precision)
     inputs = feature_inputs(features, image_size)
     blocks = {f: branch_features(f, inputs, tfidf_max_tokens) for f in features}
     head = feature_head({f: int(x.shape[-1]) for f, x in blocks.items()}, num_genres, fusion,

@@ -195,7 +195,7 @@ class MaskedMeanPooling(keras.layers.Layer):
 
     def call(self, inputs):
         sequence, mask = inputs
-        mask = ops.cast(mask, sequence.dtype)[..., None]
+        mask = ops.expand_dims(ops.cast(mask, sequence.dtype), -1)  # TFLite-convertible, unlike [..., None]
         pooled = ops.sum(sequence * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
         return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
 

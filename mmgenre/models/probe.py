@@ -22,6 +22,7 @@ from __future__ import annotations
 import keras
 
 from mmgenre import tasks
+from mmgenre.encoders.int8 import check_precision
 from mmgenre.models.backbones import image_encoder_backbone, text_encoder_backbone, tfidf_backbone
 from mmgenre.models.layers import PlattCalibration
 from mmgenre.models.registry import register
@@ -64,9 +65,10 @@ def branch_features(feature, inputs, tfidf_max_tokens):
     return keras.layers.UnitNormalization(name=f"{feature}_l2")(pooled)
 
 
-def check_probe_args(task, features, calibration, folds) -> list:
+def check_probe_args(task, features, calibration, folds, precision="float32") -> list:
     """Raises ValueError on arguments shared by the cached-feature families; returns the
     features as a list."""
+    check_precision(precision)
     if not isinstance(tasks.get(task), tasks.MultiLabel):
         raise ValueError(f"a cached-feature model is multi-label (one logistic output per "
                          f"genre); data.task {task!r} needs another model")
@@ -96,7 +98,7 @@ def feature_inputs(features, image_size) -> dict:
           description="frozen encoders / TF-IDF + one logistic regression + Platt calibration")
 def build_linear_probe(num_genres: int, task: str = "multilabel", image_size=(224, 224),
                        features=DEFAULT_FEATURES, tfidf_max_tokens: int = 20000, c=None,
-                       folds: int = 5, calibration: str = "platt"):
+                       folds: int = 5, calibration: str = "platt", precision: str = "float32"):
     """Builds feature backbones + concatenation + Dense "logits" + calibration "genres".
 
     Args:
@@ -116,6 +118,9 @@ def build_linear_probe(num_genres: int, task: str = "multilabel", image_size=(22
             calibration's out-of-fold logits). Defaults to 5.
         calibration: str. "platt" (per-genre scale and offset on out-of-fold
             logits) or "none" (plain sigmoid). Defaults to "platt".
+        precision: str. "float32", or "int8": the head is fitted on, and the run served
+            with, the encoders' int8 LiteRT graphs (``mmgenre.models.quantized``); the saved
+            graph keeps the float encoders. Defaults to "float32".
 
     Returns:
         keras.Model: {"overview": (batch,) strings and/or "poster": (batch, h, w, 3)
@@ -124,7 +129,7 @@ def build_linear_probe(num_genres: int, task: str = "multilabel", image_size=(22
     """
     if c is not None and not c > 0:
         raise ValueError(f"c must be > 0 or null (chosen by cross-validation), got {c}")
-    features = check_probe_args(task, features, calibration, folds)
+    features = check_probe_args(task, features, calibration, folds, precision)
     inputs = feature_inputs(features, image_size)
     branches = [branch_features(f, inputs, tfidf_max_tokens) for f in features]
     x = (keras.layers.Concatenate(name="features")(branches) if len(branches) > 1

@@ -27,10 +27,11 @@ from mmgenre.training import solve
 HEAD_ARGS = ("fusion", "units", "dropout", "l2", "modality_dropout", "tfidf_weight", "image_weight")
 
 
-def split_blocks(model, features, prepared) -> dict:
-    """{split: {feature: (n, dim) float32}} for every non-empty split; fits TF-IDF on train first."""
+def split_blocks(model, features, prepared, precision: str = "float32") -> dict:
+    """{split: {feature: (n, dim) float32}} for every non-empty split (encoders at
+    ``precision``); fits TF-IDF on train first."""
     solve.adapt_text_features(model, features, prepared)
-    return {split: {f: solve.feature_block(model, f, rows) for f in features}
+    return {split: {f: solve.feature_block(model, f, rows, precision) for f in features}
             for split, (rows, _) in prepared.splits.items() if not rows.empty}
 
 
@@ -89,10 +90,11 @@ def fit_encoder_head(model, params: dict, prepared, cfg, log=print):
     """
     started = time.time()
     features, folds, seed = list(params["features"]), int(params["folds"]), cfg.train.seed
-    x = split_blocks(model, features, prepared)
+    precision = params.get("precision", "float32")
+    x = split_blocks(model, features, prepared, precision)
     y = prepared.splits["train"][1]
     log(f"features: {sum(a.shape[1] for a in x['train'].values())} per movie "
-        f"({' + '.join(features)}), {time.time() - started:.1f} s")
+        f"({' + '.join(features)}, {precision}), {time.time() - started:.1f} s")
     oof, cv_map = out_of_fold(x["train"], y, params, cfg.train, cfg.data.batch_size, folds, seed)
     log(f"{folds}-fold train mAP {cv_map:.4f} ({time.time() - started:.1f} s)")
     head = train_head(x["train"], y, params, cfg.train, cfg.data.batch_size, seed)

@@ -40,28 +40,31 @@ class FeatureMismatch(ValueError):
     """The saved graph and the cached features disagree: the model would not reproduce its scores."""
 
 
-def _encoder_features(feature, rows):
+def _encoder_features(feature, rows, precision):
     from mmgenre.encoders.embedding_cache import cached_embeddings
 
     kind = feature_kind(feature)
-    dense = cached_embeddings(feature, kind, rows["overview" if kind == "text" else "poster"])
+    dense = cached_embeddings(feature, kind, rows["overview" if kind == "text" else "poster"],
+                              precision=precision)
     return dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
 
 
-def feature_block(model, feature, rows) -> np.ndarray:
+def feature_block(model, feature, rows, precision: str = "float32") -> np.ndarray:
     """(n, dim) float32 features of ``rows`` for one block: what layer "<feature>_l2" of
-    ``model`` computes, from the embedding cache for an encoder."""
+    ``model`` computes (behind int8 encoders at ``precision`` "int8"), from the embedding
+    cache for an encoder."""
     if feature == TFIDF:
         extractor = keras.Model(model.input["overview"], model.get_layer("tfidf_l2").output)
         texts = np.asarray(list(rows["overview"]), dtype=object)
         return extractor.predict(texts, batch_size=256, verbose=0).astype("float32")
-    return _encoder_features(feature, rows).astype("float32")
+    return _encoder_features(feature, rows, precision).astype("float32")
 
 
-def split_features(model, features, rows):
+def split_features(model, features, rows, precision: str = "float32"):
     """(n, dim) CSR matrix of the probe's concatenated features for ``rows``: what the
     "features" layer of ``model`` computes, from the caches where there is one."""
-    return sp.hstack([sp.csr_matrix(feature_block(model, f, rows)) for f in features]).tocsr()
+    return sp.hstack([sp.csr_matrix(feature_block(model, f, rows, precision))
+                      for f in features]).tocsr()
 
 
 def adapt_text_features(model, features, prepared):
@@ -162,9 +165,10 @@ def fit_linear_probe(model, params: dict, prepared, cfg, log=print):
     features, folds, seed = list(params["features"]), int(params["folds"]), cfg.train.seed
     y_train = prepared.splits["train"][1]
     adapt_text_features(model, features, prepared)
-    x = {s: split_features(model, features, prepared.splits[s][0]) for s in ("train", "dev", "test")
-         if not prepared.splits[s][0].empty}
-    log(f"features: {x['train'].shape[1]} per movie ({' + '.join(features)}), "
+    precision = params.get("precision", "float32")
+    x = {s: split_features(model, features, prepared.splits[s][0], precision)
+         for s in ("train", "dev", "test") if not prepared.splits[s][0].empty}
+    log(f"features: {x['train'].shape[1]} per movie ({' + '.join(features)}, {precision}), "
         f"{time.time() - started:.1f} s")
     grid = [float(params["c"])] if params.get("c") else list(C_GRID)
     cv_map, oof = {}, {}
@@ -187,8 +191,9 @@ def fit_linear_probe(model, params: dict, prepared, cfg, log=print):
 
 
 def check_graph(model, data_cfg, prepared, cached_probs, rows: int = GRAPH_CHECK_ROWS):
-    """Runs the first dev rows through the whole graph (raw inputs) and raises
-    FeatureMismatch when its probabilities differ from those of the cached features."""
+    """Runs the first dev rows through the whole graph (raw inputs; a Keras model or an
+    ``Int8Pipeline``) and raises FeatureMismatch when its probabilities differ from those
+    of the cached features."""
     from mmgenre.data.prepare import make_split_dataset
 
     dev_rows, dev_y = prepared.splits["dev"]
@@ -196,7 +201,8 @@ def check_graph(model, data_cfg, prepared, cached_probs, rows: int = GRAPH_CHECK
         return 0.0
     n = min(rows, len(dev_rows))
     ds = make_split_dataset(data_cfg, prepared, "dev", raw_text=True).unbatch().take(n).batch(n)
-    diff = float(np.max(np.abs(model.predict(ds, verbose=0) - cached_probs[:n])))
+    x, _ = next(iter(ds))  # one batch of n rows; predict_on_batch: Keras or an Int8Pipeline
+    diff = float(np.max(np.abs(np.asarray(model.predict_on_batch(x)) - cached_probs[:n])))
     if not diff <= GRAPH_CHECK_TOLERANCE:
         raise FeatureMismatch(
             f"the saved graph's probabilities differ from the cached features' by {diff:.2e} on "

@@ -30,6 +30,7 @@ from mmgenre.data.prepare import Inputs, prepare_data
 from mmgenre.evaluation import plots
 from mmgenre.evaluation.evaluate import evaluate_prepared, predict_splits, report_probabilities
 from mmgenre.models import registry, weights
+from mmgenre.models.quantized import as_served, int8_encoders
 from mmgenre.models.saving import load_model
 from mmgenre.progress import timed
 from mmgenre.training import cached_head, distributed, fit, solve
@@ -183,7 +184,10 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     params = {**spec.hyperparameters(), **cfg.model.params}
     model = solve.build_over_encoders(cfg, prepared, params["features"])
     probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](model, params, prepared, cfg)
-    extra["graph_check_max_diff"] = solve.check_graph(model, cfg.data, prepared, probs["dev"])
+    # At int8 the check runs the int8 pipeline the run is served with (models.quantized).
+    extra["graph_check_max_diff"] = solve.check_graph(as_served(model, params), cfg.data, prepared,
+                                                      probs["dev"])
+    extra.update(int8_encoders(params))
     with timed(f"save {cfg.name}'s whole graph"):
         runs.save_model(model, runs.RunFolder(run_dir).model)
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))

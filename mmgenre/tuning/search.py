@@ -167,7 +167,8 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
     params = {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
     model = solve.build_over_encoders(cfg, prepared, params["features"])
     started = time.time()
-    x = cached_head.split_blocks(model, params["features"], prepared)["train"]
+    x = cached_head.split_blocks(model, params["features"], prepared,
+                                 params.get("precision", "float32"))["train"]
     print(f"cached features of {len(prepared.splits['train'][0])} train movies: "
           f"{sum(a.shape[1] for a in x.values())} per movie, {time.time() - started:.1f} s")
     hypermodel = CachedFeatureHyperModel(cfg.to_dict(), search.space, x,
