@@ -314,7 +314,10 @@ def _add_export(sub):
                    "(replaced when complete)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if it holds files mmgenre did not write")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
+    p.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0],
+                   help="saved_model (raw inputs, TensorFlow Serving); tflite (tensor inputs); "
+                        "int8 (a bundle with int8 LiteRT encoders and its own loader, runs over "
+                        "pretrained encoders)")
     p.add_argument("--allow-external-code", action="store_true", help=EXTERNAL_CODE_HELP)
     p.set_defaults(func=cmd_export)
 

@@ -32,7 +32,7 @@ TASKS = ("multilabel", "single")  # mmgenre.tasks holds what differs between the
 SPLITS = ("train", "dev", "test")
 STRATEGIES = ("default", "mirrored", "multiworker")  # see mmgenre.training.distributed
 TUNERS = ("random", "hyperband", "bayesian")
-EXPORT_FORMATS = ("saved_model", "tflite")
+EXPORT_FORMATS = ("saved_model", "tflite", "int8")  # serving.export writes each
 # Dataset protocols: "auto" is "mmimdb" for the MM-IMDb layout, else "min_count".
 PROTOCOLS = ("auto", "mmimdb", "min_count")
 MMIMDB_GENRES = 23  # the published protocol's genres (gmu.json n_classes)

@@ -67,6 +67,9 @@ def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
             "image_branch": "cnn", "text_branch": "bag_of_words", "fusion_units": 16}, **one_epoch), root),
         "linear_probe": _train("linear_probe", probe_config(
             synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3), root),
+        # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
+        "int8_probe": _train("int8_probe", probe_config(
+            synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], c=0.3, precision="int8"), root),
         "encoder_head": _train("encoder_head", tiny_config(
             synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
             evaluation={"threshold_split": "train_oof"}), root),
@@ -77,7 +80,7 @@ def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
     return out
 
 
-KINDS = ("cnn", "bag_of_words", "fusion", "linear_probe", "encoder_head", "score_fusion")
+KINDS = ("cnn", "bag_of_words", "fusion", "linear_probe", "int8_probe", "encoder_head", "score_fusion")
 # The kinds reading one input (the encoder head here reads TF-IDF only).
 ONE_INPUT = {"cnn": "poster", "bag_of_words": "overview", "encoder_head": "overview"}
 

@@ -27,45 +27,32 @@ import sys
 
 import tensorflow as tf
 
-from mmgenre import runs, tasks
-from mmgenre.data import pipeline
+from mmgenre import runs
+from mmgenre.config import EXPORT_FORMATS
 from mmgenre.data.prepare import takes_raw_text
-from mmgenre.inference import load_run
+from mmgenre.inference import open_run, with_model
+from mmgenre.models.quantized import precision_of
+from mmgenre.serving.int8_bundle import check_int8_exportable, write_int8_bundle
+from mmgenre.serving.raw_inputs import decide, poster_pixels
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = EXPORT_FORMATS  # one list: the CLI offers these without importing TensorFlow
 
 
 def serving_function(run):
     """(fn, input signature) of the raw-input endpoint for a loaded run."""
     model, modalities = run.model, tuple(run.modalities)
-    size = tuple(run.config.data.image_size)
-    # A model reading two inputs takes either alone: the absent one gets its absent signal
-    # (an empty string in, a black poster or an empty overview to the model), as in evaluate.
-    fused = len(modalities) > 1
     raw_text = takes_raw_text(model)
-    n = len(run.vocab.genres)
-    thresholds = tf.constant(run.threshold_values, tf.float32)
-    single = not tasks.get(run.config.data.task).uses_thresholds  # the top genre, no thresholds
+    decisions = decide(run)
 
-    def decode(data):
-        if not fused:
-            return pipeline.decode_poster(data, size)
-        return tf.cond(tf.strings.length(data) > 0, lambda: pipeline.decode_poster(data, size),
-                       lambda: tf.zeros((*size, 3), tf.uint8))
+    pixels = poster_pixels(run)
 
     def serve(**raw):
         inputs = {}
         if "poster" in modalities:
-            images = tf.map_fn(decode, raw["poster"], fn_output_signature=tf.TensorSpec((*size, 3), tf.uint8))
-            inputs["poster"] = pipeline.to_unit_range(images)
+            inputs["poster"] = pixels(raw["poster"])
         if "overview" in modalities:
             inputs["overview"] = raw["overview"] if raw_text else run.vectorizer(raw["overview"])
-        probabilities = model(inputs, training=False)
-        if single:
-            predicted = tf.one_hot(tf.argmax(probabilities, axis=-1), n) > 0
-        else:
-            predicted = probabilities >= thresholds
-        return {"probabilities": probabilities, "predicted": predicted}
+        return decisions(model(inputs, training=False))
 
     signature = {m: tf.TensorSpec([None], tf.string, name=m) for m in modalities}
     return serve, signature
@@ -107,25 +94,12 @@ def _replace_with_tflite(run, run_dir, staging, saved_model) -> bool:
     return needs_flex
 
 
-def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
-               allow_external_code: bool = False, overwrite: bool = False) -> str:
-    """Writes the export to ``out_dir`` (replaced whole only when complete); returns it.
-
-    ``out_dir`` must be new, empty or an earlier export (``runs.OUTPUT_MARKER``)
-    unless ``overwrite``; the run must be finished (its completion record), so
-    the export carries its dev-chosen thresholds. Staging folders of killed
-    exports to the same place are removed first.
-    """
+def _write_float(run, run_dir, staging, fmt) -> dict:
+    """Writes a SavedModel (or model.tflite) of the run's Keras graph into ``staging``;
+    returns genres.json's facts of the format."""
     import keras
 
-    if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
-    runs.check_output_dir(out_dir, overwrite)
-    runs.remove_stale_staging(out_dir)
-    run = load_run(run_dir, allow_external_code)  # refuses an unfinished run
     serve, signature = serving_function(run)
-    staging = f"{os.path.abspath(out_dir)}.tmp{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     archive = keras.export.ExportArchive()
     archive.track(run.model)
     if fmt == "tflite":
@@ -142,15 +116,44 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
         archive.add_endpoint("genres", lambda: {"genres": genres}, input_signature=[])
     saved_model = os.path.join(staging, "saved_model") if fmt == "tflite" else staging
     archive.write_out(saved_model, verbose=False)
-    needs_flex = _replace_with_tflite(run, run_dir, staging, saved_model) if fmt == "tflite" else False
+    if fmt != "tflite":
+        return {"inputs": list(signature)}
+    return {"inputs": list(signature),
+            "needs_flex_delegate": _replace_with_tflite(run, run_dir, staging, saved_model)}
+
+
+def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
+               allow_external_code: bool = False, overwrite: bool = False) -> str:
+    """Writes the export to ``out_dir`` (replaced whole only when complete); returns it.
+
+    ``out_dir`` must be new, empty or an earlier export (``runs.OUTPUT_MARKER``)
+    unless ``overwrite``; the run must be finished (its completion record), so
+    the export carries its dev-chosen thresholds. Staging folders of killed
+    exports to the same place are removed first.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+    runs.check_output_dir(out_dir, overwrite)
+    runs.remove_stale_staging(out_dir)
+    run = open_run(run_dir)  # refuses an unfinished run; refusals come before the model loads
+    precision = precision_of({**run.spec.hyperparameters(), **run.config.model.params})
+    if precision == "int8" and fmt != "int8":
+        raise ValueError(f"{run_dir} was fitted on int8 encoder features; export it with --format "
+                         f"int8 ({fmt} would serve float32 features it was not fitted on)")
+    if fmt == "int8":
+        check_int8_exportable(run, run_dir)
+    run = with_model(run, allow_external_code)
+    staging = f"{os.path.abspath(out_dir)}.tmp{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    facts = (write_int8_bundle(run, run_dir, staging) if fmt == "int8"
+             else _write_float(run, run_dir, staging, fmt))
     runs.write_json(runs.RunFolder(staging).genres, {
-        "genres": run.vocab.genres, "inputs": list(signature), "task": run.config.data.task,
+        "genres": run.vocab.genres, "task": run.config.data.task,
         "image_size": list(run.config.data.image_size), "format": fmt,
         "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds.values],
         "thresholds_from": None if run.thresholds is None else run.thresholds.provenance(),
         "missing_input": "empty string" if len(run.modalities) > 1 else None,
-        **({"needs_flex_delegate": needs_flex} if fmt == "tflite" else {}),
-        "source_run": os.path.abspath(run_dir)})
+        **facts, "source_run": os.path.abspath(run_dir)})
     runs.write_text(os.path.join(staging, runs.OUTPUT_MARKER), "mmgenre export\n")
     if os.path.lexists(out_dir):
         shutil.rmtree(out_dir) if os.path.isdir(out_dir) and not os.path.islink(out_dir) \
