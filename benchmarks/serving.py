@@ -2,6 +2,8 @@
 
     python benchmarks/serving.py                  # cnn, lstm and fusion_concat on the paired set
     python benchmarks/serving.py --calls 50 --out /tmp/serving   # a quick look
+    python benchmarks/serving.py --configs configs/best.yaml configs/linear_probe.yaml \
+        --precision float32 int8 --out results/serving_int8   # int8 beside float32, one run
 
 For each config a model is trained briefly (one epoch on 64 movies per split: speed does
 not depend on how well it learned; the architecture and input sizes are the config's own)
@@ -18,6 +20,7 @@ printed report (TensorFlow import included) for cnn and lstm. Writes OUT.md and 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -47,20 +50,43 @@ def percentiles(seconds):
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def measure(config, data, workdir, calls, batch_size):
-    cfg = load_config(config, overrides=["train.epochs=1", "data.limit=64", f"data.path={data}"])
-    run_dir = os.path.join(workdir, cfg.name)
+def load_bundle(folder):
+    """The int8 bundle's own loader (mmgenre_int8.py in it), imported as a client would."""
+    spec = importlib.util.spec_from_file_location("mmgenre_int8", os.path.join(folder, "mmgenre_int8.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Bundle(folder)
+
+
+def exported_call(export, precision):
+    """fn({input: (batch,) tf.string}) -> (batch, genres) probabilities of the export."""
+    if precision == "int8":
+        bundle = load_bundle(export)
+        return lambda raw: bundle.predict(
+            posters=list(raw["poster"].numpy()) if "poster" in raw else None,
+            overviews=[t.decode() for t in raw["overview"].numpy()] if "overview" in raw else None)[0]
+    served = tf.saved_model.load(export)
+    return lambda raw: served.serve(raw)["probabilities"].numpy()
+
+
+def measure(config, data, workdir, calls, batch_size, precision="float32"):
+    overrides = ["train.epochs=1", "data.limit=64", f"data.path={data}"]
+    if precision != "float32":
+        overrides.append(f"model.params.precision={precision}")
+    cfg = load_config(config, overrides=overrides)
+    run_dir = os.path.join(workdir, f"{cfg.name}-{precision}")
     train_and_evaluate(cfg, run_dir, verbose=0)
-    export = export_run(run_dir, os.path.join(workdir, f"{cfg.name}-export"))
+    fmt = "int8" if precision == "int8" else "saved_model"
+    export = export_run(run_dir, os.path.join(workdir, f"{cfg.name}-{precision}-export"), fmt)
     run = load_run(run_dir)
     table = pd.read_csv(os.path.join(data, "movies.csv"), keep_default_na=False)
     row = table[table["split"] == "test"].iloc[0]
     poster, overview = os.path.join(data, row["poster"]), row["overview"]
     given = {m: (poster if m == "poster" else overview) for m in run.modalities}
-    served = tf.saved_model.load(export)
+    serve = exported_call(export, precision)
     raw = {m: tf.constant([open(v, "rb").read() if m == "poster" else v]) for m, v in given.items()}
-    out = {"model": cfg.name}
-    for label, call in (("exported, raw inputs", lambda: served.serve(raw)["probabilities"].numpy()),
+    out = {"model": cfg.name, "precision": precision}
+    for label, call in (("exported, raw inputs", lambda: serve(raw)),
                         ("in-process predict_movie", lambda: predict_movie(run, **given))):
         for _ in range(5):
             call()
@@ -71,10 +97,10 @@ def measure(config, data, workdir, calls, batch_size):
             times.append(time.perf_counter() - start)
         out[f"{label} p50 ms"], out[f"{label} p99 ms"] = percentiles(times)
     batch = {m: tf.constant([v.numpy()[0]] * batch_size) for m, v in raw.items()}
-    served.serve(batch)
+    serve(batch)
     start, n = time.perf_counter(), 0
     while time.perf_counter() - start < 5:
-        served.serve(batch)["probabilities"].numpy()
+        serve(batch)
         n += batch_size
     out["exported batch movies/s"] = n / (time.perf_counter() - start)
     csv = os.path.join(workdir, f"{cfg.name}-predictions.csv")
@@ -100,11 +126,15 @@ def main(argv=None):
     parser.add_argument("--data", default="../shared/datasets/posters-overviews")
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "int8"],
+                        help="encoder precisions to measure each config at (int8: runs fitted on "
+                             "int8 encoders, exported with --format int8; configs over encoders only)")
     parser.add_argument("--out", default="results/serving")
     args = parser.parse_args(argv)
     command = "python benchmarks/serving.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     with tempfile.TemporaryDirectory() as workdir:
-        rows = [measure(c, args.data, workdir, args.calls, args.batch_size) for c in args.configs]
+        rows = [measure(c, args.data, workdir, args.calls, args.batch_size, p)
+                for c in args.configs for p in args.precision]
         quick = [{"config": c, "seconds to report": quick_run_seconds(c, workdir)}
                  for c in args.quick_configs]
     frame, quick = pd.DataFrame(rows), pd.DataFrame(quick)
@@ -115,7 +145,9 @@ def main(argv=None):
                 f"Single movie: {args.calls} calls after 5 warm-up calls; batches of {args.batch_size} "
                 "raw inputs for 5 s (exported) against `mmgenre predict --data` on the test split "
                 "(in-process, tf.data pipeline). Models trained one epoch on 64 movies per split "
-                "(speed only).\n\n" + reports.to_markdown(frame, ".1f") + "\n\n"
+                "(speed only). int8: the run fitted on int8 LiteRT encoders, exported with "
+                "`--format int8` and served by the bundle's own loader (mmgenre_int8.py).\n\n"
+                + reports.to_markdown(frame, ".1f") + "\n\n"
                 "Time from `mmgenre train --config CONFIG --quick` to its printed report, a fresh "
                 "process (TensorFlow import included):\n\n" + reports.to_markdown(quick, ".1f") + "\n")
     print(reports.to_markdown(frame, ".1f"))

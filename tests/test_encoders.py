@@ -4,6 +4,7 @@ The encoders are tiny and made here (tests/encoder_fixtures.py); nothing is
 downloaded: fetching is replaced by a local wheel or a failing stand-in.
 """
 
+import json
 import os
 import subprocess
 
@@ -12,6 +13,7 @@ import pytest
 from encoder_fixtures import lite0_state, write_tiny_bert
 
 from mmgenre.encoders import sources
+from mmgenre.runs import file_sha256
 
 pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
 
@@ -203,3 +205,40 @@ def test_a_preparation_killed_mid_way_leaves_nothing_behind_the_next_one(encoder
     folder = sources.prepare("minilm", wheel=wheels["minilm"])
     assert not stale.exists() and live.exists()
     assert sources.verify(folder, full=True) is None
+
+
+def test_int8_encoders_track_float32_are_cached_checked_and_batch_free(encoder_home, synthetic_dir,
+                                                                       capsys):
+    import pandas as pd
+
+    from mmgenre.encoders import int8
+    from mmgenre.encoders.image import embed_posters
+    from mmgenre.encoders.text import embed_texts
+
+    movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"), keep_default_na=False).head(12)
+    texts = list(movies["overview"])
+    full = embed_texts("minilm", texts, show_progress=False)
+    quantized = embed_texts("minilm", texts, show_progress=False, precision="int8")
+    assert np.min(np.sum(full * quantized, axis=1)) > 0.98  # unit vectors: cosine
+    # One overview at a time inside: a batch gives each overview what it gets alone.
+    alone = np.concatenate([embed_texts("minilm", [t], show_progress=False, precision="int8")
+                            for t in texts[:4]])
+    np.testing.assert_array_equal(quantized[:4], alone)
+    posters = [os.path.join(synthetic_dir, p) for p in movies["poster"]]
+    a = embed_posters("efficientnet_lite0", posters, show_progress=False)
+    b = embed_posters("efficientnet_lite0", posters, show_progress=False, precision="int8")
+    cosine = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.95
+    # Cached with its size and SHA-256; a damaged file is named and converted again.
+    path = int8.int8_file("minilm")
+    record = json.load(open(path + ".json"))
+    assert record["sha256"] == file_sha256(path) and record["kind"] == "text"
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\0" * 16)
+    int8._RUNNERS.clear()
+    again = embed_texts("minilm", texts, show_progress=False, precision="int8")
+    assert "does not match its recorded SHA-256; converting it again" in capsys.readouterr().err
+    np.testing.assert_array_equal(again, quantized)
+    with pytest.raises(ValueError, match=r"precision must be one of \['float32', 'int8'\], got 'int4'"):
+        embed_texts("minilm", texts, precision="int4")

@@ -190,3 +190,38 @@ def test_cli_evaluates_and_batch_predicts_with_a_genre_map(runs_of_every_kind, t
     assert main(["predict", runs_of_every_kind["fusion"], "--data", travel_dir, "--out", csv]) == 0
     frame = pd.read_csv(csv, keep_default_na=False)
     assert len(frame) == 36 and set(frame["split"]) == {"test"}  # text-only rows predicted too
+
+
+def test_an_int8_run_exports_a_bundle_a_process_without_mmgenre_serves(runs_of_every_kind, travel_dir,
+                                                                      tmp_path):
+    import subprocess
+    import sys
+
+    from mmgenre.serving.batch import predict_dataset
+    from mmgenre.serving.export import export_run
+
+    run_dir = runs_of_every_kind["int8_probe"]
+    with pytest.raises(ValueError, match="fitted on int8 encoder features; export it with --format int8"):
+        export_run(run_dir, str(tmp_path / "float"))
+    with pytest.raises(ValueError, match="--format int8 takes runs over pretrained encoders"):
+        export_run(runs_of_every_kind["cnn"], str(tmp_path / "cnn"), "int8")
+    out = export_run(run_dir, str(tmp_path / "bundle"), "int8")
+    facts = json.load(open(os.path.join(out, "genres.json")))
+    assert facts["fitted_at"] == "int8" and set(facts["encoders"]) == {"minilm", "efficientnet_lite0"}
+    movies = pd.read_csv(os.path.join(travel_dir, "movies.csv"), keep_default_na=False).head(12)
+    posters = [open(os.path.join(travel_dir, p), "rb").read().hex() if p else "" for p in movies["poster"]]
+    code = (  # mmgenre blocked: the bundle's own loader is all a client needs
+        "import json, sys\nsys.modules['mmgenre'] = None\n"
+        f"sys.path.insert(0, {out!r})\nfrom mmgenre_int8 import Bundle\n"
+        f"posters = [bytes.fromhex(h) for h in {posters!r}]\n"
+        f"probabilities, predicted = Bundle({out!r}).predict(posters=posters, "
+        f"overviews={list(movies['overview'])!r})\n"
+        "print(json.dumps(probabilities.tolist()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    predicted = pd.read_csv(predict_dataset(run_dir, travel_dir, str(tmp_path / "p.csv"), "test")["out"],
+                            keep_default_na=False).set_index("id")
+    genres = json.load(open(os.path.join(out, "genres.json")))["genres"]
+    # Text-only and poster-only rows included (the first 6 have no poster, the next 3 no overview).
+    np.testing.assert_allclose(served, predicted.loc[list(movies["id"]), genres].to_numpy(), atol=1e-5)

@@ -48,18 +48,20 @@ class Int8Pipeline:
         """{feature: (batch, dim) float32} the int8 encoders' pooled outputs for ``inputs``."""
         out = {}
         for f in self.encoders:
+            # Eager calls: these small graphs are new per pipeline, and tracing each one set
+            # off TensorFlow's "excessive retracing" warning in every run.
             if feature_kind(f) == "text":
-                token_ids, mask = self.prepare[f].predict_on_batch(inputs["overview"])
-                out[f] = self.run[f](token_ids, mask)
+                token_ids, mask = self.prepare[f](inputs["overview"])
+                out[f] = self.run[f](np.asarray(token_ids), np.asarray(mask))
             else:
-                out[f] = self.run[f](self.prepare[f].predict_on_batch(inputs["poster"]))
+                out[f] = self.run[f](np.asarray(self.prepare[f](inputs["poster"])))
         return out
 
     def predict_on_batch(self, inputs):
         x = self.embeddings(inputs)
         if TFIDF in self.features:
             x["overview"] = inputs["overview"]
-        return np.asarray(self.head.predict_on_batch(x))
+        return np.asarray(self.head(x, training=False))
 
     def count_params(self) -> int:
         return int(self.head.count_params())

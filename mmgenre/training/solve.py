@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 
-import keras
 import numpy as np
 import scipy.sparse as sp
+import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
@@ -54,9 +54,18 @@ def feature_block(model, feature, rows, precision: str = "float32") -> np.ndarra
     ``model`` computes (behind int8 encoders at ``precision`` "int8"), from the embedding
     cache for an encoder."""
     if feature == TFIDF:
-        extractor = keras.Model(model.input["overview"], model.get_layer("tfidf_l2").output)
-        texts = np.asarray(list(rows["overview"]), dtype=object)
-        return extractor.predict(texts, batch_size=256, verbose=0).astype("float32")
+        # The graph's own layers called eagerly, 256 overviews at a time: a Model(...).predict
+        # per split traced a new function each time, and TensorFlow warned of retracing in
+        # every run (the features are the same to the bit).
+        layers = [model.get_layer(name) for name in ("tfidf", "tfidf_weighting", "tfidf_l2")]
+        texts = [t if isinstance(t, str) else "" for t in rows["overview"]]
+        blocks = []
+        for start in range(0, len(texts), 256):
+            x = tf.constant(texts[start:start + 256])
+            for layer in layers:
+                x = layer(x)
+            blocks.append(np.asarray(x, np.float32))
+        return np.concatenate(blocks) if blocks else np.zeros((0, layers[1].units), np.float32)
     return _encoder_features(feature, rows, precision).astype("float32")
 
 
