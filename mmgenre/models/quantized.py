@@ -20,6 +20,7 @@ import sys
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mmgenre.encoders.int8 import check_precision, int8_encoder, int8_sha256
 from mmgenre.models.probe import TFIDF, feature_kind
@@ -41,15 +42,18 @@ class Int8Pipeline:
         self.input = model.input
         self.encoders = [f for f in self.features if f != TFIDF]
         self.head = head_on_features(model, self.features)
-        self.prepare = {f: encoder_inputs(model, f) for f in self.encoders}
+        # One traced function each, shapes relaxed: Keras' predict_on_batch traced these small
+        # graphs per pipeline and TensorFlow warned of retracing in every run; eager calls of
+        # the keras-hub tokenizer return Python lists.
+        self._head = tf.function(self.head, reduce_retracing=True)
+        self.prepare = {f: tf.function(encoder_inputs(model, f), reduce_retracing=True)
+                        for f in self.encoders}
         self.run = {f: int8_encoder(f, feature_kind(f)) for f in self.encoders}
 
     def embeddings(self, inputs) -> dict:
         """{feature: (batch, dim) float32} the int8 encoders' pooled outputs for ``inputs``."""
         out = {}
         for f in self.encoders:
-            # Eager calls: these small graphs are new per pipeline, and tracing each one set
-            # off TensorFlow's "excessive retracing" warning in every run.
             if feature_kind(f) == "text":
                 token_ids, mask = self.prepare[f](inputs["overview"])
                 out[f] = self.run[f](np.asarray(token_ids), np.asarray(mask))
@@ -61,7 +65,7 @@ class Int8Pipeline:
         x = self.embeddings(inputs)
         if TFIDF in self.features:
             x["overview"] = inputs["overview"]
-        return np.asarray(self.head(x, training=False))
+        return np.asarray(self._head(x))
 
     def count_params(self) -> int:
         return int(self.head.count_params())
