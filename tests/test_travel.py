@@ -70,6 +70,9 @@ def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
         # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
         "int8_probe": _train("int8_probe", probe_config(
             synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], c=0.3, precision="int8"), root),
+        "int8_head": _train("int8_head", tiny_config(
+            synthetic_dir, "encoder_head", {"features": ["minilm"], "folds": 2, "precision": "int8"},
+            evaluation={"threshold_split": "train_oof"}), root),
         "encoder_head": _train("encoder_head", tiny_config(
             synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
             evaluation={"threshold_split": "train_oof"}), root),
@@ -80,9 +83,11 @@ def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
     return out
 
 
-KINDS = ("cnn", "bag_of_words", "fusion", "linear_probe", "int8_probe", "encoder_head", "score_fusion")
-# The kinds reading one input (the encoder head here reads TF-IDF only).
-ONE_INPUT = {"cnn": "poster", "bag_of_words": "overview", "encoder_head": "overview"}
+KINDS = ("cnn", "bag_of_words", "fusion", "linear_probe", "int8_probe", "int8_head", "encoder_head",
+         "score_fusion")
+# The kinds reading one input (the encoder heads here read TF-IDF, or MiniLM at int8, only).
+ONE_INPUT = {"cnn": "poster", "bag_of_words": "overview", "encoder_head": "overview",
+             "int8_head": "overview"}
 
 
 @pytest.mark.parametrize("kind", KINDS)

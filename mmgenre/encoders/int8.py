@@ -116,13 +116,14 @@ def _convert(name: str, kind: str) -> bytes:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _problem(path: str, full: bool = True) -> str | None:
+def _problem(path: str) -> str | None:
+    """Why the int8 file at ``path`` cannot be used (its record, size or SHA-256), or None."""
     record = runs.read_json(path + ".json")
     if not os.path.isfile(path) or not isinstance(record, dict):
         return "not converted"
     if os.path.getsize(path) != record.get("size"):
         return f"has {os.path.getsize(path):,} bytes, {record.get('size')} recorded"
-    if full and runs.file_sha256(path) != record.get("sha256"):
+    if runs.file_sha256(path) != record.get("sha256"):
         return "does not match its recorded SHA-256"
     return None
 

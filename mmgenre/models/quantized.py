@@ -67,9 +67,6 @@ class Int8Pipeline:
             x["overview"] = inputs["overview"]
         return np.asarray(self._head(x))
 
-    def count_params(self) -> int:
-        return int(self.head.count_params())
-
 
 # The graph is replayed from its layers on new inputs, not cut with keras.Model(intermediate
 # tensors, ...): a model cut that way no longer saved (Keras 3.15: "could not find node key").
