@@ -228,9 +228,9 @@ def test_int8_encoders_track_float32_are_cached_checked_and_batch_free(encoder_h
     a = embed_posters("efficientnet_lite0", posters, show_progress=False)
     b = embed_posters("efficientnet_lite0", posters, show_progress=False, precision="int8")
     cosine = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cosine.min() > 0.95
+    assert cosine.min() > 0.9999  # posters: the same graph in float32 under LiteRT
     # Cached with its size and SHA-256; a damaged file is named and converted again.
-    path = int8.int8_file("minilm")
+    path = int8.int8_file("minilm", "text")
     record = json.load(open(path + ".json"))
     assert record["sha256"] == file_sha256(path) and record["kind"] == "text"
     with open(path, "r+b") as f:

@@ -31,7 +31,7 @@ def _key(name: str, kind: str, inputs, precision: str) -> str:
     # float32 keys are what they were before int8 existed, so those caches stay valid.
     identity = [name, kind, encoder_identity(name)]
     if precision != "float32":
-        identity += [precision, os.path.basename(int8_file(name))]
+        identity += [precision, os.path.basename(int8_file(name, kind))]
     digest = hashlib.sha256(json.dumps(identity).encode())
     for item in inputs:
         if kind == "image":

@@ -6,6 +6,12 @@ embeds one 40-token overview in 19.5 ms against 94 ms for the float32 Keras grap
 the float32 embedding 0.998; the file is 111 MB instead of 438 MB. Keras 3's own
 ``model.quantize("int8")`` ran 4x slower than float32 on the TensorFlow backend (issue 28).
 
+Image encoders are converted without quantization: for EfficientNet-Lite0's convolutions
+dynamic-range int8 was the slow choice (one poster 16.3 ms, against 5.5 ms for the same graph
+in float32 under LiteRT's XNNPack and 21 ms in Keras; cosine 0.9975 against 1.0000). Full
+integer int8 ran in 2.9 ms (cosine 0.996) but needs calibration posters, so a data set, in
+what is now a cache per encoder; the 2.6 ms it saves are small beside MPNet's 27 ms.
+
 The converted graph starts where the string and image-decoding ops end, so tokenization and
 poster decoding stay outside it (string ops do not convert):
 
@@ -37,6 +43,8 @@ from mmgenre.encoders.loading import backbone_inputs, encoder_identity, load_ima
 from mmgenre.progress import timed
 
 PRECISIONS = ("float32", "int8")
+# What "int8" converts each kind of encoder to (the docstring says why images stay float).
+QUANTIZATION = {"text": "dynamic range (int8 weights)", "image": "none (float32 LiteRT, XNNPack)"}
 RECORD = "int8.json"
 
 
@@ -46,10 +54,12 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def int8_file(name: str) -> str:
-    """Where the int8 conversion of encoder ``name`` (a known name or a folder) lives: named by
-    the float encoder's identity and the converter's (TensorFlow's) version."""
-    made_by = f"{encoder_identity(name)}|tensorflow {importlib.metadata.version('tensorflow')}"
+def int8_file(name: str, kind: str) -> str:
+    """Where the int8 conversion of ``kind`` encoder ``name`` (a known name or a folder) lives:
+    named by the float encoder's identity, the converter's (TensorFlow's) version and the
+    quantization."""
+    made_by = (f"{encoder_identity(name)}|tensorflow {importlib.metadata.version('tensorflow')}|"
+               f"{QUANTIZATION[kind]}")
     tag = hashlib.sha256(made_by.encode()).hexdigest()[:16]
     return os.path.join(sources.home(), "int8", os.path.basename(os.path.normpath(name)),
                         f"{tag}.tflite")
@@ -83,7 +93,7 @@ def _float_forward(name: str, kind: str):
 
 def convert(name: str, kind: str) -> str:
     """The path of ``name``'s int8 LiteRT file, converted now when it is not there or damaged."""
-    path = int8_file(name)
+    path = int8_file(name, kind)
     with runs.waiting_lock(os.path.join(os.path.dirname(path), ".lock")):
         if _problem(path) is None:
             return path
@@ -94,7 +104,7 @@ def convert(name: str, kind: str) -> str:
                 f.write(flat)
         runs.write_json(path + ".json", {"encoder": name, "kind": kind, "size": os.path.getsize(path),
                                          "sha256": runs.file_sha256(path),
-                                         "quantization": "dynamic range (int8 weights)"})
+                                         "quantization": QUANTIZATION[kind]})
     return path
 
 
@@ -110,7 +120,8 @@ def _convert(name: str, kind: str) -> bytes:
     try:
         archive.write_out(staging, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(staging)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights
+        if kind == "text":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights
         return converter.convert()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -134,7 +145,7 @@ _RUNNERS: dict = {}  # int8 file -> LiteRT signature runner (one per process)
 def int8_encoder(name: str, kind: str):
     """A callable: text (token_ids, padding_mask) or image (pixels) -> (batch, dim) float32
     embeddings from ``name``'s int8 graph (converted on first use), kept loaded."""
-    path = int8_file(name)
+    path = int8_file(name, kind)
     if path not in _RUNNERS:
         problem = _problem(path)
         if problem not in (None, "not converted"):
