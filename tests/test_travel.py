@@ -230,3 +230,15 @@ def test_an_int8_run_exports_a_bundle_a_process_without_mmgenre_serves(runs_of_e
     genres = json.load(open(os.path.join(out, "genres.json")))["genres"]
     # Text-only and poster-only rows included (the first 6 have no poster, the next 3 no overview).
     np.testing.assert_allclose(served, predicted.loc[list(movies["id"]), genres].to_numpy(), atol=1e-5)
+
+
+def test_a_score_fusion_with_an_int8_member_is_a_report_saying_why(runs_of_every_kind, tmp_path):
+    from mmgenre.training.late_fusion import run_score_fusion
+
+    out = str(tmp_path / "fused")
+    run_score_fusion([runs_of_every_kind["int8_probe"], runs_of_every_kind["linear_probe"],
+                      runs_of_every_kind["bag_of_words"]], out)
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["fused_model"] is None
+    assert "served through int8 LiteRT encoders" in metrics["fused_model_note"]
+    assert not os.path.exists(os.path.join(out, "best.keras"))

@@ -210,6 +210,9 @@ def _member_models(runs: list):
         if not (os.path.exists(folder.model) and os.path.exists(folder.config)):
             raise ValueError(f"{run} has no best.keras and config.yaml (a classical baseline "
                              "or a report-only fusion)")
+        if config_lib.load_config(folder.config).model.params.get("precision") == "int8":
+            raise ValueError(f"{run} is served through int8 LiteRT encoders, which a Keras graph "
+                             "cannot hold (its float graph would score other features)")
         model = member_model(run)
         problem = member_problem(model)
         if problem:
@@ -232,8 +235,8 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
     import dataclasses
 
     from mmgenre import config as config_lib
+    from mmgenre.files import save_model
     from mmgenre.models import registry
-    from mmgenre.runs import save_model
     from mmgenre.training.solve import FeatureMismatch, check_graph
 
     keep = [i for i, w in enumerate(weights) if w > 0]
