@@ -141,55 +141,15 @@ def cmd_validate(args):
 
 
 def cmd_tune(args):
-    from mmgenre.runs import SearchFolder
     from mmgenre.tuning import search as search_lib
 
-    search = search_lib.load_search_config(args.config, args.set, args.quick, args.tuner,
-                                           args.max_trials)
     _quiet_tensorflow()
-    if args.out:  # the trials' state follows --out, so two searches never share trials
-        from mmgenre.runs import check_report_dir
-
-        check_report_dir(args.out)
-        search.directory = args.out.replace("{", "{{").replace("}", "}}")
-    if args.workers:
-        argv = search_lib.worker_argv(args.config, args.set, args.quick, args.tuner, args.max_trials,
-                                      args.out)
-        logs = SearchFolder(search_lib.search_dir(search)).logs
-        code = search_lib.launch_local(argv, args.workers, args.host, args.port, logs)
-        print(f"chief and {args.workers} workers finished (exit {code}); logs in {logs}")
-        if code or not args.retrain_best:
-            return code
-        out = args.out or search_lib.search_dir(search)
-        return _retrain(SearchFolder(out).best_config, out)
-    if args.role:
-        os.environ.update(search_lib.role_environment(args.role, args.host, args.port, args.worker_id))
-        if args.role == "chief":
-            search_lib.check_port_free(args.host, args.port)
-        else:
-            search_lib.wait_for_chief(args.host, args.port, args.chief_timeout)
-    table, best = search_lib.run_search(search, args.out)
-    if table is None:
-        print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished")
-        return 0
-    from mmgenre.evaluation.reports import to_markdown
-
-    print(to_markdown(table, ".4g"))  # learning rates like 0.0003 stay readable
-    out = args.out or search_lib.search_dir(search)
-    print(f"trials table, plot and best_config.yaml in {out}")
-    if args.retrain_best and best is not None:
-        return _retrain(SearchFolder(out).best_config, out)
-    return 0
-
-
-def _retrain(best_config: str, out: str):
-    """Trains the best trial's config into ``out``/best, beside the search it came from."""
-    from mmgenre.config import load_config
-    from mmgenre.training.trainer import train_and_evaluate
-
-    cfg = load_config(best_config)
-    run_dir = os.path.join(out, "best")
-    train_and_evaluate(cfg, run_dir)
+    code, best_dir = search_lib.tune(args.config, args.set, args.quick, args.tuner, args.max_trials,
+                                     args.out, args.workers, args.role, args.host, args.port,
+                                     args.worker_id, args.chief_timeout)
+    if code or best_dir is None or not args.retrain_best:
+        return code
+    run_dir = search_lib.retrain_best(best_dir)
     _print_report(run_dir)
     print(f"best trial retrained in {run_dir}")
     return 0

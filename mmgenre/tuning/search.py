@@ -34,7 +34,7 @@ from typing import Optional
 import yaml
 
 from mmgenre import config as config_lib
-from mmgenre import runs
+from mmgenre import files, runs
 
 
 @dataclasses.dataclass
@@ -228,11 +228,11 @@ def write_reports(search, tuner, objective, base, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     folder = runs.SearchFolder(out_dir)
     table = trials_table(tuner, objective, read_fit_log(runs.SearchFolder(search_dir(search)).fits))
-    runs.write_csv(table, folder.trials_table)
+    files.write_csv(table, folder.trials_table)
     import shlex
 
     command = "mmgenre " + " ".join(map(shlex.quote, sys.argv[1:]))
-    runs.write_text(folder.trials_report,
+    files.write_text(folder.trials_report,
                     f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
                     f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
                     "![objective over trials](objective.png)\n")
@@ -247,7 +247,7 @@ def write_reports(search, tuner, objective, base, out_dir):
     best.workdir = "runs/{name}"
     raw = best.to_dict()
     raw["quick"] = {"workdir": "runs/quick/{name}", "data.limit": 64, "train.epochs": 1}
-    runs.write_text(folder.best_config,
+    files.write_text(folder.best_config,
                     f"# Best trial of search {search.name!r} ({search.tuner}, {objective}).\n"
                     f"# Train: mmgenre train --config {folder.best_config}\n"
                     + yaml.safe_dump(raw, sort_keys=False))
@@ -324,3 +324,48 @@ def launch_local(argv_base: list, workers: int, host: str = "127.0.0.1", port: i
             p.kill()
         raise
     return max(codes)
+
+
+def tune(config: str, overrides=(), quick=False, tuner=None, max_trials=None, out=None, workers=0,
+         role=None, host="127.0.0.1", port=8000, worker_id=None, chief_timeout=60.0):
+    """Runs the search of ``config`` as `mmgenre tune` asks: here, as the chief or a worker of a
+    chief/worker search (``role``), or with ``workers`` local worker processes and a chief.
+
+    Returns (exit code, the search folder holding best_config.yaml, or None for a worker).
+    """
+    from mmgenre.evaluation.reports import to_markdown
+
+    search = load_search_config(config, overrides, quick, tuner, max_trials)
+    if out:  # the trials' state follows --out, so two searches never share trials
+        runs.check_report_dir(out)
+        search.directory = out.replace("{", "{{").replace("}", "}}")
+    folder = out or search_dir(search)
+    if workers:
+        argv = worker_argv(config, overrides, quick, tuner, max_trials, out)
+        logs = runs.SearchFolder(search_dir(search)).logs
+        code = launch_local(argv, workers, host, port, logs)
+        print(f"chief and {workers} workers finished (exit {code}); logs in {logs}")
+        return code, None if code else folder
+    if role:
+        os.environ.update(role_environment(role, host, port, worker_id))
+        if role == "chief":
+            check_port_free(host, port)
+        else:
+            wait_for_chief(host, port, chief_timeout)
+    table, best = run_search(search, out)
+    if table is None:
+        print(f"worker {os.environ['KERASTUNER_TUNER_ID']} finished")
+        return 0, None
+    print(to_markdown(table, ".4g"))  # learning rates like 0.0003 stay readable
+    print(f"trials table, plot and best_config.yaml in {folder}")
+    return 0, folder if best is not None else None
+
+
+def retrain_best(folder: str) -> str:
+    """Trains the best trial's config (``folder``/best_config.yaml) into ``folder``/best, beside
+    the search it came from; returns that run folder."""
+    from mmgenre.training.trainer import train_and_evaluate
+
+    run_dir = os.path.join(folder, "best")
+    train_and_evaluate(config_lib.load_config(runs.SearchFolder(folder).best_config), run_dir)
+    return run_dir
