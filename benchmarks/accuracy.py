@@ -43,7 +43,7 @@ from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists ru
 from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.evaluation.metrics import TABLE_COLUMNS  # noqa: E402
-from mmgenre.runs import atomic_path, write_csv, write_text  # noqa: E402
+from mmgenre.files import atomic_path, read_json, write_csv, write_text  # noqa: E402
 from mmgenre.training.late_fusion import run_score_fusion  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
 
@@ -177,11 +177,11 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg, ti
     intervals = bootstrap_section(folders, pair, data_cfg, args.seeds[0], args.bootstrap,
                                   select) \
         if args.bootstrap else ""
-    oof_rows = sorted({name for name, _, d in folders if (mmgenre_runs.read_json(
+    oof_rows = sorted({name for name, _, d in folders if (read_json(
         mmgenre_runs.RunFolder(d).metrics) or {}).get("threshold_split") == "train_oof"})
     where = (f" Rows {', '.join(oof_rows)} (evaluation.threshold_split train_oof) choose them on "
              "their out-of-fold train probabilities instead of dev." if oof_rows else "")
-    mmgenre_runs.write_text(
+    write_text(
         args.out + ".md",
         f"# Accuracy on the test split\n\n{reports.provenance(command)}\n\n"
         f"Seeds: {args.seeds}. F1 at thresholds chosen on dev by rule "

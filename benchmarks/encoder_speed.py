@@ -30,7 +30,7 @@ from mmgenre.encoders import sources  # noqa: E402
 from mmgenre.encoders.image import embed_posters  # noqa: E402
 from mmgenre.encoders.text import embed_texts  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
-from mmgenre.runs import atomic_path, write_csv  # noqa: E402
+from mmgenre.files import atomic_path, write_csv  # noqa: E402
 
 
 def main(argv=None):

@@ -29,7 +29,7 @@ import_tensorflow_quietly()
 import pandas as pd  # noqa: E402
 
 from mmgenre import config as config_lib  # noqa: E402
-from mmgenre import runs  # noqa: E402
+from mmgenre import files  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 from mmgenre.tuning import search as search_lib  # noqa: E402
@@ -80,10 +80,10 @@ def main(argv=None):
             run_row("encoder head, searched", "best of the search on k-fold train mAP",
                     train_and_evaluate(best, os.path.join(args.workdir, "best")))]
     frame = pd.DataFrame(rows)
-    runs.write_csv(frame, args.out + ".csv")
-    runs.write_csv(table, args.out + "_trials.csv")
+    files.write_csv(frame, args.out + ".csv")
+    files.write_csv(table, args.out + "_trials.csv")
     per_trial = done["seconds"].astype(float)
-    runs.write_text(args.out + ".md", "\n".join([
+    files.write_text(args.out + ".md", "\n".join([
         f"# keras-tuner over encoder heads on cached features ({os.path.basename(args.config)})",
         "", reports.provenance(command), "",
         f"Dataset: {experiment.data.path}. Search: {len(done)} completed trials of "

@@ -32,7 +32,7 @@ import_tensorflow_quietly()
 import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
 import pandas as pd  # noqa: E402
 
-from mmgenre import runs  # noqa: E402
+from mmgenre import files  # noqa: E402
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
@@ -119,13 +119,13 @@ def text_points(args, tag) -> list:
 
 
 def write_curves(table, args, command):
-    runs.write_csv(table, args.out + ".csv")
+    files.write_csv(table, args.out + ".csv")
     common.learning_curves(table, ["macro_f1", "mAP"], args.out + ".png")
     shown = collapse_constant_prior(table)
     for m in METRICS:
         shown[m] = [f"{v:.3f} ± {s:.3f}" for v, s in zip(shown[m], shown[f"{m}_std"])]
     shown = shown[["branch", "model", "train_examples", "seeds", *METRICS]]
-    runs.write_text(args.out + ".md",
+    files.write_text(args.out + ".md",
                     f"# Learning curves on the paired test split\n\n{reports.provenance(command)}\n\n"
                     f"Seeds: {args.seeds} (mean ± spread). Poster rows: train_examples is the number "
                     "of posters-movielens train posters the frozen branch was pretrained on (one "

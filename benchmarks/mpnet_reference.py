@@ -23,7 +23,10 @@ import subprocess
 import sys
 import tempfile
 
-from mmgenre.runs import atomic_path, write_csv  # noqa: E402
+from mmgenre.files import (
+    atomic_path,
+    write_csv,  # noqa: E402
+)
 
 _REFERENCE = r"""
 import json, sys

@@ -20,8 +20,11 @@ import shutil
 import sys
 import time
 
+from mmgenre.files import (
+    atomic_path,
+    write_csv,  # noqa: E402
+)
 from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
-from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 
 import_tensorflow_quietly()
 

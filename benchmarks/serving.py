@@ -38,8 +38,8 @@ import tensorflow as tf  # noqa: E402
 
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
+from mmgenre.files import atomic_path, write_csv  # noqa: E402
 from mmgenre.inference import load_run, predict_movie  # noqa: E402
-from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 from mmgenre.serving.batch import predict_dataset  # noqa: E402
 from mmgenre.serving.export import export_run  # noqa: E402
 from mmgenre.training.trainer import train_and_evaluate  # noqa: E402

@@ -30,8 +30,8 @@ import pandas as pd  # noqa: E402
 from mmgenre.config import THRESHOLD_RULES  # noqa: E402
 from mmgenre.evaluation import metrics, reports  # noqa: E402
 from mmgenre.evaluation.saved_scores import aligned_probabilities  # noqa: E402
+from mmgenre.files import atomic_path, write_csv  # noqa: E402
 from mmgenre.progress import progress  # noqa: E402
-from mmgenre.runs import atomic_path, write_csv  # noqa: E402
 from mmgenre.training import thresholds as thresholds_lib  # noqa: E402
 
 

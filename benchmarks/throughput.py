@@ -258,10 +258,10 @@ def _write_tables(table, args, device, command):
     import keras
     import tensorflow as tf
 
-    from mmgenre import runs
+    from mmgenre import files
     from mmgenre.evaluation.reports import provenance, to_markdown
 
-    runs.write_csv(table, args.out + ".csv")
+    files.write_csv(table, args.out + ".csv")
     main_cols = ["config", "inputs", "strategy", "batch_size", "precision", "xla", "pipeline_cold_sps",
                  "pipeline_cached_sps", "train_from_files_sps", "train_cached_pipeline_sps",
                  "train_in_memory_sps", "pipeline_efficiency", "inference_sps", "latency_p50_ms",
@@ -276,7 +276,7 @@ def _write_tables(table, args, device, command):
     if numpy_cols:
         text += ("\n## The study's NumPy feeding vs the tf.data pipeline (same process, same model)\n\n"
                  f"{to_markdown(table[['config', *numpy_cols]].dropna(), '.4g')}\n")
-    runs.write_text(args.out + ".md", text)
+    files.write_text(args.out + ".md", text)
     print(to_markdown(table[main_cols], ".4g"))
 
 

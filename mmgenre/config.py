@@ -434,6 +434,6 @@ def read_yaml_mapping(path: str) -> dict:
 
 
 def save_config(config: ExperimentConfig, path: str):
-    from mmgenre.runs import write_text
+    from mmgenre.files import write_text
 
     write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -38,7 +38,7 @@ class Thresholds:
         return {"rule": self.rule, "chosen_on": self.chosen_on, "fitted": "in training"}
 
     def to_json(self, path: str, genres):
-        from mmgenre.runs import write_json
+        from mmgenre.files import write_json
 
         write_json(path, {"rule": self.rule, "chosen_on": self.chosen_on,
                           "thresholds": dict(zip(genres, map(float, self.values))),

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmgenre import config as config_lib
-from mmgenre import decisions, runs, tasks
+from mmgenre import decisions, files, runs, tasks
 from mmgenre import genres as genres_lib
 from mmgenre.data import labels as labels_lib
 from mmgenre.data import pipeline, prepare
@@ -56,7 +56,7 @@ def open_run(run_dir: str) -> Run:
     refusal a folder can cause comes from here, in a second."""
     folder = runs.RunFolder(run_dir)
     if not os.path.exists(folder.model):
-        metrics = runs.read_json(folder.metrics) or {}
+        metrics = files.read_json(folder.metrics) or {}
         if "fused_model" in metrics and metrics["fused_model"] is None:  # not one graph
             raise FileNotFoundError(f"{run_dir}: a score-fusion report without a model "
                                     f"({metrics['fused_model_note']})")
@@ -66,7 +66,7 @@ def open_run(run_dir: str) -> Run:
     runs.require_complete(run_dir, f"rerun `mmgenre train --config {folder.config} --workdir {run_dir}`")
     cfg = config_lib.load_config(folder.config)
     vocab = labels_lib.GenreVocabulary.from_json(folder.genres)
-    metrics = runs.read_json(folder.metrics) or {}
+    metrics = files.read_json(folder.metrics) or {}
     thresholds = decisions.Thresholds.from_json(folder.thresholds, vocab.genres, metrics)
     if thresholds is None and tasks.get(cfg.data.task).uses_thresholds:
         raise FileNotFoundError(f"{run_dir}: no {os.path.basename(folder.thresholds)}; a "
@@ -77,7 +77,7 @@ def open_run(run_dir: str) -> Run:
 def _train_prior(folder, vocab):
     """(n_genres,) train frequencies of the run's genres (genres.json's train movie count, or
     the validation report's for runs saved before it recorded one), None when unknown."""
-    n_train = vocab.train_movies or ((runs.read_json(folder.validation) or {})
+    n_train = vocab.train_movies or ((files.read_json(folder.validation) or {})
                                      .get("rows_per_split", {}).get("train"))
     if not n_train:
         return None
@@ -104,7 +104,7 @@ def with_model(run: Run, allow_external_code: bool, prepared=None) -> Run:
     model = saving.load_model(folder.model, allow_external_code)
     params = {**run.spec.hyperparameters(), **run.config.model.params}
     if quantized.precision_of(params) == "int8":  # served as fitted: behind its int8 encoders
-        quantized.check_int8_encoders((runs.read_json(folder.metrics) or {}).get("int8_encoders"),
+        quantized.check_int8_encoders((files.read_json(folder.metrics) or {}).get("int8_encoders"),
                                       run.path)
         model = quantized.as_served(model, params)
     return dataclasses.replace(run, model=model, vectorizer=vectorizer)

@@ -15,7 +15,7 @@ from PIL import Image  # noqa: E402
 
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.data.synth import make_synthetic  # noqa: E402
-from mmgenre.runs import file_sha256  # noqa: E402
+from mmgenre.files import file_sha256  # noqa: E402
 
 
 @pytest.fixture(scope="session")

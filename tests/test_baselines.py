@@ -100,13 +100,13 @@ def test_fusion_verdict_says_when_fusion_does_not_win():
 def test_score_fusion_refuses_runs_of_different_tasks(synthetic_dir, tmp_path):
     import json
 
-    from mmgenre import runs
+    from mmgenre import files, runs
 
     cfg = tiny_config(synthetic_dir, "lstm")
     for name in ("a", "b"):
         run_classical(cfg.data, "tfidf", str(tmp_path / name))
     metrics = json.load(open(tmp_path / "b" / "metrics.json"))
-    runs.write_json(str(tmp_path / "b" / "metrics.json"), {**metrics, "task": "single"})
+    files.write_json(str(tmp_path / "b" / "metrics.json"), {**metrics, "task": "single"})
     runs.mark_complete(str(tmp_path / "b"))
     with pytest.raises(ValueError, match="'multilabel' run and .* a 'single' run"):
         score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"))

@@ -13,7 +13,7 @@ import pytest
 from encoder_fixtures import lite0_state, write_tiny_bert
 
 from mmgenre.encoders import sources
-from mmgenre.runs import file_sha256
+from mmgenre.files import file_sha256
 
 pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
 

@@ -124,8 +124,8 @@ def test_probe_head_is_scikit_learns_regression_and_platt_calibrates(text_run):
 def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(synthetic_dir, tmp_path):
     from mmgenre.config import ConfigError
     from mmgenre.data.prepare import prepare_data
+    from mmgenre.files import read_json
     from mmgenre.models import registry
-    from mmgenre.runs import read_json
     from mmgenre.training.thresholds import choose as choose_thresholds
     from mmgenre.training.trainer import train_and_evaluate
 

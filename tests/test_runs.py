@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.training.trainer import train_and_evaluate
 
 # Tests that train a model are slow (left out of the quick tier); the run-folder rules
@@ -30,9 +30,9 @@ def _cfg(data, **train):
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path = str(tmp_path / "metrics.json")
-    runs.write_json(path, {"old": 1})
+    files.write_json(path, {"old": 1})
     with pytest.raises(KeyboardInterrupt):
-        with runs.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             with open(tmp, "w") as f:
                 f.write('{"new": ')  # half written
             raise KeyboardInterrupt
@@ -45,14 +45,14 @@ def test_kill_while_writing_the_report_is_finished_by_a_rerun(synthetic_dir, tmp
     from mmgenre.evaluation import saved_scores
 
     run_dir = str(tmp_path / "run")
-    real = runs.write_text
+    real = files.write_text
 
     def killed_at_report(path, text):
         if path.endswith("report.md"):
             raise KeyboardInterrupt
         real(path, text)
 
-    monkeypatch.setattr(runs, "write_text", killed_at_report)
+    monkeypatch.setattr(files, "write_text", killed_at_report)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
     monkeypatch.undo()
@@ -179,7 +179,6 @@ def test_cached_arrays_are_verified_before_they_are_trusted(tmp_path, capsys):
     recorded."""
     import numpy as np
 
-    from mmgenre import runs
 
     path = str(tmp_path / "emb.npy")
     calls = []
@@ -188,22 +187,22 @@ def test_cached_arrays_are_verified_before_they_are_trusted(tmp_path, capsys):
         calls.append(1)
         return np.arange(12, dtype="float32").reshape(4, 3)
 
-    first = runs.cached_array(path, compute, rows=4)
-    np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+    first = files.cached_array(path, compute, rows=4)
+    np.testing.assert_array_equal(files.cached_array(path, compute, rows=4), first)
     assert len(calls) == 1
     data = open(path, "rb").read()
     for damage, message in ((lambda: open(path, "wb").write(data[:-5]), "SHA-256"),
                             (lambda: open(path, "wb").write(data[:-4] + b"\0\0\0\1"), "SHA-256")):
         damage()
-        np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+        np.testing.assert_array_equal(files.cached_array(path, compute, rows=4), first)
         assert message in capsys.readouterr().err
     assert len(calls) == 3
     os.remove(path + ".sha256")
-    np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
-    assert len(calls) == 3 and runs.file_sha256(path) == open(path + ".sha256").read()
+    np.testing.assert_array_equal(files.cached_array(path, compute, rows=4), first)
+    assert len(calls) == 3 and files.file_sha256(path) == open(path + ".sha256").read()
     os.remove(path + ".sha256")
     open(path, "wb").write(data[:-5])  # and without a checksum, a cut file is still refused
-    np.testing.assert_array_equal(runs.cached_array(path, compute, rows=4), first)
+    np.testing.assert_array_equal(files.cached_array(path, compute, rows=4), first)
     assert len(calls) == 4 and "unreadable" in capsys.readouterr().err
 
 
@@ -219,7 +218,7 @@ def test_a_second_preparation_waits_for_the_first(tmp_path, capsys):
 
     folder = str(tmp_path / "locks" / "minilm")
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom mmgenre import runs\n"
+        "import sys, time\nfrom mmgenre import files\n"
         f"with runs.locked({folder!r}):\n    print('held', flush=True)\n    time.sleep(1.5)\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -240,13 +239,11 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     import subprocess
     import sys
 
-    from mmgenre import runs
-
     out = tmp_path / "predictions.csv"
     out.write_text("id,Drama\n1,0.5\n")
     writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom mmgenre import runs\n"
-        f"with runs.atomic_path({str(out)!r}) as tmp:\n"
+        "import sys, time\nfrom mmgenre import files\n"
+        f"with files.atomic_path({str(out)!r}) as tmp:\n"
         "    f = open(tmp, 'w'); f.write('id,Drama\\n2,0.'); f.flush()\n"
         "    print('writing', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "writing"
@@ -255,7 +252,7 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
     assert len(leftovers) == 1 and out.read_text() == "id,Drama\n1,0.5\n"  # the old CSV is whole
     os.utime(leftovers[0], (0, 0))  # untouched for longer than a live writer would be
-    runs.write_text(str(out), "id,Drama\n3,0.7\n")
+    files.write_text(str(out), "id,Drama\n3,0.7\n")
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
     assert out.read_text() == "id,Drama\n3,0.7\n"
 

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.data.records import DataError, detect_layout
 
 MMIMDB_URL = "https://archive.org/download/mmimdb/mmimdb.tar.gz"
@@ -79,7 +79,7 @@ def fetch(url: str, path: str, sha256: str | None = None, timeout: float = 60.0)
     if total is not None and os.path.getsize(part) != total:
         raise DataError(f"{url}: got {os.path.getsize(part):,} of {total:,} bytes; rerun to resume")
     if sha256:
-        got = runs.file_sha256(part)
+        got = files.file_sha256(part)
         if got != sha256:
             os.remove(part)
             raise DataError(f"{url}: SHA-256 {got} differs from {sha256}; the file "
@@ -136,7 +136,7 @@ def download_mmimdb(out_dir: str, url: str = MMIMDB_URL, sha256: str | None = No
             shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         os.replace(os.path.join(root, name), target)
     shutil.rmtree(staging, ignore_errors=True)
-    runs.write_text(os.path.join(out_dir, runs.OUTPUT_MARKER), "mmgenre datasets download\n")
+    files.write_text(os.path.join(out_dir, runs.OUTPUT_MARKER), "mmgenre datasets download\n")
     if not keep_archive:
         os.remove(archive)
     return out_dir

@@ -119,7 +119,7 @@ class GenreVocabulary:
         )
 
     def to_json(self, path: str):
-        from mmgenre.runs import write_json
+        from mmgenre.files import write_json
 
         write_json(path, dataclasses.asdict(self))
 

@@ -91,7 +91,7 @@ def build_vectorizer(train_texts, max_tokens: int = 10000, sequence_length: int 
 
 
 def save_vectorizer(layer, path: str):
-    from mmgenre.runs import write_json
+    from mmgenre.files import write_json
 
     config = layer.get_config()
     write_json(path, {"max_tokens": config["max_tokens"],

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from mmgenre import runs
+from mmgenre import files
 from mmgenre.encoders import sources
 from mmgenre.encoders.image import embed_posters
 from mmgenre.encoders.int8 import int8_file
@@ -55,4 +55,4 @@ def cached_embeddings(name: str, kind: str, inputs, show_progress: bool = True,
                 return embed_texts(name, inputs, show_progress=show_progress, precision=precision)
             return embed_posters(name, inputs, show_progress=show_progress, precision=precision)
 
-    return runs.cached_array(path, compute, rows=len(inputs))
+    return files.cached_array(path, compute, rows=len(inputs))

@@ -37,7 +37,7 @@ import tempfile
 
 import numpy as np
 
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.encoders import sources
 from mmgenre.encoders.loading import backbone_inputs, encoder_identity, load_image_encoder, load_text_encoder
 from mmgenre.progress import timed
@@ -99,11 +99,11 @@ def convert(name: str, kind: str) -> str:
             return path
         with timed(f"convert {os.path.basename(os.path.normpath(name))} to int8"):
             flat = _convert(name, kind)
-        with runs.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 f.write(flat)
-        runs.write_json(path + ".json", {"encoder": name, "kind": kind, "size": os.path.getsize(path),
-                                         "sha256": runs.file_sha256(path),
+        files.write_json(path + ".json", {"encoder": name, "kind": kind, "size": os.path.getsize(path),
+                                         "sha256": files.file_sha256(path),
                                          "quantization": QUANTIZATION[kind]})
     return path
 
@@ -129,12 +129,12 @@ def _convert(name: str, kind: str) -> bytes:
 
 def _problem(path: str) -> str | None:
     """Why the int8 file at ``path`` cannot be used (its record, size or SHA-256), or None."""
-    record = runs.read_json(path + ".json")
+    record = files.read_json(path + ".json")
     if not os.path.isfile(path) or not isinstance(record, dict):
         return "not converted"
     if os.path.getsize(path) != record.get("size"):
         return f"has {os.path.getsize(path):,} bytes, {record.get('size')} recorded"
-    if runs.file_sha256(path) != record.get("sha256"):
+    if files.file_sha256(path) != record.get("sha256"):
         return "does not match its recorded SHA-256"
     return None
 
@@ -171,7 +171,7 @@ def int8_encoder(name: str, kind: str):
 
 def int8_sha256(name: str, kind: str) -> str:
     """The SHA-256 of ``name``'s int8 file (converted now when it is not there)."""
-    return runs.read_json(convert(name, kind) + ".json")["sha256"]
+    return files.read_json(convert(name, kind) + ".json")["sha256"]
 
 
 def load_runner(path: str, threads: int | None = None):

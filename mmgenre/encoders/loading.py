@@ -12,7 +12,7 @@ import importlib.util
 import json
 import os
 
-from mmgenre import runs
+from mmgenre import files
 from mmgenre.encoders import sources
 from mmgenre.encoders.sources import EncoderError, resolve
 
@@ -96,7 +96,7 @@ def load_image_encoder(name: str):
 
 def encoder_identity(name: str) -> str:
     folder = sources.resolve(name, sources.KNOWN[name].kind) if name in sources.KNOWN else name
-    prepared = runs.read_json(os.path.join(folder, sources.PREPARED)) if os.path.isdir(folder) else None
+    prepared = files.read_json(os.path.join(folder, sources.PREPARED)) if os.path.isdir(folder) else None
     if prepared:
         return prepared.get("sha256", "")
     if os.path.isdir(folder):

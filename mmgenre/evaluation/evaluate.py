@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from mmgenre import runs, tasks
+from mmgenre import files, runs, tasks
 from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_text
 from mmgenre.decisions import Thresholds
 from mmgenre.evaluation import metrics as metrics_lib
@@ -179,7 +179,7 @@ def score_splits(name, prepared: PreparedData, probs: dict, task: str,
 def save_probabilities(out_dir, prepared: PreparedData, probs: dict, train_oof=None):
     """probabilities.npz: each split's probabilities with its movie ids (score fusion aligns on
     them), and out-of-fold train probabilities where the model has them."""
-    with runs.atomic_path(runs.RunFolder(out_dir).probabilities) as tmp:
+    with files.atomic_path(runs.RunFolder(out_dir).probabilities) as tmp:
         oof = {} if train_oof is None else {
             "train_oof": train_oof,
             "train_oof_ids": np.asarray(prepared.splits["train"][0]["id"], dtype=str)}
@@ -221,10 +221,10 @@ def _write_genre_files(out_dir, name, final, prepared, per_genre, prob, predicte
     """The three files both tasks write: per-genre table, its plot, the error analysis of the
     (n, genres) bool ``predicted`` genres."""
     rows, truth = prepared.splits[final]
-    runs.write_csv(per_genre, runs.RunFolder(out_dir).per_genre)
+    files.write_csv(per_genre, runs.RunFolder(out_dir).per_genre)
     plots.per_genre_f1(per_genre, runs.RunFolder(out_dir).per_genre_plot,
                        f"{name}: per-genre F1 on {final}")
-    runs.write_text(runs.RunFolder(out_dir).errors,
+    files.write_text(runs.RunFolder(out_dir).errors,
                     f"# Error analysis: {name} on {final}\n\n"
                     + reports.error_analysis(rows, truth, prob, prepared.vocab.genres, predicted))
 
@@ -270,8 +270,8 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     truth, prob = prepared.splits[final][1], probs[final]
     results["genres_without_positives"] = [g for g, n in zip(genres, truth.sum(axis=0)) if n == 0]
     table = pd.DataFrame(rows)
-    runs.write_csv(table, runs.RunFolder(out_dir).metrics_table)
-    runs.write_json(runs.RunFolder(out_dir).metrics, results)
+    files.write_csv(table, runs.RunFolder(out_dir).metrics_table)
+    files.write_json(runs.RunFolder(out_dir).metrics, results)
     report = [f"# {name} ({model_name})", "",
               f"Dataset: `{data_cfg.path}`; inputs: {', '.join(prepared.modalities)}; "
               f"{len(genres)} genres; task: {task}.", "",
@@ -285,6 +285,6 @@ def report_probabilities(name, model_name, data_cfg, prepared: PreparedData, pro
     _write_genre_files(out_dir, name, final, prepared, per_genre, prob,
                        tasks.get(task).decide(prob, None if thresholds is None else thresholds.values))
     report += lines + _notes(results, prepared, final)
-    runs.write_text(runs.RunFolder(out_dir).report, "\n".join(report))
+    files.write_text(runs.RunFolder(out_dir).report, "\n".join(report))
     runs.mark_complete(out_dir)  # last: the folder now holds a whole result
     return results

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mmgenre.config import metric_direction  # noqa: E402
-from mmgenre.runs import atomic_path  # noqa: E402
+from mmgenre.files import atomic_path  # noqa: E402
 
 
 def save_figure(fig, path: str):

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from mmgenre.runs import PROBABILITIES, RunFolder, dataset_path, read_json, require_complete
+from mmgenre.files import read_json
+from mmgenre.runs import PROBABILITIES, RunFolder, dataset_path, require_complete
 
 
 def saved_probabilities(run_dir: str):

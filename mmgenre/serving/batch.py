@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from mmgenre import runs, tasks
+from mmgenre import files, runs, tasks
 from mmgenre.evaluation.evaluate import predict_split
 from mmgenre.inference import open_run, prepare_for_run, with_model
 
@@ -53,7 +53,7 @@ def predict_dataset(run_dir: str, data_path: str, out_csv: str, split: str | Non
         frame["predicted"] = predicted
         frames.append(frame)
     seconds = time.perf_counter() - started
-    runs.write_csv(pd.concat(frames, ignore_index=True), out_csv)
+    files.write_csv(pd.concat(frames, ignore_index=True), out_csv)
     speed = total / seconds if seconds else float("inf")
     print(f"{total} movies in {seconds:.1f} s ({speed:.0f} movies/s) -> {out_csv}", file=sys.stderr)
     return {"rows": total, "seconds": seconds, "movies_per_second": speed, "out": out_csv}

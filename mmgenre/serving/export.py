@@ -27,7 +27,7 @@ import sys
 
 import tensorflow as tf
 
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.config import EXPORT_FORMATS
 from mmgenre.data.prepare import takes_raw_text
 from mmgenre.inference import open_run, with_model
@@ -134,7 +134,7 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
     runs.check_output_dir(out_dir, overwrite)
-    runs.remove_stale_staging(out_dir)
+    files.remove_stale_staging(out_dir)
     run = open_run(run_dir)  # refuses an unfinished run; refusals come before the model loads
     precision = precision_of({**run.spec.hyperparameters(), **run.config.model.params})
     if precision == "int8" and fmt != "int8":
@@ -147,14 +147,14 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
     shutil.rmtree(staging, ignore_errors=True)
     facts = (write_int8_bundle(run, run_dir, staging) if fmt == "int8"
              else _write_float(run, run_dir, staging, fmt))
-    runs.write_json(runs.RunFolder(staging).genres, {
+    files.write_json(runs.RunFolder(staging).genres, {
         "genres": run.vocab.genres, "task": run.config.data.task,
         "image_size": list(run.config.data.image_size), "format": fmt,
         "thresholds": None if run.thresholds is None else [float(t) for t in run.thresholds.values],
         "thresholds_from": None if run.thresholds is None else run.thresholds.provenance(),
         "missing_input": "empty string" if len(run.modalities) > 1 else None,
         **facts, "source_run": os.path.abspath(run_dir)})
-    runs.write_text(os.path.join(staging, runs.OUTPUT_MARKER), "mmgenre export\n")
+    files.write_text(os.path.join(staging, runs.OUTPUT_MARKER), "mmgenre export\n")
     if os.path.lexists(out_dir):
         shutil.rmtree(out_dir) if os.path.isdir(out_dir) and not os.path.islink(out_dir) \
             else os.remove(out_dir)

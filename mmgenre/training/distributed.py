@@ -28,7 +28,7 @@ import os
 import keras
 import tensorflow as tf
 
-from mmgenre import runs
+from mmgenre import files
 from mmgenre.config import STRATEGIES, ConfigError
 
 
@@ -97,7 +97,7 @@ def run_multiworker_epochs(model, strategy, loss, learning_rate, train_ds, n_tra
         losses.append((epoch, total / steps))
         log(f"epoch {epoch + 1}/{epochs} - loss {losses[-1][1]:.4f} "
             f"({strategy.num_replicas_in_sync} replicas, global batch {batch_size})")
-        with runs.atomic_path(weights_path) as tmp:
+        with files.atomic_path(weights_path) as tmp:
             model.save_weights(tmp)
-        runs.write_json(state_path, {"epochs_done": epoch + 1})
+        files.write_json(state_path, {"epochs_done": epoch + 1})
     return losses

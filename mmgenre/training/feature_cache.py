@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmgenre import runs
+from mmgenre import files
 from mmgenre.models.heads import backbone_and_head
 from mmgenre.progress import timed
 
@@ -66,7 +66,7 @@ def cache_key(*parts) -> str:
 
 def cached_features(extractor, dataset, path: str):
     """Features of every element of ``dataset`` (unshuffled, unaugmented), from ``path``
-    if it loads, else computed with a progress bar and saved there (``runs.cached_array``).
+    if it loads, else computed with a progress bar and saved there (``files.cached_array``).
 
     Returns (n, dim), or a dict of (n, dim_k) arrays for a backbone with several outputs
     (a fusion's), stored side by side in one array.
@@ -81,9 +81,9 @@ def cached_features(extractor, dataset, path: str):
             out = extractor.predict(dataset, verbose=2 if not sys.stdout.isatty() else 1)
         return np.concatenate([out[name] for name in widths], axis=1) if widths else out
 
-    if os.path.exists(path):  # checked against its SHA-256 before use (runs.cached_array)
+    if os.path.exists(path):  # checked against its SHA-256 before use (files.cached_array)
         print(f"backbone features from the cache: {path}")
-    array = runs.cached_array(path, compute)
+    array = files.cached_array(path, compute)
     if widths is None:
         return array
     return dict(zip(widths, np.split(array, np.cumsum(list(widths.values()))[:-1], axis=1)))

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from mmgenre import config as config_lib
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_text
 from mmgenre.encoders import sources
 from mmgenre.models import heads, registry
@@ -79,7 +79,7 @@ class SaveBestModel(keras.callbacks.Callback):
             return
         if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
             self.best = float(value)
-            runs.save_model(self.target, self.path)
+            files.save_model(self.target, self.path)
 
 
 class HistoryLogger(keras.callbacks.Callback):
@@ -147,7 +147,7 @@ def discard_unreadable_backup(run_dir, backup, initial_epoch):
         shutil.rmtree(runs.RunFolder(run_dir).backup(backup))
         history = runs.read_history(run_dir)
         if "epoch" in history:
-            runs.write_csv(history[history["epoch"] < initial_epoch],
+            files.write_csv(history[history["epoch"] < initial_epoch],
                            runs.RunFolder(run_dir).history)
 
 
@@ -212,4 +212,4 @@ def fit_multiworker(model, strategy, cfg, prepared, run_dir):
         runs.RunFolder(run_dir).backup("multiworker"))
     for epoch, loss in epochs:
         runs.write_history_row(run_dir, epoch, {"loss": loss})
-    runs.save_model(model, runs.RunFolder(run_dir).model)
+    files.save_model(model, runs.RunFolder(run_dir).model)

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from mmgenre import config as config_lib
-from mmgenre import runs
+from mmgenre import files, runs
 from mmgenre.data import pipeline
 from mmgenre.data.prepare import Inputs, prepare_data
 from mmgenre.evaluation import plots
@@ -98,7 +98,7 @@ def train_and_evaluate(cfg: config_lib.ExperimentConfig, workdir: str | None = N
         state = _check_run_dir(run_dir, cfg)
         if state == "finished":
             print(f"{run_dir} is already finished; returning its metrics.json")
-            return runs.read_json(runs.RunFolder(run_dir).metrics)
+            return files.read_json(runs.RunFolder(run_dir).metrics)
         if state == "rescore":
             return _rescore(cfg, spec, run_dir, allow_external_code)
         return _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code)
@@ -109,7 +109,7 @@ def _prepare_run_data(cfg, spec, run_dir):
     later evaluate or predict needs (validation report, genres, vectorizer)."""
     prepared = prepare_data(cfg.data, spec)
     runs.check_fingerprint(run_dir, prepared.fingerprint())
-    runs.write_json(runs.RunFolder(run_dir).validation, {
+    files.write_json(runs.RunFolder(run_dir).validation, {
         **prepared.report.as_dict(),
         "skipped_without_kept_genre": prepared.skipped_unlabelled,
         "unseen_genres_outside_train": prepared.unseen_genres,
@@ -150,8 +150,8 @@ def _train(cfg, spec, run_dir, callbacks, verbose, allow_external_code):
             # Every epoch had a NaN monitor value (finite loss): keep the last weights, say so.
             print(f"warning: {cfg.monitor()} never improved; saving the last epoch's model",
                   file=sys.stderr)
-            runs.save_model(model, best_path)
-        runs.write_text(phase_one_done, "")
+            files.save_model(model, best_path)
+        files.write_text(phase_one_done, "")
     if cfg.train.fine_tune_epochs:
         # Phase two (fine-tuning): unfreeze the last blocks, train on posters at a lower rate.
         if spec.fine_tune is None:
@@ -189,7 +189,7 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
                                                       probs["dev"])
     extra.update(int8_encoders(params))
     with timed(f"save {cfg.name}'s whole graph"):
-        runs.save_model(model, runs.RunFolder(run_dir).model)
+        files.save_model(model, runs.RunFolder(run_dir).model)
     extra.update(params=int(model.count_params()), train_seconds=round(time.time() - started, 1))
     fitted = thresholds_lib.fit_and_save(cfg.evaluation, cfg.data.task, prepared, probs, train_oof, run_dir)
     return report_probabilities(cfg.name, cfg.model.name, cfg.data, prepared, probs, run_dir,
@@ -201,7 +201,7 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
     by the new rule on its saved probabilities (they depend on the model only, and the
     completion record vouches for them); a gradient model's best.keras loads for the
     missing-input rows."""
-    stored = runs.read_json(runs.RunFolder(run_dir).metrics) or {}
+    stored = files.read_json(runs.RunFolder(run_dir).metrics) or {}
     print(f"{run_dir} is finished with thresholds by rule "
           f"{stored.get('threshold_rule', 'per_genre')!r}; re-scoring it with rule "
           f"{cfg.evaluation.thresholds!r} on {cfg.evaluation.threshold_split}")

