@@ -45,7 +45,6 @@ from mmgenre.progress import timed
 PRECISIONS = ("float32", "int8")
 # What "int8" converts each kind of encoder to (the docstring says why images stay float).
 QUANTIZATION = {"text": "dynamic range (int8 weights)", "image": "none (float32 LiteRT, XNNPack)"}
-RECORD = "int8.json"
 
 
 def check_precision(precision: str) -> str:
