@@ -218,7 +218,7 @@ def test_a_second_preparation_waits_for_the_first(tmp_path, capsys):
 
     folder = str(tmp_path / "locks" / "minilm")
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom mmgenre import files\n"
+        "import sys, time\nfrom mmgenre import runs\n"
         f"with runs.locked({folder!r}):\n    print('held', flush=True)\n    time.sleep(1.5)\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
