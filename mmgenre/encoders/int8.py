@@ -1,4 +1,4 @@
-"""int8 encoders: each frozen encoder converted once to LiteRT with dynamic-range quantization.
+"""int8 encoders: each frozen encoder converted once to LiteRT (text: dynamic-range int8).
 
 Why this route: on this machine (2 CPU cores) all-mpnet-base-v2 converted by the TensorFlow
 Lite converter with dynamic-range quantization (int8 weights, float activations, XNNPack)

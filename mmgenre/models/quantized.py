@@ -1,4 +1,5 @@
-"""A cached-feature model served at int8: its graph's head behind int8 LiteRT encoders.
+"""A cached-feature model served at int8: its graph's head behind the LiteRT encoders
+(``mmgenre.encoders.int8``: text encoders int8, image encoders float32 under XNNPack).
 
 A run with ``model.params.precision: int8`` (``linear_probe``, ``encoder_head``) fits its
 head on embeddings from the int8 encoders (``mmgenre.encoders.int8``), so it must be served
@@ -7,7 +8,7 @@ float32 Keras layers; the float backbones keep the file a model for `export` and
 module cuts that graph at each encoder's pooled output and puts the int8 encoder there:
 
     overview strings ─> graph's tokenizer + packer (+ trim) ─> int8 text encoder ─┐
-    poster (batch, h, w, 3) in [0, 1] ─> graph's encoder scaling ─> int8 image enc. ─┼─> graph's
+    poster (batch, h, w, 3) in [0, 1] ─> graph's encoder scaling ─> LiteRT image enc. ─┼─> graph's
     overview strings (TF-IDF, when a feature) ─────────────────────────────────────┘   "<f>_l2" on
 
 ``Int8Pipeline.predict_on_batch`` takes and returns what the Keras model's does, so
