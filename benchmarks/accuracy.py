@@ -37,6 +37,7 @@ from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
+from classical import kind_modalities, run_classical  # noqa: E402  (benchmarks/classical.py)
 
 from mmgenre import progress  # noqa: E402
 from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
@@ -45,7 +46,7 @@ from mmgenre.evaluation import reports  # noqa: E402
 from mmgenre.evaluation.metrics import TABLE_COLUMNS  # noqa: E402
 from mmgenre.files import atomic_path, read_json, write_csv, write_text  # noqa: E402
 from mmgenre.training.late_fusion import run_score_fusion  # noqa: E402
-from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
+from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 
 
 def read_variants(path):
@@ -79,7 +80,6 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg,
     fusions), appending to ``runs``, ``folders``, ``modalities`` and ``timings``; returns the
     data config."""
     from mmgenre.models import registry
-    from mmgenre.models.classical import kind_modalities
 
     run_dirs = {}
     for path, variant in rows:

@@ -31,11 +31,12 @@ import_tensorflow_quietly()
 
 import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
 import pandas as pd  # noqa: E402
+from classical import run_classical  # noqa: E402  (benchmarks/classical.py)
 
 from mmgenre import files  # noqa: E402
 from mmgenre.config import load_config  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
-from mmgenre.training.trainer import run_classical, train_and_evaluate  # noqa: E402
+from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
 
 METRICS = ["macro_f1", "mAP", "micro_f1"]
 

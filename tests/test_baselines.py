@@ -1,11 +1,11 @@
 import common
 import numpy as np
 import pytest
+from classical import run_classical
 from conftest import tiny_config
 
 from mmgenre.evaluation import metrics
 from mmgenre.training import late_fusion as score_fusion
-from mmgenre.training.trainer import run_classical
 
 
 @pytest.mark.slow

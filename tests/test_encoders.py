@@ -98,9 +98,8 @@ def test_text_encoder_model_matches_the_embedder_trains_and_reloads_offline(enco
 
 
 def test_linear_probe_on_encoder_embeddings_learns(encoder_home, synthetic_dir, tmp_path):
+    from classical import run_classical
     from conftest import tiny_config
-
-    from mmgenre.training.trainer import run_classical
 
     cfg = tiny_config(synthetic_dir, "bag_of_words")
     results = run_classical(cfg.data, "tfidf+minilm", str(tmp_path / "probe"))

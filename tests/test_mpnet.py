@@ -14,7 +14,7 @@ TEXTS = ["the ghost of the night", "a funny crazy family and the war", "love",
 
 
 def test_relative_position_buckets_follow_the_t5_rule():
-    from mmgenre.encoders.mpnet import relative_position_buckets
+    from mmgenre.encoders.mpnet_backbone import relative_position_buckets
 
     table = relative_position_buckets(300)  # index = key - query + 300
     bucket = {r: int(table[r + 300]) for r in (0, -1, -7, -8, -16, -200, 1, 16, 200)}

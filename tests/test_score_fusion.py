@@ -37,9 +37,11 @@ def test_score_fusion_layer_equals_the_numpy_fusion(space):
 @pytest.mark.slow
 def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, tmp_path,
                                                                          monkeypatch):
+    from classical import run_classical
+
     from mmgenre.evaluation.metrics import calibration_metrics
     from mmgenre.inference import evaluate_run, load_run, predict_movie
-    from mmgenre.training.trainer import run_classical, train_and_evaluate
+    from mmgenre.training.trainer import train_and_evaluate
 
     text = tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf"], "folds": 2})
     train_and_evaluate(text, str(tmp_path / "text"))

@@ -54,7 +54,7 @@ def load_model(path: str, allow_external_code: bool = False):
         ValueError naming the file and the layer types that would run code,
         or saying the file is unreadable (truncated or not a .keras file).
     """
-    import mmgenre.encoders.mpnet  # noqa: F401  registers the MPNet backbone, tokenizer and layers
+    import mmgenre.encoders.mpnet_backbone  # noqa: F401  registers the MPNet backbone, tokenizer and layers
     from mmgenre.models import registry
 
     registry.names()  # imports every model module, registering its layers

@@ -26,7 +26,7 @@ import numpy as np
 from mmgenre import config as config_lib
 from mmgenre import files, runs
 from mmgenre.data import pipeline
-from mmgenre.data.prepare import Inputs, prepare_data
+from mmgenre.data.prepare import prepare_data
 from mmgenre.evaluation import plots
 from mmgenre.evaluation.evaluate import evaluate_prepared, predict_splits, report_probabilities
 from mmgenre.models import registry, weights
@@ -222,22 +222,3 @@ def _rescore(cfg, spec, run_dir, allow_external_code) -> dict:
     return evaluate_prepared(model, cfg, prepared, run_dir, fitted, probs=probs,
                              extra={k: stored[k] for k in ("params", "train_seconds") if k in stored},
                              train_oof=train_oof)
-
-
-def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
-                  threshold_rule: str = config_lib.THRESHOLD_RULES[0]) -> dict:
-    """Fits classical baseline ``kind`` on train (C on dev) and writes a run folder like a
-    deep model's, through the same report code."""
-    from mmgenre.models.classical import ClassicalBaseline
-
-    baseline = ClassicalBaseline(kind, seed)
-    prepared = prepare_data(data_cfg, Inputs(baseline.modalities))
-    (train, y_train), (dev, y_dev) = prepared.splits["train"], prepared.splits["dev"]
-    baseline.fit(train, y_train, dev, y_dev)
-    probs = {s: baseline.predict_proba(prepared.splits[s][0]) for s in ("dev", "test")}
-    with runs.locked(out_dir):
-        fitted = thresholds_lib.fit_and_save(config_lib.EvaluationConfig(thresholds=threshold_rule),
-                                data_cfg.task, prepared, probs, baseline.train_oof, out_dir)
-        return report_probabilities(f"{kind} + logistic regression", f"classical:{kind}", data_cfg,
-                                    prepared, probs, out_dir, fitted, extra={"C": baseline.c},
-                                    train_oof=baseline.train_oof)

