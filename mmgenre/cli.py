@@ -157,9 +157,10 @@ def cmd_tune(args):
 
 def cmd_score_fusion(args):
     _quiet_tensorflow()
+    from mmgenre.runs import RunFolder
     from mmgenre.training.late_fusion import run_score_fusion
 
-    out = args.out or os.path.join(args.runs[0], "score_fusion")
+    out = args.out or RunFolder(args.runs[0]).score_fusion
     results = run_score_fusion(args.runs, out, threshold_rule=args.thresholds,
                                weighting=args.weighting, space=args.space, data_path=args.data)
     _print_report(out)

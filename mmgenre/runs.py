@@ -51,6 +51,7 @@ class RunFolder:
         vectorizer.json      vocabulary      the overview vocabulary (token-id models)
         .lock                lock            present while a process writes here
         backup*/             backup(phase)   BackupAndRestore state of an unfinished phase
+                                             (BACKUP_WEIGHTS; multi-worker: MULTIWORKER_*)
         history.csv          history         one row per finished epoch
         best.keras           model           the best model (raw inputs to probabilities)
         phase1.done          phase_one_done  the first training phase finished
@@ -63,6 +64,7 @@ class RunFolder:
         confusion_matrix.png confusion_plot  single-label runs
         complete.json        complete        written last: the files of a finished run, sizes
         predictions.csv      predictions     `mmgenre predict --data` without --out
+        score_fusion/        score_fusion    `mmgenre score-fusion` with this run first, without --out
 
     Evaluations on other data (``eval_dir``: eval/<dataset>-<split>/) and score fusions are
     folders with the same evaluation files.
@@ -90,6 +92,7 @@ class RunFolder:
     confusion_plot = _File("confusion_matrix.png")
     complete = _File(COMPLETE)
     predictions = _File("predictions.csv")  # mmgenre predict --data, unless --out says elsewhere
+    score_fusion = _File("score_fusion")  # `mmgenre score-fusion RUN ...` without --out: in the first
 
     def __init__(self, path):
         self.path = str(path)
@@ -97,6 +100,9 @@ class RunFolder:
     # BackupAndRestore folder of each training phase: the first, fine-tuning, multi-worker.
     PHASES = {"first": "backup", "fine_tune": "backup_finetune", "multiworker": "backup_multiworker"}
     logs = _File("logs")  # TensorBoard
+    # Inside a backup folder: Keras BackupAndRestore's weights; the multi-worker loop's own state.
+    BACKUP_WEIGHTS = "latest.weights.h5"
+    MULTIWORKER_STATE, MULTIWORKER_WEIGHTS = "state.json", "last.weights.h5"
 
     def backup(self, phase: str) -> str:
         """The BackupAndRestore folder of training phase ``phase`` (a key of ``PHASES``)."""
@@ -119,6 +125,7 @@ class SearchFolder:
         trials.csv/.md    trials_table, trials_report
         objective.png     objective_plot
         best_config.yaml  best_config   the best completed trial as an experiment config
+        best/             best_run      that config trained (--retrain-best)
     """
 
     fits = _File("fits.jsonl")
@@ -127,7 +134,9 @@ class SearchFolder:
     trials_report = _File("trials.md")
     objective_plot = _File("objective.png")
     best_config = _File("best_config.yaml")
+    best_run = _File("best")  # --retrain-best: the best trial trained as a run folder
     project = _File("trials")  # keras-tuner's project folder
+    PROCESS_LOG = "{role}.log"  # a local worker's output (chief.log, tuner0.log, ...) in --log-dir
 
     def __init__(self, path):
         self.path = str(path)

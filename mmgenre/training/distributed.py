@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from mmgenre import files
 from mmgenre.config import STRATEGIES, ConfigError
+from mmgenre.runs import RunFolder
 
 
 def make_strategy(name: str):
@@ -81,8 +82,8 @@ def run_multiworker_epochs(model, strategy, loss, learning_rate, train_ds, n_tra
                                strategy.run(replica_step, args=(inputs, targets)), axis=None)
 
     os.makedirs(backup_dir, exist_ok=True)
-    state_path = os.path.join(backup_dir, "state.json")
-    weights_path = os.path.join(backup_dir, "last.weights.h5")
+    state_path = os.path.join(backup_dir, RunFolder.MULTIWORKER_STATE)
+    weights_path = os.path.join(backup_dir, RunFolder.MULTIWORKER_WEIGHTS)
     start = 0
     if os.path.exists(state_path):
         with open(state_path, encoding="utf-8") as f:

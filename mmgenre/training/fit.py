@@ -136,7 +136,7 @@ def discard_unreadable_backup(run_dir, backup, initial_epoch):
     would crash the resume; restart this phase instead, saying so, and drop its history rows."""
     import h5py
 
-    path = os.path.join(runs.RunFolder(run_dir).backup(backup), "latest.weights.h5")
+    path = os.path.join(runs.RunFolder(run_dir).backup(backup), runs.RunFolder.BACKUP_WEIGHTS)
     if not os.path.exists(path):
         return
     try:

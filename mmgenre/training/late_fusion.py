@@ -185,7 +185,7 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     else:
         fused = {s: from_space(v, space) for s, v in scores.items()}
         saved, note = False, "single-label fusions stay a report"
-    extra.update(fused_model="best.keras" if saved else None, fused_model_note=note)
+    extra.update(fused_model=RunFolder.model if saved else None, fused_model_note=note)
     oof = fused.pop("train_oof", None)
     # Thresholds on the fused dev probabilities (the weights and calibration used train_oof
     # where every run has it; thresholds stay on dev, as the fused runs' own did).

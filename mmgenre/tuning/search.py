@@ -235,7 +235,7 @@ def write_reports(search, tuner, objective, base, out_dir):
     files.write_text(folder.trials_report,
                     f"# Search {search.name}: {search.tuner}, objective {objective}\n\n"
                     f"{reports.provenance(command)}\n\n{reports.to_markdown(table, '.4g')}\n\n"
-                    "![objective over trials](objective.png)\n")
+                    f"![objective over trials]({runs.SearchFolder.objective_plot})\n")
     plots.objective_over_trials(table, objective, folder.objective_plot)
     check_some_trial_completed(tuner, folder.best_config)
     best_hps = tuner.get_best_hyperparameters(1)
@@ -311,10 +311,10 @@ def launch_local(argv_base: list, workers: int, host: str = "127.0.0.1", port: i
     os.makedirs(log_dir, exist_ok=True)
     exe = [sys.executable, "-m", "mmgenre.cli", "tune", *argv_base, "--host", host, "--port", str(port)]
     procs = []
-    with open(os.path.join(log_dir, "chief.log"), "w") as log:
+    with open(os.path.join(log_dir, runs.SearchFolder.PROCESS_LOG.format(role="chief")), "w") as log:
         procs.append(subprocess.Popen([*exe, "--role", "chief"], stdout=log, stderr=subprocess.STDOUT))
     for i in range(workers):
-        with open(os.path.join(log_dir, f"tuner{i}.log"), "w") as log:
+        with open(os.path.join(log_dir, runs.SearchFolder.PROCESS_LOG.format(role=f"tuner{i}")), "w") as log:
             procs.append(subprocess.Popen([*exe, "--role", "worker", "--worker-id", f"tuner{i}"],
                                           stdout=log, stderr=subprocess.STDOUT))
     try:
@@ -366,6 +366,6 @@ def retrain_best(folder: str) -> str:
     the search it came from; returns that run folder."""
     from mmgenre.training.trainer import train_and_evaluate
 
-    run_dir = os.path.join(folder, "best")
+    run_dir = runs.SearchFolder(folder).best_run
     train_and_evaluate(config_lib.load_config(runs.SearchFolder(folder).best_config), run_dir)
     return run_dir
