@@ -76,40 +76,19 @@ def cmd_predict(args):
         predict_dataset(args.run_dir, args.data, out, args.split, args.allow_external_code,
                         overwrite=args.overwrite, genre_map=args.genre_map)
         return 0
-    from mmgenre.inference import attention_words, load_run, predict_movie
+    from mmgenre.inference import attention_words, load_run, predict_movie, prediction_text
 
     run = load_run(args.run_dir, args.allow_external_code)
     ranked = predict_movie(run, args.poster, args.overview)
     words = attention_words(run, args.overview) if args.overview else []
-    # Every predicted genre is shown; --top adds the next most probable ones up to that count.
-    shown = [r for i, r in enumerate(ranked) if r[2] or i < args.top]
-    if args.json:
-        print(json.dumps({"genres": [{"genre": g, "probability": p, "predicted": on, "threshold": t}
-                                     for g, p, on, t in shown],
-                          "attention": [{"word": w, "weight": a} for w, a in words]}))
-        return
-    print("predicted genres: " + (", ".join(g for g, _, on, _ in ranked if on) or "(none above threshold)"))
-    print(f"    {'genre':<20} {'prob':>8} {'threshold':>9}")
-    for genre, prob, on, threshold in shown:
-        p, t = _distinct(prob, threshold)
-        print(f"  {'*' if on else ' '} {genre:<20} {p:>8} {t:>9}")
-    if words:
-        print("most attended words: " + ", ".join(f"{w} ({a:.2f})" for w, a in words))
+    print(prediction_text(ranked, words, args.top, args.json))
+    return 0
 
 
 def _print_report(folder: str):
     from mmgenre.runs import RunFolder
 
     print(open(RunFolder(folder).report, encoding="utf-8").read())
-
-
-def _distinct(prob: float, threshold):
-    """prob and threshold as text with enough digits that a reader sees which is larger
-    (0.5049 against 0.5051 both round to 0.505); "top genre" for single-label runs."""
-    if threshold is None:
-        return f"{prob:.3f}", "top genre"
-    digits = next((d for d in range(3, 8) if f"{prob:.{d}f}" != f"{threshold:.{d}f}"), 7)
-    return f"{prob:.{digits}f}", f"{threshold:.{digits}f}"
 
 
 def cmd_export(args):
@@ -197,11 +176,7 @@ def cmd_encoders(args):
     from mmgenre.encoders import sources
 
     if args.action == "list":
-        for name, source in sources.KNOWN.items():
-            prepared = os.path.exists(os.path.join(sources.encoder_dir(name), sources.PREPARED))
-            print(f"{name:<20} {source.kind:<6} {'prepared' if prepared else 'not prepared':<13} "
-                  f"{source.package}=={source.version}: {source.description}")
-        print(f"cache: {sources.home()} ($MMGENRE_HOME)")
+        print(sources.listing())
         return 0
     if not args.name:
         raise ValueError("encoders prepare needs a NAME (`mmgenre encoders list`)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 
@@ -223,3 +224,31 @@ def attention_words(run: Run, overview: str, top: int = 5):
     words = re.sub(r"[^\w\s]", "", overview.lower()).split()
     order = [i for i in np.argsort(-weights) if ids[0, i] != 0 and i < len(words)][:top]
     return [(words[i], float(weights[i])) for i in order]
+
+
+def prediction_text(ranked: list, words: list, top: int, as_json: bool = False) -> str:
+    """What ``mmgenre predict`` prints for one movie: every predicted genre, and the next most
+    probable up to ``top``, with probability and threshold (JSON with ``as_json``)."""
+    shown = [r for i, r in enumerate(ranked) if r[2] or i < top]
+    if as_json:
+        return json.dumps({"genres": [{"genre": g, "probability": p, "predicted": on, "threshold": t}
+                                      for g, p, on, t in shown],
+                           "attention": [{"word": w, "weight": a} for w, a in words]})
+    lines = ["predicted genres: " + (", ".join(g for g, _, on, _ in ranked if on)
+                                     or "(none above threshold)"),
+             f"    {'genre':<20} {'prob':>8} {'threshold':>9}"]
+    for genre, prob, on, threshold in shown:
+        p, t = _distinct(prob, threshold)
+        lines.append(f"  {'*' if on else ' '} {genre:<20} {p:>8} {t:>9}")
+    if words:
+        lines.append("most attended words: " + ", ".join(f"{w} ({a:.2f})" for w, a in words))
+    return "\n".join(lines)
+
+
+def _distinct(prob: float, threshold):
+    """prob and threshold as text with enough digits that a reader sees which is larger
+    (0.5049 against 0.5051 both round to 0.505); "top genre" for single-label runs."""
+    if threshold is None:
+        return f"{prob:.3f}", "top genre"
+    digits = next((d for d in range(3, 8) if f"{prob:.{d}f}" != f"{threshold:.{d}f}"), 7)
+    return f"{prob:.{digits}f}", f"{threshold:.{digits}f}"

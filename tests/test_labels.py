@@ -38,7 +38,7 @@ def test_multi_hot_and_single_label_rules():
 def test_the_decision_rule_is_the_tasks_and_predict_shows_what_it_decided():
     """Multi-label: probability >= threshold (0.5049 against 0.5051 is not predicted, and the
     display says why); single-label: the top genre only, no invented thresholds."""
-    from mmgenre.cli import _distinct
+    from mmgenre.inference import _distinct
 
     probs = np.array([[0.5049, 0.5051, 0.2]])
     on = tasks.get("multilabel").decide(probs, [0.5051, 0.5051, 0.1])

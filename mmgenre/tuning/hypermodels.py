@@ -29,6 +29,7 @@ from mmgenre.models import registry
 from mmgenre.models.encoder_head import feature_head
 from mmgenre.training import cached_head as head_lib
 from mmgenre.training import fit as fit_lib
+from mmgenre.yaml_config import set_dotted
 
 # Keys outside model.params that a trial may change without rebuilding the data.
 TUNABLE_KEYS = ("train.learning_rate", "train.loss", "train.label_smoothing", "train.epochs",
@@ -110,7 +111,7 @@ def config_for(base: dict, values: dict) -> config_lib.ExperimentConfig:
     """The experiment config with hyperparameter ``values`` (dotted keys) applied."""
     raw = copy.deepcopy(base)
     for key, value in values.items():
-        config_lib.set_dotted(raw, key, value)
+        set_dotted(raw, key, value, config_lib.SECTIONS)
     return config_lib.load_config(raw=raw)
 
 

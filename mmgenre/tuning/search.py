@@ -34,7 +34,7 @@ from typing import Optional
 import yaml
 
 from mmgenre import config as config_lib
-from mmgenre import files, runs
+from mmgenre import files, runs, yaml_config
 
 
 @dataclasses.dataclass
@@ -65,11 +65,11 @@ def load_search_config(path, overrides=(), quick=False, tuner=None, max_trials=N
     go to the base experiment), CLI ``tuner``/``max_trials`` win over the file."""
     if not os.path.exists(path):
         raise config_lib.ConfigError(f"search config not found: {path}")
-    raw = config_lib.read_yaml_mapping(path)
+    raw = yaml_config.read_yaml_mapping(path)
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     # A search without a quick block runs as it is with --quick (its experiment's own quick
     # block does not apply: searches shrink through "experiment.<key>" entries).
-    changes = config_lib.overrides_of(raw, path, overrides, quick and bool(raw.get("quick")))
+    changes = yaml_config.overrides_of(raw, path, overrides, quick and bool(raw.get("quick")))
     raw.setdefault("experiment_overrides", {})
     for key, value in changes:
         if key.startswith("experiment."):
@@ -82,7 +82,7 @@ def load_search_config(path, overrides=(), quick=False, tuner=None, max_trials=N
         raw["tuner"] = tuner
     if max_trials is not None:
         raw["max_trials"] = max_trials
-    return config_lib.from_dict(SearchConfig, raw).check()
+    return yaml_config.from_dict(SearchConfig, raw).check()
 
 
 def experiment_config(search: SearchConfig) -> config_lib.ExperimentConfig:
