@@ -92,13 +92,14 @@ def file_sha256(path: str) -> str:
 
 
 def _cache_problem(path: str, rows: int | None):
-    """Why the cached array at ``path`` cannot be trusted, or None."""
+    """Why the cached array at ``path`` cannot be trusted, or None. An array without its
+    checksum (a kill between the two writes) is not trusted: nothing vouches for it."""
     try:
         with open(path + ".sha256", encoding="utf-8") as f:
             recorded = f.read().strip()
     except OSError:
-        recorded = None
-    if recorded is not None and recorded != file_sha256(path):
+        return "has no recorded SHA-256"
+    if recorded != file_sha256(path):
         return "does not match its recorded SHA-256"
     try:
         cached = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -106,12 +107,6 @@ def _cache_problem(path: str, rows: int | None):
         return "is unreadable"
     if rows is not None and len(cached) != rows:
         return f"has {len(cached)} rows, not {rows}"
-    if recorded is None:
-        # Written whole by an atomic rename (an older mmgenre, or a kill between the array
-        # and its checksum) and it loads with its shape: adopted, its checksum recorded now,
-        # rather than recomputing hours of embeddings (a read-only shared cache stays as it is).
-        with contextlib.suppress(OSError):
-            write_text(path + ".sha256", file_sha256(path))
     return None
 
 

@@ -102,10 +102,17 @@ def test_fusion_accepts_a_missing_modality():
     assert not np.allclose(both, no_poster)
 
 
-def test_missing_modality_reads_a_presence_flag_as_it_read_the_raw_input():
-    """Fusions now cache a Presence flag with the backbone features; fusions saved before
-    (MissingModality fed the raw input) keep their behaviour."""
-    from mmgenre.models.layers import MissingModality, Presence
+def test_missing_modality_reads_a_presence_flag_and_old_fusions_are_refused(tmp_path):
+    """Fusions cache a Presence flag with the backbone features; a fusion saved before (its
+    MissingModality read the raw input) is refused in one line that says to retrain, not
+    loaded with the raw input read as a flag."""
+    import json
+    import zipfile
+
+    import keras
+
+    from mmgenre.models.layers import MissingModality, OutdatedRunError, Presence
+    from mmgenre.models.saving import load_model
 
     embedding = np.ones((4, 3), "float32")
     for raw in (np.array(["a plot", "", "x", ""], dtype=object),
@@ -113,12 +120,26 @@ def test_missing_modality_reads_a_presence_flag_as_it_read_the_raw_input():
                 np.stack([np.ones((2, 2, 3)), np.zeros((2, 2, 3))] * 2).astype("float32")):
         flag = np.asarray(Presence()(raw))
         assert flag.shape == (4, 1) and flag[:, 0].tolist() == [1, 0, 1, 0]
-        old, new = MissingModality(), MissingModality(from_presence=True)
-        old.build([(4, 3), raw.shape]), new.build([(4, 3), (4, 1)])
-        for layer in (old, new):
-            layer.stand_in.assign([5.0, 6.0, 7.0])
-        np.testing.assert_array_equal(np.asarray(old([embedding, raw])),
-                                      np.asarray(new([embedding, flag])))
+    layer = MissingModality()
+    layer.build([(4, 3), (4, 1)])
+    layer.stand_in.assign([5.0, 6.0, 7.0])
+    np.testing.assert_array_equal(np.asarray(layer([embedding, flag])),
+                                  [[1, 1, 1], [5, 6, 7], [1, 1, 1], [5, 6, 7]])
+
+    features, present = keras.Input((3,)), keras.Input((1,))
+    keras.Model([features, present], MissingModality(0.1, name="m")([features, present])).save(
+        tmp_path / "new.keras")
+    assert load_model(str(tmp_path / "new.keras")).get_layer("m").rate == 0.1
+    with zipfile.ZipFile(tmp_path / "new.keras") as archive:
+        items = {n: archive.read(n) for n in archive.namelist()}
+    items["config.json"] = json.dumps(json.loads(items["config.json"])).replace(
+        '"rate": 0.1', '"rate": 0.1, "from_presence": false').encode()
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:
+        for name, data in items.items():
+            archive.writestr(name, data)
+    with pytest.raises(OutdatedRunError, match=r"old.keras is a fusion saved before presence "
+                                               r"flags .* retrain it with this version"):
+        load_model(str(tmp_path / "old.keras"))
 
 
 def test_fusion_rejects_incompatible_branches_and_foreign_weights(tmp_path):

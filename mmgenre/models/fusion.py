@@ -87,8 +87,7 @@ def fusion_head(dims: dict, embeddings: dict, num_genres: int, task: str, method
         x = inputs[f"{modality}_features"]
         if embeddings[modality] is not None:
             x = embeddings[modality](x)
-        branches[modality] = MissingModality(modality_dropout, from_presence=True,
-                                             name=f"{modality}_or_stand_in")(
+        branches[modality] = MissingModality(modality_dropout, name=f"{modality}_or_stand_in")(
             [x, inputs[f"{modality}_present"]])
     x = FUSIONS[method](branches["poster"], branches["overview"], units)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
@@ -153,10 +152,7 @@ def build_fusion(num_genres: int, task: str = "multilabel", image_size=(128, 128
 
 def gmu_gate(model):
     """keras.Model: a GMU fusion's inputs -> (batch, units) gate z (the poster's weight per
-    unit), or None for other models. Fusions saved before the head was its own model keep
-    "gmu" at the top."""
-    if "gmu" in [layer.name for layer in model.layers]:
-        return keras.Model(model.inputs, model.get_layer("gmu").output[1])
+    unit), or None for other models."""
     try:
         backbone, head = backbone_and_head(model)
     except ValueError:

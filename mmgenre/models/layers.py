@@ -11,6 +11,10 @@ import keras
 from keras import ops
 
 
+class OutdatedRunError(ValueError):
+    """A saved model this mmgenre no longer loads (made by an earlier layout); retrain it."""
+
+
 @keras.saving.register_keras_serializable(package="mmgenre")
 class AttentionPooling(keras.layers.Layer):
     """Additive attention pooling over time that respects the padding mask.
@@ -95,27 +99,35 @@ class MissingModality(keras.layers.Layer):
 
     Args:
         rate: float. probability of dropping a present input while training.
-        from_presence: bool. the second input is a ``Presence`` flag (batch, 1), not the
-            raw input (fusions saved before the flag read the raw input here).
 
     Call:
-        [embedding (batch, dim), flag (batch, 1) or raw input (batch, ...)] -> (batch, dim).
+        [embedding (batch, dim), presence flag (batch, 1), 1.0 where the input is there]
+        -> (batch, dim).
     """
 
-    def __init__(self, rate: float = 0.0, from_presence: bool = False, **kwargs):
+    def __init__(self, rate: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= rate < 1:
             raise ValueError(f"modality dropout rate must be in [0, 1), got {rate}")
-        self.rate, self.from_presence = rate, from_presence
+        self.rate = rate
         self.seed_generator = keras.random.SeedGenerator(1337)
+
+    @classmethod
+    def from_config(cls, config):
+        # Fusions saved before the presence flag (from_presence false) fed the raw input here;
+        # reading it as a flag would silently change their scores, so they are refused.
+        if not config.pop("from_presence", True):
+            raise OutdatedRunError("a fusion saved before presence flags (MissingModality "
+                                   "reading the raw input)")
+        return cls(**config)
 
     def build(self, input_shape):
         self.stand_in = self.add_weight(name="stand_in", shape=(input_shape[0][-1],),
                                         initializer="zeros")
 
     def call(self, inputs, training=False):
-        embedding, raw = inputs
-        there = raw[:, 0] > 0 if self.from_presence else present(raw)
+        embedding, flag = inputs
+        there = flag[:, 0] > 0
         if training and self.rate > 0:
             keep = keras.random.uniform((ops.shape(embedding)[0],), seed=self.seed_generator) >= self.rate
             there = ops.logical_and(there, keep)
@@ -126,7 +138,7 @@ class MissingModality(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "from_presence": self.from_presence}
+        return {**super().get_config(), "rate": self.rate}
 
 
 @keras.saving.register_keras_serializable(package="mmgenre")

@@ -15,8 +15,12 @@ import zipfile
 
 import keras
 
+from mmgenre.models.layers import OutdatedRunError
+
 # Layer classes whose deserialisation runs code from the file (Keras refuses them in safe mode).
 CODE_LAYERS = ("Lambda", "TFSMLayer")
+RETRAIN = ("retrain it with this version (mmgenre train --config RUN/config.yaml --workdir NEW_DIR), "
+           "or load it with the mmgenre that trained it")
 
 
 def layer_classes(path: str) -> list:
@@ -63,6 +67,8 @@ def load_model(path: str, allow_external_code: bool = False):
             # mmgenre compiles a fresh optimizer after loading; the saved one is not needed.
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             return keras.models.load_model(path, safe_mode=not allow_external_code)
+    except OutdatedRunError as err:
+        raise OutdatedRunError(f"{path} is {err}, which this mmgenre no longer loads; {RETRAIN}") from None
     except ValueError as err:
         if "safe_mode" in str(err) or "unsafe" in str(err).lower():
             unsafe = sorted({c for c in layer_classes(path) if c in CODE_LAYERS}) or ["unknown"]
@@ -76,5 +82,5 @@ def load_model(path: str, allow_external_code: bool = False):
                          "cut short by a kill: delete it or rerun the training") from None
     except TypeError as err:  # a layer class this mmgenre does not know
         first = str(err).split(". ")[0]
-        raise ValueError(f"{path} holds a layer this version of mmgenre cannot build ({first}); "
-                         "load it with the mmgenre version that trained it") from None
+        raise OutdatedRunError(f"{path} holds a layer this version of mmgenre cannot build "
+                               f"({first}); {RETRAIN}") from None
