@@ -94,15 +94,17 @@ def test_probe_head_is_scikit_learns_regression_and_platt_calibrates(text_run):
     from mmgenre.evaluation.metrics import calibration_metrics
     from mmgenre.models import registry
     from mmgenre.models.saving import load_model
-    from mmgenre.training import solve
+    from mmgenre.training.calibration import platt, sigmoid
+    from mmgenre.training.cross_validation import out_of_fold_logits
+    from mmgenre.training.probe_features import split_features
 
     cfg, run_dir, results = text_run
     model = load_model(os.path.join(run_dir, "best.keras"))
     prepared = prepare_data(cfg.data, registry.get("linear_probe", cfg.model.params),
                             show_progress=False)
     (train, y_train), (test, _) = prepared.splits["train"], prepared.splits["test"]
-    x_train = solve.split_features(model, ["tfidf", "minilm"], train)
-    x_test = solve.split_features(model, ["tfidf", "minilm"], test)
+    x_train = split_features(model, ["tfidf", "minilm"], train)
+    x_test = split_features(model, ["tfidf", "minilm"], test)
     logits = keras.Model(model.inputs, model.get_layer("logits").output)
     got = logits.predict({"overview": np.asarray(list(test["overview"]), dtype=object)}, verbose=0)
     for g in range(y_train.shape[1]):  # the same optimum as an independent scikit-learn fit
@@ -112,11 +114,11 @@ def test_probe_head_is_scikit_learns_regression_and_platt_calibrates(text_run):
     # The balanced regression's raw sigmoid overstates rare genres; Platt scaling fitted on
     # out-of-fold train logits keeps each genre's ranking and lowers the calibration error.
     y_test = prepared.splits["test"][1]
-    scale, offset = solve.platt(solve.out_of_fold_logits(x_train, y_train, 0.3, 3), y_train)
-    raw, platt = solve.sigmoid(got), solve.sigmoid(scale * got + offset)
+    scale, offset = platt(out_of_fold_logits(x_train, y_train, 0.3, 3), y_train)
+    raw, calibrated = sigmoid(got), sigmoid(scale * got + offset)
     assert (scale > 0).all()
-    assert calibration_metrics(y_test, platt)["ece"] < calibration_metrics(y_test, raw)["ece"]
-    assert calibration_metrics(y_test, platt)["brier"] < calibration_metrics(y_test, raw)["brier"]
+    assert calibration_metrics(y_test, calibrated)["ece"] < calibration_metrics(y_test, raw)["ece"]
+    assert calibration_metrics(y_test, calibrated)["brier"] < calibration_metrics(y_test, raw)["brier"]
     assert results["splits"]["test"]["at_0.5"]["ece"] == pytest.approx(
         calibration_metrics(y_test, raw)["ece"], abs=1e-4)
 
@@ -156,7 +158,7 @@ def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(syntheti
 
 
 def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path):
-    from mmgenre.training.solve import FeatureMismatch
+    from mmgenre.training.graph_check import FeatureMismatch
     from mmgenre.training.trainer import train_and_evaluate
 
     with pytest.raises(ValueError, match="features must be 'tfidf' or a known encoder"):

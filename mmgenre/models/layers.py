@@ -240,7 +240,7 @@ class PlattCalibration(keras.layers.Layer):
     """Per-genre Platt scaling (Platt 1999): logits z -> sigmoid(a * z + b).
 
     The scales a and offsets b are fitted outside the graph on out-of-fold
-    train logits (``mmgenre.training.solve``) and stored here as non-trainable
+    train logits (``mmgenre.training.calibration``) and stored here as non-trainable
     weights, so the saved model outputs calibrated probabilities by itself.
     Identity scale and zero offset by default: plain sigmoid.
 

@@ -1,7 +1,7 @@
 """Train an encoder head on cached features: out-of-fold logits, Platt calibration, final fit.
 
 An "encoder_head" model's backbones are frozen, so each movie's features are
-computed once (``solve.feature_block``: embedding caches for encoders, the
+computed once (``probe_features.feature_block``: embedding caches for encoders, the
 adapted vectorizer for TF-IDF) and every fit after that trains only the small
 head (``mmgenre.models.encoder_head.feature_head``) on arrays, in seconds.
 The same k-fold loop scores a search's trials (``mmgenre.tuning.hypermodels``) and
@@ -22,7 +22,9 @@ from mmgenre import tasks
 from mmgenre.evaluation.metrics import mean_average_precision
 from mmgenre.models.encoder_head import feature_head
 from mmgenre.models.heads import loss_for
-from mmgenre.training import solve
+from mmgenre.training import cross_validation
+from mmgenre.training.calibration import calibrate, sigmoid
+from mmgenre.training.probe_features import adapt_text_features, feature_block
 
 HEAD_ARGS = ("fusion", "units", "dropout", "l2", "modality_dropout", "tfidf_weight", "image_weight")
 
@@ -30,8 +32,8 @@ HEAD_ARGS = ("fusion", "units", "dropout", "l2", "modality_dropout", "tfidf_weig
 def split_blocks(model, features, prepared, precision: str = "float32") -> dict:
     """{split: {feature: (n, dim) float32}} for every non-empty split (encoders at
     ``precision``); fits TF-IDF on train first."""
-    solve.adapt_text_features(model, features, prepared)
-    return {split: {f: solve.feature_block(model, f, rows, precision) for f in features}
+    adapt_text_features(model, features, prepared)
+    return {split: {f: feature_block(model, f, rows, precision) for f in features}
             for split, (rows, _) in prepared.splits.items() if not rows.empty}
 
 
@@ -71,7 +73,7 @@ def out_of_fold(x: dict, y, params, train_cfg, batch_size, folds, seed=0):
                           batch_size, seed + fold)
         return logits(head, {f: a[held_out] for f, a in x.items()})
 
-    oof = solve.out_of_fold(y, folds, seed, fit_predict)
+    oof = cross_validation.out_of_fold(y, folds, seed, fit_predict)
     return oof, mean_average_precision(y, oof)
 
 
@@ -99,10 +101,10 @@ def fit_encoder_head(model, params: dict, prepared, cfg, log=print):
     log(f"{folds}-fold train mAP {cv_map:.4f} ({time.time() - started:.1f} s)")
     head = train_head(x["train"], y, params, cfg.train, cfg.data.batch_size, seed)
     model.get_layer("head").set_weights(head.get_weights())
-    scale, offset = solve.calibrate(model, oof, y, params["calibration"])
-    probs = {s: solve.sigmoid(scale * logits(head, blocks) + offset).astype("float32")
+    scale, offset = calibrate(model, oof, y, params["calibration"])
+    probs = {s: sigmoid(scale * logits(head, blocks) + offset).astype("float32")
              for s, blocks in x.items() if s != "train"}
     log(f"head trained in {time.time() - started:.1f} s")
     extra = {"cv_train_mAP": cv_map, "folds": folds, "calibration": params["calibration"],
              "head_seconds": round(time.time() - started, 1)}
-    return probs, solve.sigmoid(scale * oof + offset).astype("float32"), extra
+    return probs, sigmoid(scale * oof + offset).astype("float32"), extra

@@ -22,6 +22,7 @@ from mmgenre.data.prepare import PreparedData, make_split_dataset, takes_raw_tex
 from mmgenre.encoders import sources
 from mmgenre.models import heads, registry
 from mmgenre.training import distributed, feature_cache
+from mmgenre.training.graph_check import check_image_size
 
 
 class TrainingDiverged(ValueError):
@@ -35,6 +36,16 @@ def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
         cfg.model.name, cfg.model.params, num_genres=len(prepared.vocab), task=cfg.data.task,
         image_size=tuple(cfg.data.image_size), vocab_size=vocab_size,
         sequence_length=cfg.data.sequence_length)
+
+
+def build_over_encoders(cfg, prepared, features, log=print):
+    """The model of ``cfg`` once its encoders are prepared (pinned, hash-checked packages;
+    idempotent) and the poster size checked against theirs."""
+    for feature in features:
+        if feature in sources.KNOWN:
+            log(f"encoder {feature}: {sources.prepare(feature)}")
+    check_image_size(features, cfg.data.image_size)
+    return build_for_data(cfg, prepared)
 
 
 def loss_for(cfg: config_lib.ExperimentConfig, prepared: PreparedData | None = None):

@@ -162,7 +162,7 @@ def run_score_fusion(runs: list, out_dir: str, data_cfg=None,
     from mmgenre.evaluation import evaluate
     from mmgenre.runs import clear_complete
     from mmgenre.training import thresholds as thresholds_lib
-    from mmgenre.training.solve import platt, sigmoid
+    from mmgenre.training.calibration import platt, sigmoid
 
     clear_complete(out_dir)  # before the model changes: a kill leaves an unfinished folder
 
@@ -237,7 +237,7 @@ def save_fused_model(runs, members, weights, calibration, space, weighting, out_
     from mmgenre import config as config_lib
     from mmgenre.files import save_model
     from mmgenre.models import registry
-    from mmgenre.training.solve import FeatureMismatch, check_graph
+    from mmgenre.training.graph_check import FeatureMismatch, check_graph
 
     keep = [i for i, w in enumerate(weights) if w > 0]
     runs, members, weights = ([runs[i] for i in keep], [members[i] for i in keep],

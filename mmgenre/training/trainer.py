@@ -33,7 +33,7 @@ from mmgenre.models import registry, weights
 from mmgenre.models.quantized import as_served, int8_encoders
 from mmgenre.models.saving import load_model
 from mmgenre.progress import timed
-from mmgenre.training import cached_head, distributed, fit, solve
+from mmgenre.training import cached_head, distributed, fit, graph_check, solve
 from mmgenre.training import thresholds as thresholds_lib
 
 # How a model over frozen backbones (registry ``fitted_by``) gets its head from cached features:
@@ -182,11 +182,11 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     graph, scored."""
     started = time.time()
     params = {**spec.hyperparameters(), **cfg.model.params}
-    model = solve.build_over_encoders(cfg, prepared, params["features"])
+    model = fit.build_over_encoders(cfg, prepared, params["features"])
     probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](model, params, prepared, cfg)
     # At int8 the check runs the int8 pipeline the run is served with (models.quantized).
-    extra["graph_check_max_diff"] = solve.check_graph(as_served(model, params), cfg.data, prepared,
-                                                      probs["dev"])
+    extra["graph_check_max_diff"] = graph_check.check_graph(as_served(model, params), cfg.data,
+                                                            prepared, probs["dev"])
     extra.update(int8_encoders(params))
     with timed(f"save {cfg.name}'s whole graph"):
         files.save_model(model, runs.RunFolder(run_dir).model)

@@ -154,7 +154,7 @@ def _gradient_hypermodel(search, cfg, prepared, log_path):
 def _cached_feature_hypermodel(search, cfg, prepared, log_path):
     """(hypermodel, objective): features computed once, each trial cross-validates a head."""
     from mmgenre.models import registry
-    from mmgenre.training import cached_head, solve
+    from mmgenre.training import cached_head, fit
     from mmgenre.tuning.hypermodels import CachedFeatureHyperModel
 
     objective = CachedFeatureHyperModel.OBJECTIVE
@@ -165,7 +165,7 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
         raise config_lib.ConfigError("hyperband shares out epochs between trials; a head on cached "
                                      "features trains in seconds: use tuner random or bayesian")
     params = {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
-    model = solve.build_over_encoders(cfg, prepared, params["features"])
+    model = fit.build_over_encoders(cfg, prepared, params["features"])
     started = time.time()
     x = cached_head.split_blocks(model, params["features"], prepared,
                                  params.get("precision", "float32"))["train"]
