@@ -280,7 +280,8 @@ def main(argv=None):
 def bootstrap_section(folders, pair, data_cfg, seed, resamples, rule="dev mAP") -> str:
     """Markdown: 95% paired bootstrap intervals of test mAP per row, and of the difference
     between the two rows of ``pair`` (fused, unimodal: ``common.dev_choice``) when given."""
-    from mmgenre.evaluation.intervals import paired_bootstrap
+    from intervals import paired_bootstrap
+
     from mmgenre.evaluation.metrics import mean_average_precision
     from mmgenre.evaluation.saved_scores import aligned_probabilities
 

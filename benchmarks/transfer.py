@@ -35,11 +35,11 @@ import_tensorflow_quietly()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from intervals import paired_bootstrap  # noqa: E402
 
 from mmgenre import runs as runs_lib  # noqa: E402
 from mmgenre.data.records import load_records  # noqa: E402
 from mmgenre.evaluation import reports  # noqa: E402
-from mmgenre.evaluation.intervals import paired_bootstrap  # noqa: E402
 from mmgenre.inference import evaluate_run, open_run, prepare_for_run  # noqa: E402
 
 IMDB_SPELLING = {"Science Fiction": "Sci-Fi"}

@@ -1,6 +1,7 @@
 """Paired bootstrap intervals over movies (Efron & Tibshirani 1993; Koehn 2004 for paired
 comparisons): resample the test movies with replacement, score every model on the same
-resample, and read the 2.5th and 97.5th percentiles."""
+resample, and read the 2.5th and 97.5th percentiles. Only the benchmarks' tables use them
+(``accuracy.py --bootstrap``, ``transfer.py``), so they live beside them."""
 
 from __future__ import annotations
 
