@@ -25,6 +25,22 @@ def test_thresholds_are_tuned_per_genre_and_default_without_positives():
     assert thresholds[1] == 0.5  # no positive: nothing to tune
 
 
+def test_per_genre_thresholds_maximise_scikit_learns_f1_nearest_half_on_ties():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y_true = (rng.random((150, 6)) < [0.5, 0.3, 0.1, 0.05, 0.02, 0.0]).astype(int)
+    y_prob = np.round(rng.random((150, 6)) * 0.7 + y_true * 0.2, 1)  # coarse: many ties
+    grid = thresholds_lib.THRESHOLD_GRID
+    for g, chosen in enumerate(thresholds_lib.tune_thresholds(y_true, y_prob)):
+        if not y_true[:, g].any():
+            assert chosen == 0.5
+            continue
+        f1 = {t: f1_score(y_true[:, g], y_prob[:, g] >= t, zero_division=0) for t in grid}
+        best = [t for t in grid if f1[t] == max(f1.values())]
+        assert chosen == min(best, key=lambda t: abs(t - 0.5))
+
+
 def test_prevalence_thresholds_flag_a_multiple_of_the_train_frequency():
     rng = np.random.default_rng(0)
     y_true = (rng.random((200, 3)) < [0.5, 0.1, 0.02]).astype(int)

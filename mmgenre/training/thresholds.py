@@ -10,7 +10,6 @@ anybody else's data. Test never influences them.
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from mmgenre import runs, tasks
 from mmgenre.decisions import Thresholds
@@ -27,12 +26,17 @@ def tune_thresholds(y_true: np.ndarray, y_prob: np.ndarray, grid=THRESHOLD_GRID)
     Ties pick the threshold closest to 0.5 so a flat F1 curve does not drift.
     """
     thresholds = np.full(y_true.shape[1], 0.5)
-    order = np.argsort(np.abs(grid - 0.5), kind="stable")
+    candidates = np.asarray(grid)[np.argsort(np.abs(np.asarray(grid) - 0.5), kind="stable")]
     for g in range(y_true.shape[1]):
-        if y_true[:, g].sum() == 0:
+        positive = np.asarray(y_true[:, g]) > 0
+        if not positive.any():
             continue
-        scores = [skm.f1_score(y_true[:, g], y_prob[:, g] >= t, zero_division=0) for t in grid[order]]
-        thresholds[g] = grid[order][int(np.argmax(scores))]
+        # scikit-learn's F1, 2 tp / (positives + predicted), for every threshold at once: one
+        # f1_score call per threshold cost 0.65 s of a tiny run's 8 s, mostly argument checks.
+        predicted = np.asarray(y_prob[:, g])[:, None] >= candidates[None, :]  # (n, thresholds)
+        tp = (predicted & positive[:, None]).sum(axis=0)
+        scores = 2.0 * tp / (positive.sum() + predicted.sum(axis=0))
+        thresholds[g] = candidates[int(np.argmax(scores))]
     return thresholds
 
 
