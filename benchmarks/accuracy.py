@@ -27,6 +27,7 @@ seeds, with the constant train-frequency prior as a baseline row) and OUT.png.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shlex
 import sys
@@ -81,6 +82,8 @@ def release_models():
     built, and each row over MPNet added about 0.4 GB (four MPNet probes in one process
     peaked at 3.3 GB)."""
     keras.backend.clear_session(free_memory=True)
+    if sys.platform.startswith("linux"):  # glibc keeps freed heap pages; hand them back
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg, timings):
