@@ -53,8 +53,7 @@ def _train(name, cfg, root):
 @pytest.fixture(scope="module")
 def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
     """One tiny run of each kind: gradient poster and text models, a gradient fusion, a
-    solved probe over both inputs, a Keras head on cached features, a score fusion. The probes
-    see 60 train movies (every dev and test one): fewer 224x224 posters to embed."""
+    solved probe over both inputs, a Keras head on cached features, a score fusion."""
     from test_probe import probe_config
 
     from mmgenre.training.late_fusion import run_score_fusion
@@ -67,11 +66,10 @@ def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
         "fusion": _train("fusion", tiny_config(synthetic_dir, "fusion", {
             "image_branch": "cnn", "text_branch": "bag_of_words", "fusion_units": 16}, **one_epoch), root),
         "linear_probe": _train("linear_probe", probe_config(
-            synthetic_dir, ["tfidf", "efficientnet_lite0"], limit=60, c=0.3), root),
+            synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3), root),
         # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
         "int8_probe": _train("int8_probe", probe_config(
-            synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], limit=60, c=0.3, precision="int8"),
-            root),
+            synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], c=0.3, precision="int8"), root),
         "int8_head": _train("int8_head", tiny_config(
             synthetic_dir, "encoder_head", {"features": ["minilm"], "folds": 2, "precision": "int8"},
             evaluation={"threshold_split": "train_oof"}), root),
