@@ -58,6 +58,18 @@ def load_bundle(folder):
     return module.Bundle(folder)
 
 
+def timed_calls(call, calls: int, warm_up: int = 5) -> list:
+    """Seconds of each of ``calls`` calls of ``call()`` after ``warm_up`` untimed ones."""
+    for _ in range(warm_up):
+        call()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def stage_times(bundle, poster: bytes, overview: str, calls: int) -> dict:
     """p50 ms of each stage of the int8 bundle's single-movie call (``Bundle.predict``'s own
     steps, timed apart): decoding and tokenizing, each encoder, the head; and their sum.
@@ -84,16 +96,7 @@ def stage_times(bundle, poster: bytes, overview: str, calls: int) -> dict:
         features["overview"] = raw["overview"]
     head_inputs = {k: tf.convert_to_tensor(v) for k, v in features.items()}
     stages["head"] = lambda: bundle.graphs.head(head_inputs)
-    out = {}
-    for label, call in stages.items():
-        for _ in range(5):
-            call()
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        out[label] = percentiles(times)[0]
+    out = {label: percentiles(timed_calls(call, calls))[0] for label, call in stages.items()}
     out["sum of stages"] = sum(out.values())
     return out
 
@@ -128,14 +131,7 @@ def measure(config, data, workdir, calls, batch_size, precision="float32"):
     out = {"model": cfg.name, "precision": precision}
     for label, call in (("exported, raw inputs", lambda: serve(raw)),
                         ("in-process predict_movie", lambda: predict_movie(run, **given))):
-        for _ in range(5):
-            call()
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        out[f"{label} p50 ms"], out[f"{label} p99 ms"] = percentiles(times)
+        out[f"{label} p50 ms"], out[f"{label} p99 ms"] = percentiles(timed_calls(call, calls))
     batch = {m: tf.constant([v.numpy()[0]] * batch_size) for m, v in raw.items()}
     serve(batch)
     start, n = time.perf_counter(), 0
