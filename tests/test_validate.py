@@ -104,3 +104,26 @@ def test_validate_cli_exit_code_and_report(messy_dir, synthetic_dir, capsys):
     assert "truncated_image" in out and "format_mismatch" in out
     assert main(["validate", synthetic_dir, "--strict"]) == 0
     assert "no problems found" in capsys.readouterr().out
+
+
+def test_a_poster_is_decoded_once_per_process_until_its_file_changes(tmp_path, monkeypatch):
+    from mmgenre.data import validate as validate_lib
+
+    root = tmp_path / "once"
+    (root / "posters").mkdir(parents=True)
+    write_image(root / "posters/a.jpg")
+    write_csv_dataset(root, [dict(id="a", title="A", genres="Drama", overview="x", split="train",
+                                  poster="posters/a.jpg")])
+    decoded = []
+    inspect = validate_lib.inspect_poster
+    monkeypatch.setattr(validate_lib, "inspect_poster",
+                        lambda path, limit: decoded.append(path) or inspect(path, limit))
+    for _ in range(2):
+        table, report = validate(load_records(str(root)), show_progress=False)
+        assert report.ok and bool(table["has_poster"][0])
+    assert len(decoded) == 1  # the second validation reused the first's decode
+    poster = root / "posters/a.jpg"
+    poster.write_bytes(poster.read_bytes()[:40])  # cut short: another size, another file
+    with pytest.warns(UserWarning, match="truncated_image"):
+        table, report = validate(load_records(str(root)), show_progress=False)
+    assert len(decoded) == 2 and report.counts == {"truncated_image": 1}
