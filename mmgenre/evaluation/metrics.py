@@ -58,6 +58,19 @@ def mean_average_precision(y_true: np.ndarray, y_prob: np.ndarray) -> float:
                           for g in np.flatnonzero(present)]))
 
 
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro-F1 of (n, n_genres) 0/1 targets and predictions over the genres with a positive
+    here (0.0 when none has)."""
+    y_true = np.asarray(y_true).astype(int)
+    present = np.flatnonzero(y_true.sum(axis=0) > 0)
+    if not len(present):
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(skm.f1_score(y_true, np.asarray(y_pred).astype(int), average="macro",
+                                  zero_division=0, labels=present))
+
+
 def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds=0.5) -> dict:
     """Headline metrics for (n, n_genres) 0/1 targets and probabilities.
 
@@ -72,8 +85,7 @@ def multilabel_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds=0.5) -
         warnings.simplefilter("ignore")
         f1 = {avg: float(skm.f1_score(y_true, y_pred, average=avg, zero_division=0))
               for avg in ("micro", "weighted", "samples")}
-        f1["macro"] = float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0,
-                                         labels=present)) if len(present) else 0.0
+    f1["macro"] = macro_f1(y_true, y_pred)
     top = np.argmax(y_prob, axis=1)
     return {
         "micro_f1": f1["micro"], "macro_f1": f1["macro"], "weighted_f1": f1["weighted"],

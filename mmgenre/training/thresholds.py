@@ -13,7 +13,7 @@ import numpy as np
 
 from mmgenre import runs, tasks
 from mmgenre.decisions import Thresholds
-from mmgenre.evaluation.metrics import multilabel_metrics
+from mmgenre.evaluation.metrics import macro_f1
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 PREVALENCE_FACTORS = (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -59,7 +59,8 @@ def prevalence_thresholds(y_true: np.ndarray, y_prob: np.ndarray, train_prevalen
         quantiles = np.clip(1.0 - factor * prevalence, 0.0, 1.0)
         return np.array([np.quantile(y_prob[:, g], quantiles[g]) for g in range(y_prob.shape[1])])
 
-    scores = [multilabel_metrics(y_true, y_prob, at(f))["macro_f1"] for f in factors]
+    # Macro-F1 alone: the whole table per factor (mAP, calibration) cost 0.3 s of a tiny run.
+    scores = [macro_f1(y_true, y_prob >= at(f)) for f in factors]
     return at(factors[int(np.argmax(scores))])
 
 
