@@ -92,19 +92,21 @@ ONE_INPUT = {"cnn": "poster", "bag_of_words": "overview", "encoder_head": "overv
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, runs_of_every_kind,
-                                                                        travel_dir, tmp_path):
-    from mmgenre.inference import evaluate_run
+                                                                        travel_dir, tmp_path, capsys):
+    from mmgenre.cli import main
 
     run_dir = runs_of_every_kind[kind]
     out = str(tmp_path / "eval")
-    results = evaluate_run(run_dir, travel_dir, "test", out_dir=out)
+    # `mmgenre evaluate RUN --data DIR` as a user types it (the split defaults to test).
+    assert main(["evaluate", run_dir, "--data", travel_dir, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    saved = results = json.load(open(os.path.join(out, "metrics.json")))
     mapping = results["genre_mapping"]
+    assert f"genre spellings mapped: {mapping['renamed']}" in printed  # printed and recorded
     assert mapping["renamed"] == {"Sci-Fi": "Science Fiction", "comedy": "Comedy"}
     # Every third test movie lists Film-Noir; a poster model cannot read 2 of them, a text model 1.
     assert mapping["ignored"] == {"Film-Noir": {"poster": 10, "overview": 11}.get(ONE_INPUT.get(kind), 12)}
     assert "Science Fiction" in mapping["shared"]
-    saved = json.load(open(os.path.join(out, "metrics.json")))
-    assert saved["genre_mapping"] == mapping  # recorded, not only printed
     run_metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     # The run's thresholds, as fitted in training; nothing chosen on this data.
     assert (saved["threshold_rule"], saved["threshold_split"]) == (

@@ -17,6 +17,7 @@ evaluation, batch prediction and `predict` use it unchanged.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import keras
@@ -31,6 +32,19 @@ def precision_of(model_params: dict) -> str:
     return check_precision(model_params.get("precision", "float32"))
 
 
+def inference_function(model):
+    """``model`` (a Keras model) for inference as its own tf.function, shapes relaxed.
+
+    Why not ``predict``/``predict_on_batch``: their step function is one piece of code that
+    TensorFlow counts across every new model a process builds (a run, a fold's head), and
+    from the fifth it printed a retracing warning no user can act on (the README's first
+    command printed it twice per probe row). TensorFlow counts a function without code of its
+    own (this partial) apart. Not eager either: keras-hub's tokenizers return Python lists
+    there.
+    """
+    return tf.function(functools.partial(model, training=False), reduce_retracing=True)
+
+
 class Int8Pipeline:
     """``model`` (a linear_probe or encoder_head graph) with ``features``' encoders at int8.
 
@@ -43,12 +57,8 @@ class Int8Pipeline:
         self.input = model.input
         self.encoders = [f for f in self.features if f != TFIDF]
         self.head = head_on_features(model, self.features)
-        # One traced function each, shapes relaxed: Keras' predict_on_batch traced these small
-        # graphs per pipeline and TensorFlow warned of retracing in every run; eager calls of
-        # the keras-hub tokenizer return Python lists.
-        self._head = tf.function(self.head, reduce_retracing=True)
-        self.prepare = {f: tf.function(encoder_inputs(model, f), reduce_retracing=True)
-                        for f in self.encoders}
+        self._head = inference_function(self.head)
+        self.prepare = {f: inference_function(encoder_inputs(model, f)) for f in self.encoders}
         self.run = {f: int8_encoder(f, feature_kind(f)) for f in self.encoders}
 
     def embeddings(self, inputs) -> dict:

@@ -12,7 +12,6 @@ own fit, and dev and test are only scored.
 
 from __future__ import annotations
 
-import functools
 import time
 
 import keras
@@ -23,6 +22,7 @@ from mmgenre import tasks
 from mmgenre.evaluation.metrics import mean_average_precision
 from mmgenre.models.encoder_head import feature_head
 from mmgenre.models.heads import loss_for
+from mmgenre.models.quantized import inference_function
 from mmgenre.training import cross_validation
 from mmgenre.training.calibration import calibrate, sigmoid
 from mmgenre.training.probe_features import adapt_text_features, feature_block
@@ -64,13 +64,9 @@ def train_head(x: dict, y: np.ndarray, params: dict, train_cfg, batch_size: int,
 
 
 def logits(head, x: dict, batch_size: int = 1024) -> np.ndarray:
-    """(n, genres) float64 logits of ``head`` on features ``x`` {feature: (n, dim)}.
-
-    The head runs as its own tf.function, batch by batch as ``predict`` ran it: ``predict``'s
-    one step function is counted by TensorFlow across the k-fold's new heads, and from the
-    fifth it printed a retracing warning that no user can act on.
-    """
-    step = tf.function(functools.partial(head, training=False), reduce_retracing=True)
+    """(n, genres) float64 logits of ``head`` on features ``x`` {feature: (n, dim)}, batch by
+    batch as ``predict`` ran it (``inference_function``: no retracing warning per fold)."""
+    step = inference_function(head)
     n = len(next(iter(x.values())))
     return np.concatenate([np.asarray(step({f: a[i:i + batch_size] for f, a in x.items()}))
                            for i in range(0, n, batch_size)]).astype(np.float64)

@@ -7,12 +7,11 @@ and the first dev rows run through the whole graph must match.
 
 from __future__ import annotations
 
-import functools
-
+import keras
 import numpy as np
-import tensorflow as tf
 
 from mmgenre.models.probe import TFIDF, feature_kind
+from mmgenre.models.quantized import inference_function
 
 GRAPH_CHECK_ROWS = 8  # dev rows run through the whole graph to check the cached features
 GRAPH_CHECK_TOLERANCE = 1e-4
@@ -50,13 +49,8 @@ def check_graph(model, data_cfg, prepared, cached_probs, rows: int = GRAPH_CHECK
     n = min(rows, len(dev_rows))
     ds = make_split_dataset(data_cfg, prepared, "dev", raw_text=True).unbatch().take(n).batch(n)
     x, _ = next(iter(ds))  # one batch of n rows
-    # A Keras model runs as its own tf.function: predict_on_batch's step function is one piece
-    # of code that TensorFlow counts across models, so from a process's fifth run on (README's
-    # first command) it warned of retracing, which no user can act on. TensorFlow counts a
-    # function without code of its own (this partial) apart. Not eagerly: keras-hub's
-    # tokenizers return Python lists there. An Int8Pipeline has predict_on_batch only.
-    probs = (tf.function(functools.partial(model, training=False))(x) if callable(model)
-             else model.predict_on_batch(x))
+    probs = (inference_function(model)(x) if isinstance(model, keras.Model)
+             else model.predict_on_batch(x))  # an Int8Pipeline
     diff = float(np.max(np.abs(np.asarray(probs) - cached_probs[:n])))
     if not diff <= GRAPH_CHECK_TOLERANCE:
         raise FeatureMismatch(
