@@ -1,5 +1,6 @@
 """Shared fixtures: tiny datasets made at run time, tiny configs."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -59,6 +60,41 @@ def write_csv_dataset(root, rows):
     return str(root)
 
 
+# One-epoch runs that several modules read and never change (serving, travel, score fusion);
+# each used to be trained by two or three modules a suite. The modules that take them share
+# the xdist group SHARED_RUNS_GROUP, so each run trains once per suite.
+SHARED_RUNS = {
+    "cnn": ("cnn", {}),
+    "bag_of_words": ("bag_of_words", {}),
+    "lstm": ("lstm", {}),
+    "fusion": ("fusion", {"image_branch": "cnn", "text_branch": "bag_of_words",
+                          "modality_dropout": 0.2, "fusion_units": 16}),
+    "tfidf_probe": ("linear_probe", {"features": ["tfidf"], "folds": 2}),
+}
+SHARED_RUNS_GROUP = "shared_runs"
+
+
+def shared_run_config(data_path, name):
+    model, params = SHARED_RUNS[name]
+    return tiny_config(data_path, model, params, train={"epochs": 1})
+
+
+@pytest.fixture(scope="session")
+def shared_runs(synthetic_dir, tmp_path_factory):
+    """{name in SHARED_RUNS: run folder}, each trained on first use in this test process."""
+    from mmgenre.training.trainer import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("shared-runs")
+
+    class Runs(dict):
+        def __missing__(self, name):
+            train_and_evaluate(shared_run_config(synthetic_dir, name), str(root / name), verbose=0)
+            self[name] = str(root / name)
+            return self[name]
+
+    return Runs()
+
+
 @pytest.fixture
 def mmimdb_dir(tmp_path):
     """A tiny MM-IMDb layout: dataset/<id>.json + .jpeg and split.json."""
@@ -77,6 +113,31 @@ def mmimdb_dir(tmp_path):
     return str(root)
 
 
+# The test EfficientNet-Lite0 (random weights, full width) is prepared for the tiny posters'
+# own 32x32: at its real 224x224 it spent about 60 s of the suite's CPU in convolutions.
+LITE0_TEST_SIZE = 32
+
+
+def _small_poster_source():
+    from mmgenre.encoders import sources
+
+    @dataclasses.dataclass(frozen=True)
+    class SmallPosterSource(sources.Source):
+        """The real converter, then the prepared config's poster size set to LITE0_TEST_SIZE
+        (before preparation records each file's SHA-256)."""
+
+        def unpack(self, unpacked, out):
+            super().unpack(unpacked, out)
+            path = os.path.join(out, "config.json")
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+            config["mmgenre"]["image_size"] = LITE0_TEST_SIZE
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(config, f)
+
+    return SmallPosterSource
+
+
 @pytest.fixture(scope="session")
 def prepared_encoders(tmp_path_factory):
     """(home, wheels, known): the known encoders prepared once per test process from tiny wheels
@@ -93,6 +154,7 @@ def prepared_encoders(tmp_path_factory):
     known = {name: sources.KNOWN[name].__class__(**{**sources.KNOWN[name].__dict__,
                                                     "sha256": file_sha256(wheel)})
              for name, wheel in wheels.items()}
+    known["efficientnet_lite0"] = _small_poster_source()(**known["efficientnet_lite0"].__dict__)
     parts = mpnet_wheels(tmp)
     hashes = [file_sha256(p) for p in parts]
     known["mpnet"] = sources.KNOWN["mpnet"].__class__(

@@ -13,9 +13,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("probe")]
 
 
 def probe_config(data_path, features, limit=None, **params):
-    """Posters at EfficientNet-Lite0's 224x224; ``limit`` rows per split keep the encoders quick."""
+    """Posters at the test EfficientNet-Lite0's 32x32 (conftest); ``limit`` rows per split keep the
+    encoders quick."""
     return tiny_config(data_path, "linear_probe", {"features": features, "folds": 3, **params},
-                       data={"image_size": [224, 224], "limit": limit})
+                       data={"limit": limit})
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path):
     # Posters at another size than the encoder's own: the graph would not reproduce the cached
     # embeddings, so the run stops before saving a model that scores differently.
     cfg = tiny_config(synthetic_dir, "linear_probe", {"features": ["efficientnet_lite0"], "c": 0.1,
-                                                      "folds": 2})
+                                                      "folds": 2}, data={"image_size": [48, 48]})
     with pytest.raises(FeatureMismatch, match="data.image_size"):
         train_and_evaluate(cfg, str(tmp_path / "c"))
     assert not os.path.exists(os.path.join(tmp_path, "c", "best.keras"))

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import SHARED_RUNS_GROUP, shared_run_config, tiny_config
 
 from mmgenre.evaluation import saved_scores
 from mmgenre.models.layers import ScoreFusion
@@ -35,18 +35,16 @@ def test_score_fusion_layer_equals_the_numpy_fusion(space):
 
 
 @pytest.mark.slow
-def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, tmp_path,
-                                                                         monkeypatch):
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
+def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, shared_runs,
+                                                                         tmp_path, monkeypatch):
     from classical import run_classical
 
     from mmgenre.evaluation.metrics import calibration_metrics
     from mmgenre.inference import evaluate_run, load_run, predict_movie
     from mmgenre.training.trainer import train_and_evaluate
 
-    text = tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf"], "folds": 2})
-    train_and_evaluate(text, str(tmp_path / "text"))
-    train_and_evaluate(tiny_config(synthetic_dir, "cnn", train={"epochs": 2}), str(tmp_path / "poster"))
-    members = [str(tmp_path / "poster"), str(tmp_path / "text")]
+    members = [shared_runs["cnn"], shared_runs["tfidf_probe"]]
     out = str(tmp_path / "fused")
     fused = score_fusion.run_score_fusion(members, out)
     assert fused["fused_model"] == "best.keras", fused["fused_model_note"]
@@ -88,7 +86,7 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
 
     # A member without a graph (a classical baseline): the folder is a report, and a rerun
     # into a folder that held a fused model removes that model.
-    run_classical(text.data, "tfidf", str(tmp_path / "classical"))
+    run_classical(shared_run_config(synthetic_dir, "tfidf_probe").data, "tfidf", str(tmp_path / "classical"))
     report = score_fusion.run_score_fusion([members[0], str(tmp_path / "classical")], out)
     assert report["fused_model"] is None and "no best.keras" in report["fused_model_note"]
     assert not os.path.exists(os.path.join(out, "best.keras"))
@@ -113,10 +111,8 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
         train_and_evaluate(tiny_config(synthetic_dir, "score_fusion"), str(tmp_path / "t"))
 
     # A member fed token ids (the study's text models) gets its run's vectorizer in front.
-    train_and_evaluate(tiny_config(synthetic_dir, "bag_of_words", train={"epochs": 2}),
-                       str(tmp_path / "words"))
     out4 = str(tmp_path / "with_words")
-    words = score_fusion.run_score_fusion([members[0], str(tmp_path / "words")], out4)
+    words = score_fusion.run_score_fusion([members[0], shared_runs["bag_of_words"]], out4)
     assert words["fused_model"] == "best.keras", words["fused_model_note"]
     evaluate_run(out4, split="test", out_dir=str(tmp_path / "eval4"))
     np.testing.assert_allclose(np.load(tmp_path / "eval4" / "probabilities.npz")["test"],

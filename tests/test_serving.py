@@ -7,28 +7,17 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import SHARED_RUNS_GROUP
 
-from mmgenre.training.trainer import train_and_evaluate
-
-# Slow (trains or embeds: left out of the quick tier); one xdist group, so its module fixtures train once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving")]
-
-MODELS = {"cnn": ("cnn", {}), "lstm": ("lstm", {}),
-          "fusion": ("fusion", {"image_branch": "cnn", "text_branch": "bag_of_words",
-                                "modality_dropout": 0.2, "fusion_units": 16})}
+# Slow (trains: left out of the quick tier); in the shared runs' xdist group (conftest).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("serving")
-    out = {}
-    for name, (model, params) in MODELS.items():
-        # One epoch: export must reproduce predict, whatever the model learned.
-        cfg = tiny_config(synthetic_dir, model, params, train={"epochs": 1})
-        train_and_evaluate(cfg, str(root / name), verbose=0)
-        out[name] = str(root / name)
-    return root, out
+def trained(shared_runs, tmp_path_factory):
+    """(a folder for exports, {name: one-epoch run}): export must reproduce predict, whatever
+    the model learned."""
+    return tmp_path_factory.mktemp("serving"), {name: shared_runs[name] for name in ("cnn", "lstm", "fusion")}
 
 
 _LOAD = """

@@ -14,12 +14,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import SHARED_RUNS_GROUP, tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
-# Slow (trains: left out of the quick tier); one xdist group, so its module fixtures train once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("travel")]
+# Slow (trains: left out of the quick tier); in the shared runs' xdist group (conftest).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 
 IMDB_SPELLING = {"Science Fiction": "Sci-Fi", "Comedy": "comedy"}
 
@@ -51,7 +51,7 @@ def _train(name, cfg, root):
 
 
 @pytest.fixture(scope="module")
-def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
+def runs_of_every_kind(synthetic_dir, encoder_home, shared_runs, tmp_path_factory):
     """One tiny run of each kind: gradient poster and text models, a gradient fusion, a
     solved probe over both inputs, a Keras head on cached features, a score fusion."""
     from test_probe import probe_config
@@ -59,12 +59,8 @@ def runs_of_every_kind(synthetic_dir, encoder_home, tmp_path_factory):
     from mmgenre.training.late_fusion import run_score_fusion
 
     root = tmp_path_factory.mktemp("travel-runs")
-    one_epoch = {"train": {"epochs": 1}}
     out = {
-        "cnn": _train("cnn", tiny_config(synthetic_dir, "cnn", **one_epoch), root),
-        "bag_of_words": _train("bag_of_words", tiny_config(synthetic_dir, "bag_of_words", **one_epoch), root),
-        "fusion": _train("fusion", tiny_config(synthetic_dir, "fusion", {
-            "image_branch": "cnn", "text_branch": "bag_of_words", "fusion_units": 16}, **one_epoch), root),
+        **{name: shared_runs[name] for name in ("cnn", "bag_of_words", "fusion")},
         "linear_probe": _train("linear_probe", probe_config(
             synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3), root),
         # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
