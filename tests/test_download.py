@@ -55,7 +55,8 @@ def server():
             self.wfile.write(body[start:])
 
     httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll: shutdown() waits up to one interval (0.5 s by default, three times a run).
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}/mmimdb.tar.gz", state
     httpd.shutdown()

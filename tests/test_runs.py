@@ -215,14 +215,14 @@ def test_a_second_preparation_waits_for_the_first(tmp_path, capsys):
     folder = str(tmp_path / "locks" / "minilm")
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\nfrom mmgenre import runs\n"
-        f"with runs.locked({folder!r}):\n    print('held', flush=True)\n    time.sleep(1.5)\n")],
+        f"with runs.locked({folder!r}):\n    print('held', flush=True)\n    time.sleep(0.8)\n")],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     started = time.time()
     with runs.waiting_lock(folder, poll=0.1):
         waited = time.time() - started
     holder.wait()
-    assert waited > 0.5
+    assert waited > 0.3
     err = capsys.readouterr().err
     assert "waiting:" in err and "in use by process" in err
     assert not os.path.exists(os.path.join(folder, runs.LOCK))  # released
