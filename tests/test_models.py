@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from helpers import assert_trains_and_round_trips
+from helpers import assert_trains_and_round_trips, outputs
 
 from mmgenre.models import registry
 from mmgenre.models.heads import backbone_and_head, embedding_layer
@@ -46,16 +46,15 @@ def test_every_registered_model_trains_and_round_trips(name, tmp_path):
     model = registry.build_model(name, PARAMS.get(name, {}), task="multilabel", **DATA_ARGS)
     if name != "fusion":  # a backbone and the shared head: the head on its features is the model
         backbone, head = backbone_and_head(model)
-        np.testing.assert_allclose(
-            head.predict(backbone.predict(_inputs(spec), verbose=0), verbose=0),
-            model.predict(_inputs(spec), verbose=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(outputs(head, outputs(backbone, _inputs(spec))),
+                                   outputs(model, _inputs(spec)), rtol=1e-5, atol=1e-6)
     targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
     assert_trains_and_round_trips(model, _inputs(spec), targets, tmp_path)
 
 
 def test_single_label_head_is_softmax():
     model = registry.build_model("cnn", {}, task="single", **DATA_ARGS)
-    probs = model.predict(_inputs(registry.get("cnn")), verbose=0)
+    probs = outputs(model, _inputs(registry.get("cnn")))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
@@ -92,13 +91,13 @@ def test_fusion_combinations_train_and_round_trip(image_branch, text_branch, met
 def test_fusion_accepts_a_missing_modality():
     model = registry.build_model("fusion", {"fusion_units": 8}, **DATA_ARGS)
     inputs = _inputs(registry.get("fusion"))
-    both = model.predict(inputs, verbose=0)
-    no_poster = model.predict({**inputs, "poster": np.zeros_like(inputs["poster"])}, verbose=0)
-    no_text = model.predict({**inputs, "overview": np.zeros_like(inputs["overview"])}, verbose=0)
+    both = outputs(model, inputs)
+    no_poster = outputs(model, {**inputs, "poster": np.zeros_like(inputs["poster"])})
+    no_text = outputs(model, {**inputs, "overview": np.zeros_like(inputs["overview"])})
     assert np.isfinite(no_poster).all() and np.isfinite(no_text).all()
     # With the poster absent the output no longer depends on which poster it was.
     other = {**inputs, "poster": np.zeros_like(inputs["poster"])}
-    np.testing.assert_allclose(model.predict(other, verbose=0), no_poster)
+    np.testing.assert_allclose(outputs(model, other), no_poster)
     assert not np.allclose(both, no_poster)
 
 
@@ -198,8 +197,8 @@ def test_flat_run_folders_from_before_the_head_split_still_transfer(tmp_path):
     assert embedding_layer(head) is None and embedding_layer(backbone_and_head(target)[1]) is not None
     ids = _inputs(registry.get("lstm"))
     np.testing.assert_array_equal(  # the backbone's output is the LSTM's
-        backbone.predict(ids, verbose=0),
-        keras.Model(lstm.inputs, lstm.get_layer("embedding").output).predict(ids, verbose=0))
+        outputs(backbone, ids),
+        outputs(keras.Model(lstm.inputs, lstm.get_layer("embedding").output), ids))
 
 
 def test_attention_ignores_padding_and_sums_to_one():
@@ -228,8 +227,8 @@ def test_the_readme_extension_example_builds_a_cacheable_family(monkeypatch, tmp
     model = registry.build_model("my_poster_model", {"filters": 4}, **DATA_ARGS)
     backbone, head = backbone_and_head(model)
     poster = _inputs(registry.get("my_poster_model"))
-    np.testing.assert_allclose(head.predict(backbone.predict(poster, verbose=0), verbose=0),
-                               model.predict(poster, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(outputs(head, outputs(backbone, poster)),
+                               outputs(model, poster), rtol=1e-6)
     targets = (np.random.default_rng(1).random((4, 4)) > 0.5).astype("float32")
     assert_trains_and_round_trips(model, poster, targets, tmp_path)
 
