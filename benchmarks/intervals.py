@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmgenre.evaluation.metrics import mean_average_precision
+from mmgenre.evaluation.metrics import average_precisions, mean_average_precision
 
 
 def paired_bootstrap(truth: np.ndarray, scores: dict, metric=mean_average_precision,
@@ -47,36 +47,7 @@ def paired_bootstrap(truth: np.ndarray, scores: dict, metric=mean_average_precis
 
 
 def resampled_map(truth: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(resamples,) mean average precision of every resample at once.
-
-    A resample that draws movie i k times is the data with weight k on movie i,
-    and scikit-learn's average precision on the drawn rows (copies tie, so they
-    enter at one threshold) equals the weighted sum over distinct scores of
-    (new true positives / all positives) x precision there. Sorting once per
-    genre and taking cumulative sums over the (resamples, n) weights replaces a
-    thousand scikit-learn calls per genre and model (the large set's headline spent
-    about 3 minutes after its last row that way).
-
-    Args:
-        truth: (n, n_genres) 0/1 targets.
-        scores: (n, n_genres) scores.
-        counts: (resamples, n) how often each movie was drawn.
-    """
-    truth, scores = np.asarray(truth, bool), np.asarray(scores)
-    per_genre = np.full((len(counts), truth.shape[1]), np.nan)
-    for g in range(truth.shape[1]):
-        order = np.argsort(-scores[:, g], kind="stable")
-        ranked = scores[order, g]
-        # The last position of each run of equal scores: precision is read there.
-        ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
-        weights = counts[:, order]
-        true_pos = np.cumsum(weights * truth[order, g], axis=1)[:, ends]
-        drawn = np.cumsum(weights, axis=1)[:, ends]
-        positives = true_pos[:, -1]
-        new_pos = np.diff(true_pos, axis=1, prepend=0)
-        precision = np.divide(true_pos, drawn, out=np.zeros(true_pos.shape), where=drawn > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_genre[:, g] = np.where(positives > 0,
-                                       (new_pos * precision).sum(axis=1) / positives, np.nan)
-    # Like mean_average_precision: over the genres with a positive in that resample.
-    return np.nanmean(per_genre, axis=1)
+    """(resamples,) mean average precision of every resample at once (``counts``: (resamples,
+    n) how often each movie was drawn), over the genres with a positive in that resample, as
+    ``mean_average_precision`` scores one."""
+    return np.nanmean(average_precisions(truth, scores, counts), axis=1)

@@ -129,20 +129,6 @@ def test_paired_bootstrap_known_answers():
     assert low < 0.3 + 0.1 and high > 0.3 - 0.1  # random scores: mAP near prevalence
 
 
-def test_resampled_map_equals_scikit_learn_on_each_resample():
-    from intervals import resampled_map
-
-    from mmgenre.evaluation.metrics import mean_average_precision
-
-    rng = np.random.default_rng(1)
-    truth = (rng.random((120, 5)) < np.linspace(0.02, 0.5, 5)).astype(int)  # a rare genre too
-    scores = np.round(rng.random((120, 5)) + truth * 0.3, 1)  # many tied scores
-    index = rng.integers(0, 120, (40, 120))
-    counts = np.stack([np.bincount(row, minlength=120) for row in index])
-    expected = [mean_average_precision(truth[i], scores[i]) for i in index]
-    np.testing.assert_allclose(resampled_map(truth, scores, counts), expected, atol=1e-12)
-
-
 def test_z_scored_logits_fuse_differently_calibrated_models():
     from mmgenre.evaluation.metrics import mean_average_precision
     from mmgenre.training.late_fusion import fuse

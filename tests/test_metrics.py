@@ -99,3 +99,31 @@ def test_macro_f1_averages_over_genres_present_like_map():
     scores = multilabel_metrics(truth, probs, 0.5)
     assert scores["macro_f1"] == 1.0 and scores["genres_without_positives"] == 1
     assert scores["mAP"] == 1.0
+
+
+def test_average_precision_equals_scikit_learn_per_genre_and_per_resample():
+    """mAP without one scikit-learn call per genre: the same values, ties and a genre without
+    a positive included; weighted draws score bootstrap resamples as if the rows were copied."""
+    from intervals import resampled_map
+    from sklearn.metrics import average_precision_score
+
+    from mmgenre.evaluation.metrics import average_precisions, mean_average_precision
+
+    rng = np.random.default_rng(1)
+    truth = (rng.random((120, 5)) < np.linspace(0.02, 0.5, 5)).astype(int)  # a rare genre too
+    truth[:, 0] = 0  # no positive: left out of the mean, as scikit-learn would warn about it
+    scores = np.round(rng.random((120, 5)) + truth * 0.3, 1)  # many tied scores
+
+    def sklearn_map(t, s):
+        return np.mean([average_precision_score(t[:, g], s[:, g]) for g in range(5) if t[:, g].any()])
+
+    per_genre = average_precisions(truth, scores)[0]
+    assert np.isnan(per_genre[0])
+    np.testing.assert_allclose(per_genre[1:], [average_precision_score(truth[:, g], scores[:, g])
+                                               for g in range(1, 5)], atol=1e-12)
+    assert mean_average_precision(truth, scores) == pytest.approx(sklearn_map(truth, scores), abs=1e-12)
+    index = rng.integers(0, 120, (40, 120))
+    counts = np.stack([np.bincount(row, minlength=120) for row in index])
+    np.testing.assert_allclose(resampled_map(truth, scores, counts),
+                               [sklearn_map(truth[i], scores[i]) for i in index], atol=1e-12)
+    assert np.isnan(mean_average_precision(np.zeros((4, 2)), np.ones((4, 2))))
