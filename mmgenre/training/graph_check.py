@@ -7,6 +7,8 @@ and the first dev rows run through the whole graph must match.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -47,8 +49,13 @@ def check_graph(model, data_cfg, prepared, cached_probs, rows: int = GRAPH_CHECK
     if dev_rows.empty:
         return 0.0
     n = min(rows, len(dev_rows))
-    ds = make_split_dataset(data_cfg, prepared, "dev", raw_text=True).unbatch().take(n).batch(n)
-    x, _ = next(iter(ds))  # one batch of n rows
+    # The first n dev rows as their own uncached batch: taking n rows of the cached split left
+    # its cache half read (TensorFlow logged a warning about it), and a disk cache must never
+    # hold part of a split.
+    first = dataclasses.replace(prepared, splits={
+        **prepared.splits, "dev": (dev_rows.iloc[:n].reset_index(drop=True), dev_y[:n])})
+    x, _ = make_split_dataset(dataclasses.replace(data_cfg, cache="none", batch_size=n), first, "dev",
+                              raw_text=True).get_single_element()
     probs = (inference_function(model)(x) if isinstance(model, keras.Model)
              else model.predict_on_batch(x))  # an Int8Pipeline
     diff = float(np.max(np.abs(np.asarray(probs) - cached_probs[:n])))
