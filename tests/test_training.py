@@ -12,9 +12,10 @@ pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
 
 
 @pytest.mark.parametrize("model", ["cnn", "lstm"])
-def test_model_learns_the_planted_signal(model, synthetic_dir, tmp_path):
+def test_model_learns_the_planted_signal(model, synthetic_dir, tmp_path, capsys):
     cfg = tiny_config(synthetic_dir, model, train={"epochs": 8})
     results = train_and_evaluate(cfg, str(tmp_path / model), verbose=0)
+    assert "Epoch 1/" not in capsys.readouterr().out  # verbose=0: no Keras progress lines
     test = results["splits"]["test"]
     # Far above the constant train-frequency prior on the threshold-free metric
     # and on macro-F1 (the prior's macro-F1 is low: it predicts 1-2 genres).

@@ -206,7 +206,7 @@ def fit_phase(model, cfg, prepared, run_dir, backup, epochs, extra_callbacks, ve
     fit_model.fit(train_ds, validation_data=dev_ds, epochs=epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=cfg.train.steps_per_epoch,
                   shuffle=False,  # the tf.data pipeline shuffles
-                  verbose=verbose or verbosity(),
+                  verbose=verbosity() if verbose is None else verbose,
                   callbacks=callbacks(run_dir, monitor, cfg.train.patience, extra_callbacks,
                                       target=model, backup=backup))
 
