@@ -83,8 +83,8 @@ def weights_through_disk():
     """Keras writes a .keras file's weights through a temporary file beside it instead of a
     copy in memory. Keras chooses memory whenever the weights fit in half the free memory;
     for a graph holding all-mpnet-base-v2 (438 MB) that copy was the peak of the README's
-    first command's encoder-head row, alone on the large set: 2.72 GB (``/usr/bin/time``),
-    2.58 GB through disk (sampled every 0.5 s), this machine. It is Keras' own path for large
+    first command's encoder-head row (``benchmarks/accuracy.py`` with that row alone, large
+    set, this machine: 2.72 GB, 2.58 GB through disk). It is Keras' own path for large
     models; where a Keras version lacks the switch, nothing changes. (Loading keeps Keras'
     choice: its disk path extracts into the run folder, which evaluate must not write.)"""
     from keras.src.saving import saving_lib
