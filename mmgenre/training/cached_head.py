@@ -38,12 +38,42 @@ def split_blocks(model, features, prepared, precision: str = "float32") -> dict:
             for split, (rows, _) in prepared.splits.items() if not rows.empty}
 
 
-def train_head(x: dict, y: np.ndarray, params: dict, train_cfg, batch_size: int, seed: int = 0):
-    """A fresh head fitted on features ``x`` {feature: (n, dim)} and targets ``y`` (n, genres).
+def as_tensors(x: dict) -> dict:
+    """{feature: (n, dim) tensor} of arrays ``x``: converted once for every fold and trial (a
+    conversion copies: TensorFlow needs 64-byte alignment, NumPy gives 16)."""
+    return {f: tf.convert_to_tensor(a) for f, a in x.items()}
+
+
+def shuffled_batches(x: dict, y: np.ndarray, rows: np.ndarray, batch_size: int, seed: int):
+    """tf.data of ({feature: (batch, dim)}, (batch, genres)) batches of movies ``rows`` of ``x``
+    {feature: (n, dim) tensor} and ``y`` (n, genres), reshuffled each epoch, gathered batch by
+    batch.
+
+    The same batches as ``from_tensor_slices`` over ``x[rows]`` shuffled with ``seed`` (a
+    shuffle's order depends only on the count, buffer size and seed), without that pipeline's
+    copies of the features: a slice per fold, a tensor of it and a shuffle buffer of every
+    movie (the large set's TF-IDF: 0.18-0.22 GB each), which made the head's folds the peak of
+    the README's first command (issue 28).
+    """
+    y, rows = tf.convert_to_tensor(y), tf.constant(rows, tf.int64)
+
+    def take(index):
+        picked = tf.gather(rows, index)
+        return {f: tf.gather(a, picked) for f, a in x.items()}, tf.gather(y, picked)
+
+    count = int(rows.shape[0])
+    return tf.data.Dataset.range(count).shuffle(count, seed=seed).batch(batch_size).map(take)
+
+
+def train_head(x: dict, y: np.ndarray, params: dict, train_cfg, batch_size: int, seed: int = 0,
+               rows: np.ndarray | None = None):
+    """A fresh head fitted on movies ``rows`` (default: all) of features ``x`` {feature: (n, dim)
+    tensor} (``as_tensors``) and targets ``y`` (n, genres).
 
     Returns the head (inputs {feature: (batch, dim)} -> (batch, genres) logits).
     """
     keras.utils.set_random_seed(seed)
+    rows = np.arange(len(y)) if rows is None else np.asarray(rows)
     head = feature_head({f: a.shape[1] for f, a in x.items()}, y.shape[1],
                         **{k: params[k] for k in HEAD_ARGS})
     probabilities = keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")
@@ -51,11 +81,11 @@ def train_head(x: dict, y: np.ndarray, params: dict, train_cfg, batch_size: int,
     # A head on cached features is multi-label (probe.check_probe_args): one sigmoid per genre.
     trainable.compile(keras.optimizers.Adam(train_cfg.learning_rate),
                       loss_for(tasks.MultiLabel.name, train_cfg.loss, train_cfg.label_smoothing,
-                               positive_rate=y.mean(axis=0)))
+                               positive_rate=y[rows].mean(axis=0)))
     # tf.data over in-memory arrays: 1.5x faster per epoch than fit's NumPy adapter on the
     # 20,000 TF-IDF columns (3.7 s against 5.5 s for 20 epochs of 835 movies, 2 cores);
     # jit_compile was slower on CPU (8.0 s).
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed).batch(batch_size)
+    data = shuffled_batches(as_tensors(x), y, rows, batch_size, seed)
     if train_cfg.steps_per_epoch:  # a capped epoch (smoke runs) draws from an endless stream
         data = data.repeat()
     trainable.fit(data, epochs=train_cfg.epochs, shuffle=False,
@@ -74,10 +104,11 @@ def logits(head, x: dict, batch_size: int = 1024) -> np.ndarray:
 
 def out_of_fold(x: dict, y, params, train_cfg, batch_size, folds, seed=0):
     """((n, genres) out-of-fold logits, their mAP over the genres with train positives)."""
+    x = as_tensors(x)
+
     def fit_predict(fold, fit_rows, held_out):
-        head = train_head({f: a[fit_rows] for f, a in x.items()}, y[fit_rows], params, train_cfg,
-                          batch_size, seed + fold)
-        return logits(head, {f: a[held_out] for f, a in x.items()})
+        head = train_head(x, y, params, train_cfg, batch_size, seed + fold, rows=fit_rows)
+        return logits(head, {f: tf.gather(a, held_out) for f, a in x.items()})
 
     oof = cross_validation.out_of_fold(y, folds, seed, fit_predict)
     return oof, mean_average_precision(y, oof)
@@ -103,9 +134,10 @@ def fit_encoder_head(model, params: dict, prepared, cfg, log=print):
     y = prepared.splits["train"][1]
     log(f"features: {sum(a.shape[1] for a in x['train'].values())} per movie "
         f"({' + '.join(features)}, {precision}), {time.time() - started:.1f} s")
-    oof, cv_map = out_of_fold(x["train"], y, params, cfg.train, cfg.data.batch_size, folds, seed)
+    train = as_tensors(x.pop("train"))
+    oof, cv_map = out_of_fold(train, y, params, cfg.train, cfg.data.batch_size, folds, seed)
     log(f"{folds}-fold train mAP {cv_map:.4f} ({time.time() - started:.1f} s)")
-    head = train_head(x["train"], y, params, cfg.train, cfg.data.batch_size, seed)
+    head = train_head(train, y, params, cfg.train, cfg.data.batch_size, seed)
     model.get_layer("head").set_weights(head.get_weights())
     scale, offset = calibrate(model, oof, y, params["calibration"])
     probs = {s: sigmoid(scale * logits(head, blocks) + offset).astype("float32")

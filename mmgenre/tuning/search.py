@@ -171,7 +171,7 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
                                  params.get("precision", "float32"))["train"]
     print(f"cached features of {len(prepared.splits['train'][0])} train movies: "
           f"{sum(a.shape[1] for a in x.values())} per movie, {time.time() - started:.1f} s")
-    hypermodel = CachedFeatureHyperModel(cfg.to_dict(), search.space, x,
+    hypermodel = CachedFeatureHyperModel(cfg.to_dict(), search.space, cached_head.as_tensors(x),
                                          prepared.splits["train"][1], log_path)
     return hypermodel, objective
 
