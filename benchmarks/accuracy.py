@@ -27,28 +27,21 @@ seeds, with the constant train-frequency prior as a baseline row) and OUT.png.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shlex
 import sys
 import time
 
-from mmgenre.quiet import import_tensorflow_quietly  # noqa: E402
+import common  # benchmarks/common.py: benchmark-only tables and plots
+from row_process import RowResult, classical_row, in_row_process, score_fusion_row, train_row
 
-import_tensorflow_quietly()
+from mmgenre import progress
+from mmgenre import runs as mmgenre_runs  # a local "runs" lists run rows
+from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config
+from mmgenre.files import atomic_path, read_json, write_csv, write_text
 
-import common  # noqa: E402  (benchmarks/common.py: benchmark-only tables and plots)
-import keras  # noqa: E402
-from classical import kind_modalities, run_classical  # noqa: E402  (benchmarks/classical.py)
-
-from mmgenre import progress  # noqa: E402
-from mmgenre import runs as mmgenre_runs  # noqa: E402  (a local "runs" lists run rows)
-from mmgenre.config import FUSION_SPACES, STRATEGIES, THRESHOLD_RULES, load_config  # noqa: E402
-from mmgenre.evaluation import reports  # noqa: E402
-from mmgenre.evaluation.metrics import TABLE_COLUMNS  # noqa: E402
-from mmgenre.files import atomic_path, read_json, write_csv, write_text  # noqa: E402
-from mmgenre.training.late_fusion import run_score_fusion  # noqa: E402
-from mmgenre.training.trainer import train_and_evaluate  # noqa: E402
+# TensorFlow is imported where a row is trained (``row_process``) and, once every row is done,
+# for the tables: with --row-processes this process holds none while the rows run.
 
 
 def read_variants(path):
@@ -69,29 +62,23 @@ def read_variants(path):
 
 def timed_row(timings, name, seed, work):
     """``work()``, appending {row, seed, seconds, steps: the long steps it ran (encoder
-    preparation, embedding, saving: ``mmgenre.progress.STEPS``)} to ``timings``."""
+    preparation, embedding, saving: ``mmgenre.progress.STEPS``)} to ``timings``. ``work``
+    returns a result, or (result, steps) when it ran in a process of its own."""
     first, start = len(progress.STEPS), time.time()
     result = work()
+    steps = list(progress.STEPS[first:])
+    if isinstance(result, RowResult):
+        result, steps = result.value, steps + result.steps
     timings.append({"row": name, "seed": seed, "seconds": round(time.time() - start, 1),
-                    "steps": list(progress.STEPS[first:])})
+                    "steps": steps})
     return result
-
-
-def release_models():
-    """Frees the finished row's models before the next: Keras keeps every model a process
-    built, and each row over MPNet added about 0.4 GB (four MPNet probes in one process
-    peaked at 3.3 GB)."""
-    keras.backend.clear_session(free_memory=True)
-    if sys.platform.startswith("linux"):  # glibc keeps freed heap pages; hand them back
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg, timings):
     """Trains and scores every row of one seed (configs, variants, classical baselines, score
     fusions), appending to ``runs``, ``folders``, ``modalities`` and ``timings``; returns the
     data config."""
-    from mmgenre.models import registry
-
+    separate = args.row_processes
     run_dirs = {}
     for path, variant in rows:
         overrides = [f"train.seed={seed}", f"evaluation.thresholds={args.thresholds}", *args.set]
@@ -99,11 +86,10 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg,
         overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
         cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
         run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
-        runs.append((cfg.name, seed, timed_row(
-            timings, cfg.name, seed, lambda: train_and_evaluate(cfg, run_dirs[cfg.name]))))
-        modalities[cfg.name] = set(registry.get(cfg.model.name, cfg.model.params).modalities)
+        results, modalities[cfg.name] = timed_row(timings, cfg.name, seed, lambda: in_row_process(
+            separate, train_row, cfg, run_dirs[cfg.name]))
+        runs.append((cfg.name, seed, results))
         folders.append((cfg.name, seed, run_dirs[cfg.name]))
-        release_models()
         data_cfg = cfg.data
     if data_cfg is None:  # classical rows alone: the default data section
         data_cfg = load_config(raw={"name": "classical"}, overrides=[f"data.path={args.data}"]
@@ -111,33 +97,29 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg,
     for kind in args.classical:
         out = os.path.join(args.workdir, f"{tag}classical-{kind}-seed{seed}")
         name = f"{kind} + logistic regression"
-        runs.append((name, seed, timed_row(
-            timings, name, seed, lambda: run_classical(data_cfg, kind, out, seed, args.thresholds))))
+        results, inputs = timed_row(timings, name, seed, lambda: in_row_process(
+            separate, classical_row, data_cfg, kind, out, seed, args.thresholds))
+        runs.append((name, seed, results))
         run_dirs[kind] = out
-        folders.append((runs[-1][0], seed, out))
-        modalities[runs[-1][0]] = modalities[kind] = set(kind_modalities(kind))
-    for members in args.score_fusion:
-        missing = [n for n in members if n not in run_dirs]
-        if missing or len(members) < 2:
-            parser.error(f"--score-fusion {members}: needs two or more rows of this run "
-                         f"({sorted(run_dirs)}); not rows: {missing}")
-        out = os.path.join(args.workdir, f"{tag}score-{'-'.join(members)}-seed{seed}")
-        results = run_score_fusion([run_dirs[n] for n in members], out, data_cfg, args.thresholds,
-                                   space=args.fusion_space)
-        runs.append((f"score fusion {'+'.join(members)}", seed, results))
-        folders.append((runs[-1][0], seed, out))
-        modalities[runs[-1][0]] = set().union(*(modalities[n] for n in members))
+        folders.append((name, seed, out))
+        modalities[name] = modalities[kind] = inputs
+    fusions = [(members, "auto", f"score fusion {'+'.join(members)}",
+                f"{tag}score-{'-'.join(members)}-seed{seed}") for members in args.score_fusion]
     if args.select_ensemble is not None:
-        candidates = args.select_ensemble or list(run_dirs)
-        if not set(candidates) <= set(run_dirs):
-            parser.error(f"--select-ensemble: not rows of this run: "
-                         f"{sorted(set(candidates) - set(run_dirs))}")
-        out = os.path.join(args.workdir, f"{tag}ensemble-selected-seed{seed}")
-        results = run_score_fusion([run_dirs[n] for n in candidates], out, data_cfg,
-                                   args.thresholds, weighting="select", space=args.fusion_space)
-        runs.append(("score fusion selected on dev", seed, results))
-        folders.append((runs[-1][0], seed, out))
-        modalities[runs[-1][0]] = set().union(*(modalities[n] for n in candidates))
+        fusions.append((args.select_ensemble or list(run_dirs), "select",
+                        "score fusion selected on dev", f"{tag}ensemble-selected-seed{seed}"))
+    for members, weighting, name, folder in fusions:
+        missing = [n for n in members if n not in run_dirs]
+        if missing or (weighting == "auto" and len(members) < 2):
+            flag = "--score-fusion" if weighting == "auto" else "--select-ensemble"
+            parser.error(f"{flag} {members}: needs two or more rows of this run "
+                         f"({sorted(run_dirs)}); not rows: {missing}")
+        out = os.path.join(args.workdir, folder)
+        results = in_row_process(separate, score_fusion_row, [run_dirs[n] for n in members], out,
+                                 data_cfg, args.thresholds, args.fusion_space, weighting).value
+        runs.append((name, seed, results))
+        folders.append((name, seed, out))
+        modalities[name] = set().union(*(modalities[n] for n in members))
     return data_cfg
 
 
@@ -167,6 +149,9 @@ def write_results(args, parser, command, runs, folders, modalities, data_cfg, ti
                   started=None) -> str:
     """OUT.csv, OUT_runs.csv, OUT_per_genre.csv, OUT.png, OUT.md (and OUT_errors.md); returns
     the markdown summary table."""
+    from mmgenre.evaluation import reports
+    from mmgenre.evaluation.metrics import TABLE_COLUMNS
+
     summary, per_run = common.summarize_runs(runs, list(TABLE_COLUMNS))
     # Dev mAP beside the test columns: choices between rows are made on dev, never on test.
     dev, _ = common.summarize_runs(runs, ["mAP"], split="dev")
@@ -251,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output prefix (default results/baselines; with --quick "
                         "runs/quick/baselines, so smoke runs never overwrite committed results)")
     parser.add_argument("--workdir", default="runs/bench")
+    parser.add_argument("--row-processes", action="store_true",
+                        help="train each row in a fresh process: the peak memory is the largest "
+                             "row's (README's first command: 2.48 GB instead of 2.98 GB) at about "
+                             "14 s more a row (row_process.py)")
     parser.add_argument("--select", choices=("dev", "cv"), default="dev",
                         help="what chooses the best fused and unimodal rows: dev mAP, or k-fold "
                              "train mAP (cv; only rows fitted by cross-validation, the linear "

@@ -91,10 +91,13 @@ def test_threshold_rule_cross_validation_reads_dev_only_and_favours_stable_thres
 @pytest.mark.slow
 def test_quick_benchmark_runs_never_write_into_results(synthetic_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # The row in a process of its own (--row-processes): its results and timed steps come back.
     _load("accuracy").main(["--quick", "--configs", os.path.join(ROOT, "configs", "bag_of_words.yaml"),
-                            "--data", synthetic_dir, "--set", "data.min_genre_count=3"])
+                            "--data", synthetic_dir, "--set", "data.min_genre_count=3",
+                            "--row-processes"])
     report = (tmp_path / "runs" / "quick" / "baselines.md").read_text()
     assert "| bag_of_words (seed 0) |" in report  # the row's wall time in the Time section
+    assert "| bag_of_words | 1 |" in report  # its scores in the table
     assert not (tmp_path / "results").exists()
 
 

@@ -1,0 +1,100 @@
+"""One row of a benchmark (a training run, a classical baseline, a score fusion), run in a
+fresh process or in this one, with the long steps it timed.
+
+Why a process per row (accuracy.py --row-processes): TensorFlow's CPU allocator keeps the
+memory a process once used (on this machine an MPNet load freed again left 0.6 GB resident), so
+in one process each row starts where the largest before it peaked. Measured here on the
+README's first command from cached embeddings: peak 2.98 GB in one process; 2.48 GB for the
+largest row's process (the encoder head) with a process per row, the parent holding about
+0.1 GB; a row's process costs about 14 s (importing TensorFlow and mmgenre: 7.5 s). This module
+is imported by name in the row's process, so it imports nothing heavy at the top.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+from mmgenre import progress
+
+
+class RowResult:
+    """What a row's process sends back: its return value and the long steps it timed."""
+
+    def __init__(self, value, steps):
+        self.value, self.steps = value, steps
+
+
+def _in_this_process(function, *args):
+    """``function(*args)`` with the long steps it timed (the body of a row's process)."""
+    from mmgenre.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    first = len(progress.STEPS)
+    value = function(*args)
+    return RowResult(value, list(progress.STEPS[first:]))
+
+
+def in_row_process(separate: bool, function, *args):
+    """``function(*args)`` (a module-level function an importable module defines) in a fresh
+    process when ``separate``, else here after freeing the previous row's models; returns a
+    RowResult."""
+    if not separate:
+        release_models()
+        return _in_this_process(function, *args)
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # fork would copy the parent's state
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_in_row_process, function, *args).result()
+
+
+def _in_row_process(function, *args):
+    """The body of a row's process: ``_in_this_process``, then joblib's idle workers stopped.
+    The probes' solver leaves them running for reuse (300 s), and a process waits for its
+    children when it ends: every row waited five minutes before its report."""
+    result = _in_this_process(function, *args)
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if reusable is not None and getattr(reusable, "_executor", None) is not None:
+        reusable._executor.shutdown(wait=True)
+    return result
+
+
+def release_models():
+    """Frees the previous row's models and embedders (rows in one process): Keras keeps every
+    model a process built, and each row over MPNet added about 0.4 GB (four MPNet probes in
+    one process peaked at 3.3 GB); later rows read the embedding cache, so the embedders
+    (MPNet: about 0.8 GB) go too and a row that embeds new inputs loads its own again."""
+    if "keras" not in sys.modules:
+        return
+    import keras
+
+    from mmgenre.encoders.loading import release_loaded_encoders
+
+    release_loaded_encoders()
+    keras.backend.clear_session(free_memory=True)
+    if sys.platform.startswith("linux"):  # glibc keeps freed heap pages; hand them back
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def train_row(cfg, run_dir):
+    """(train_and_evaluate's results, the inputs the row's model reads)."""
+    from mmgenre.models import registry
+    from mmgenre.training.trainer import train_and_evaluate
+
+    return (train_and_evaluate(cfg, run_dir),
+            set(registry.get(cfg.model.name, cfg.model.params).modalities))
+
+
+def classical_row(data_cfg, kind, out, seed, thresholds):
+    """(run_classical's results, the inputs the baseline reads)."""
+    from classical import kind_modalities, run_classical
+
+    return run_classical(data_cfg, kind, out, seed, thresholds), set(kind_modalities(kind))
+
+
+def score_fusion_row(run_dirs, out, data_cfg, thresholds, space, weighting="auto"):
+    from mmgenre.training.late_fusion import run_score_fusion
+
+    return run_score_fusion(run_dirs, out, data_cfg, thresholds, weighting=weighting, space=space)
