@@ -38,14 +38,58 @@ def build_for_data(cfg: config_lib.ExperimentConfig, prepared: PreparedData):
         sequence_length=cfg.data.sequence_length)
 
 
-def build_over_encoders(cfg, prepared, features, log=print):
-    """The model of ``cfg`` once its encoders are prepared (pinned, hash-checked packages;
-    idempotent) and the poster size checked against theirs."""
-    for feature in features:
-        if feature in sources.KNOWN:
-            log(f"encoder {feature}: {sources.prepare(feature)}")
-    check_image_size(features, cfg.data.image_size)
-    return build_for_data(cfg, prepared)
+class HeadFirst:
+    """Stands in for a model over frozen encoders while its head is fitted on cached features;
+    ``whole_graph()`` then builds the model and sets what the fit set.
+
+    The fitters (``solve.fit_linear_probe``, ``cached_head.fit_encoder_head``) use a model's
+    TF-IDF layers (``get_layer("tfidf...")``: real layers here, adapted on the train overviews)
+    and set the weights of its head layers ("logits", "head", "genres": kept here). Why: the
+    whole graph holds every encoder's weights (all-mpnet-base-v2: 0.77 GB resident), and beside
+    the large set's features (0.35 GB) that made the encoder head the largest row of the
+    README's first command (2.45 GB alone in a process, issue 28); here the two never meet.
+    """
+
+    def __init__(self, cfg, prepared, params: dict, log=print):
+        from mmgenre.models.probe import TFIDF, branch_features
+
+        self.cfg, self.prepared, self.features = cfg, prepared, list(params["features"])
+        for feature in self.features:  # embedding needs them prepared; the graph, checked sizes
+            if feature in sources.KNOWN:
+                log(f"encoder {feature}: {sources.prepare(feature)}")
+        check_image_size(self.features, cfg.data.image_size)
+        overview = keras.Input((), dtype="string", name="overview")
+        self.tfidf = keras.Model(overview, branch_features(
+            TFIDF, {"overview": overview}, int(params["tfidf_max_tokens"]))) \
+            if TFIDF in self.features else None
+        self.weights: dict = {}
+
+    def get_layer(self, name: str):
+        if name.startswith("tfidf"):
+            return self.tfidf.get_layer(name)
+        return _KeptWeights(self.weights, name)
+
+    def whole_graph(self):
+        """The model, its TF-IDF adapted again (the same train overviews: the same vocabulary
+        and idf; ``graph_check`` compares the graph with the fit's features) and the head's
+        weights set."""
+        from mmgenre.training.probe_features import adapt_text_features
+
+        model = build_for_data(self.cfg, self.prepared)
+        adapt_text_features(model, self.features, self.prepared)
+        for name, weights in self.weights.items():
+            model.get_layer(name).set_weights(weights)
+        return model
+
+
+class _KeptWeights:
+    """A head layer of a ``HeadFirst`` model: ``set_weights`` keeps them for the whole graph."""
+
+    def __init__(self, kept: dict, name: str):
+        self.kept, self.name = kept, name
+
+    def set_weights(self, weights):
+        self.kept[self.name] = [np.asarray(w) for w in weights]
 
 
 def loss_for(cfg: config_lib.ExperimentConfig, prepared: PreparedData | None = None):

@@ -182,8 +182,9 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     graph, scored."""
     started = time.time()
     params = {**spec.hyperparameters(), **cfg.model.params}
-    model = fit.build_over_encoders(cfg, prepared, params["features"])
-    probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](model, params, prepared, cfg)
+    head_first = fit.HeadFirst(cfg, prepared, params)  # the encoders' weights after the fit
+    probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](head_first, params, prepared, cfg)
+    model = head_first.whole_graph()
     # At int8 the check runs the int8 pipeline the run is served with (models.quantized).
     extra["graph_check_max_diff"] = graph_check.check_graph(as_served(model, params), cfg.data,
                                                             prepared, probs["dev"])

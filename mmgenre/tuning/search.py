@@ -165,9 +165,9 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
         raise config_lib.ConfigError("hyperband shares out epochs between trials; a head on cached "
                                      "features trains in seconds: use tuner random or bayesian")
     params = {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
-    model = fit.build_over_encoders(cfg, prepared, params["features"])
     started = time.time()
-    x = cached_head.split_blocks(model, params["features"], prepared,
+    # Trials train heads on the features: the encoders' weights are never loaded.
+    x = cached_head.split_blocks(fit.HeadFirst(cfg, prepared, params), params["features"], prepared,
                                  params.get("precision", "float32"))["train"]
     print(f"cached features of {len(prepared.splits['train'][0])} train movies: "
           f"{sum(a.shape[1] for a in x.values())} per movie, {time.time() - started:.1f} s")
