@@ -238,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", default="runs/bench")
     parser.add_argument("--row-processes", action="store_true",
                         help="train each row in a fresh process: the peak memory is the largest "
-                             "row's (README's first command: 2.48 GB instead of 2.98 GB) at about "
-                             "14 s more a row (row_process.py)")
+                             "row's (README's first command, cached embeddings: 2.15 GB instead of "
+                             "2.67 GB) at about 14 s more a row (row_process.py)")
     parser.add_argument("--select", choices=("dev", "cv"), default="dev",
                         help="what chooses the best fused and unimodal rows: dev mAP, or k-fold "
                              "train mAP (cv; only rows fitted by cross-validation, the linear "

@@ -4,10 +4,10 @@ fresh process or in this one, with the long steps it timed.
 Why a process per row (accuracy.py --row-processes): TensorFlow's CPU allocator keeps the
 memory a process once used (on this machine an MPNet load freed again left 0.6 GB resident), so
 in one process each row starts where the largest before it peaked. Measured here on the
-README's first command from cached embeddings: peak 2.98 GB in one process; 2.48 GB for the
-largest row's process (the encoder head) with a process per row, the parent holding about
-0.1 GB; a row's process costs about 14 s (importing TensorFlow and mmgenre: 7.5 s). This module
-is imported by name in the row's process, so it imports nothing heavy at the top.
+README's first command from cached embeddings: peak 2.67 GB in one process; 2.15 GB for the
+largest row's process with a process per row, the parent holding about 0.1 GB; a row's process
+costs about 14 s (importing TensorFlow and mmgenre: 7.5 s). This module is imported by name in
+the row's process, so it imports nothing heavy at the top.
 """
 
 from __future__ import annotations

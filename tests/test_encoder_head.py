@@ -79,10 +79,18 @@ def test_encoder_head_run_is_one_graph_that_reproduces_its_scores(encoder_home, 
 
 
 @pytest.mark.slow
-def test_head_search_scores_trials_on_cross_validated_train_map(synthetic_dir, tmp_path):
+def test_head_search_scores_trials_on_cross_validated_train_map(synthetic_dir, tmp_path,
+                                                                monkeypatch):
     """Two trials of a TF-IDF head (no encoder to prepare): cv_train_mAP above the prior's,
-    trials table written, best config a runnable encoder_head config; dev never read."""
+    trials table written, best config a runnable encoder_head config; dev never read; the
+    whole graph over the encoders is never built (trials train heads on the features)."""
+    from mmgenre.training import fit
     from mmgenre.tuning.search import load_search_config, run_search
+
+    def no_whole_graph(*args, **kwargs):
+        raise AssertionError("a head search built the whole graph")
+
+    monkeypatch.setattr(fit, "build_for_data", no_whole_graph)
 
     experiment = tmp_path / "experiment.yaml"
     cfg = head_config(synthetic_dir, ["tfidf"], units=0)
