@@ -47,7 +47,11 @@ def in_row_process(separate: bool, function, *args):
 
     context = multiprocessing.get_context("spawn")  # fork would copy the parent's state
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_in_row_process, function, *args).result()
+        try:
+            return pool.submit(_in_row_process, function, *args).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise SystemExit(f"{function.__name__}: the row's process ended before its result "
+                             "(killed, out of memory?); finished rows are kept, a rerun resumes") from None
 
 
 def _in_row_process(function, *args):
