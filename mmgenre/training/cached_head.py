@@ -118,7 +118,8 @@ def fit_encoder_head(model, params: dict, prepared, cfg, log=print):
     """Trains ``model``'s head on ``prepared``'s train split and sets its weights.
 
     Args:
-        model: an "encoder_head" model (``mmgenre.models.encoder_head``).
+        model: an "encoder_head" model (``mmgenre.models.encoder_head``), or the
+            ``training.fit.HeadFirst`` standing in for it until the fit is done.
         params: its hyperparameters with defaults filled in.
         prepared: mmgenre.data.prepare.PreparedData.
         cfg: the experiment (train.learning_rate / epochs / loss, data.batch_size, seed).

@@ -33,7 +33,8 @@ def fit_linear_probe(model, params: dict, prepared, cfg, log=print):
     """Solves ``model``'s head on ``prepared``'s train split and sets its weights.
 
     Args:
-        model: a "linear_probe" model (``mmgenre.models.probe``).
+        model: a "linear_probe" model (``mmgenre.models.probe``), or the
+            ``training.fit.HeadFirst`` standing in for it until the fit is done.
         params: its hyperparameters (features, c, folds, calibration).
         prepared: mmgenre.data.prepare.PreparedData.
         cfg: the experiment (train.seed seeds the folds and the solver).
