@@ -33,7 +33,15 @@ import sys
 import time
 
 import common  # benchmarks/common.py: benchmark-only tables and plots
-from row_process import RowResult, classical_row, in_row_process, score_fusion_row, train_row
+from row_process import (
+    RowResult,
+    classical_row,
+    embed_row,
+    in_row_process,
+    lists_encoders,
+    score_fusion_row,
+    train_row,
+)
 
 from mmgenre import progress
 from mmgenre import runs as mmgenre_runs  # a local "runs" lists run rows
@@ -79,12 +87,15 @@ def run_seed(args, parser, rows, seed, tag, runs, folders, modalities, data_cfg,
     fusions), appending to ``runs``, ``folders``, ``modalities`` and ``timings``; returns the
     data config."""
     separate = args.row_processes
-    run_dirs = {}
+    run_dirs, cfgs = {}, []
     for path, variant in rows:
         overrides = [f"train.seed={seed}", f"evaluation.thresholds={args.thresholds}", *args.set]
         overrides += [f"data.path={args.data}"] if args.data else []
         overrides += [f"train.strategy={args.strategy}"] if args.strategy else []
-        cfg = load_config(path, overrides=overrides + variant, quick=args.quick)
+        cfgs.append(load_config(path, overrides=overrides + variant, quick=args.quick))
+    if separate and any(lists_encoders(cfg) for cfg in cfgs):
+        timed_row(timings, "encoder embeddings", seed, lambda: in_row_process(True, embed_row, cfgs))
+    for cfg in cfgs:
         run_dirs[cfg.name] = os.path.join(args.workdir, f"{tag}{cfg.name}-seed{seed}")
         results, modalities[cfg.name] = timed_row(timings, cfg.name, seed, lambda: in_row_process(
             separate, train_row, cfg, run_dirs[cfg.name]))

@@ -174,3 +174,21 @@ def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path):
     with pytest.raises(FeatureMismatch, match="data.image_size"):
         train_and_evaluate(cfg, str(tmp_path / "c"))
     assert not os.path.exists(os.path.join(tmp_path, "c", "best.keras"))
+
+
+def test_embeddings_made_beforehand_leave_the_row_nothing_to_embed(encoder_home, synthetic_dir, tmp_path):
+    """accuracy.py --row-processes embeds every row's inputs in a process of its own first
+    (row_process.embed_row): the row then reads them and never loads an embedder for them."""
+    from row_process import embed_row
+
+    from mmgenre import progress
+    from mmgenre.training.trainer import train_and_evaluate
+
+    cfg = probe_config(synthetic_dir, ["tfidf", "minilm"], limit=30, c=0.3)  # inputs no other test embeds
+    first = len(progress.STEPS)
+    embed_row([cfg, tiny_config(synthetic_dir, "bag_of_words")])  # a row without encoders is passed over
+    embedded = [step for step, _ in progress.STEPS[first:]]
+    assert len(embedded) == 3 and all(s.startswith("embed ") and "minilm" in s for s in embedded), embedded
+    first = len(progress.STEPS)
+    train_and_evaluate(cfg, str(tmp_path / "run"), verbose=0)
+    assert not [s for s, _ in progress.STEPS[first:] if s.startswith("embed ")]

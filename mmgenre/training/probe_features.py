@@ -16,7 +16,9 @@ from mmgenre.models.backbones import adapt_tfidf
 from mmgenre.models.probe import TFIDF, feature_kind
 
 
-def _encoder_features(feature, rows, precision):
+def encoder_block(feature: str, rows, precision: str = "float32") -> np.ndarray:
+    """(n, dim) L2-normalised embeddings of ``rows`` (their overviews or posters) by encoder
+    ``feature`` at ``precision``, from the embedding cache (computed there when missing)."""
     from mmgenre.encoders.embedding_cache import cached_embeddings
 
     kind = feature_kind(feature)
@@ -44,7 +46,7 @@ def feature_block(model, feature, rows, precision: str = "float32") -> np.ndarra
                 x = layer(x)
             block[start:start + 256] = x
         return block
-    return _encoder_features(feature, rows, precision).astype("float32")
+    return encoder_block(feature, rows, precision).astype("float32")
 
 
 def split_features(model, features, rows, precision: str = "float32"):
