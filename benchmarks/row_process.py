@@ -113,6 +113,7 @@ def embed_row(cfgs):
         for encoder in encoders:
             key = (encoder, precision, prepared.fingerprint())
             if key not in done:
+                print(f"encoder {encoder}: {sources.prepare(encoder)}")  # idempotent
                 for rows, _ in prepared.splits.values():
                     encoder_block(encoder, rows, precision)
                 release_loaded_encoders()
