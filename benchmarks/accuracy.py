@@ -70,15 +70,15 @@ def read_variants(path):
 
 def timed_row(timings, name, seed, work):
     """``work()``, appending {row, seed, seconds, steps: the long steps it ran (encoder
-    preparation, embedding, saving: ``mmgenre.progress.STEPS``)} to ``timings``. ``work``
-    returns a result, or (result, steps) when it ran in a process of its own."""
+    preparation, embedding, saving: ``mmgenre.progress.STEPS``), peak_gb} to ``timings``.
+    ``work`` returns a result, or a RowResult (``row_process``)."""
     first, start = len(progress.STEPS), time.time()
     result = work()
-    steps = list(progress.STEPS[first:])
+    steps, peak = list(progress.STEPS[first:]), None
     if isinstance(result, RowResult):
-        result, steps = result.value, steps + result.steps
+        result, steps, peak = result.value, steps + result.steps, result.peak_gb
     timings.append({"row": name, "seed": seed, "seconds": round(time.time() - start, 1),
-                    "steps": steps})
+                    "steps": steps, "peak_gb": peak})
     return result
 
 
@@ -143,16 +143,19 @@ def time_section(timings, started) -> str:
             kind = step.split(" ")[0]
             kinds[kind] = kinds.get(kind, 0.0) + seconds
     lines = [f"| {t['row']} (seed {t['seed']}) | {t['seconds']:.0f} | "
-             + "; ".join(f"{step}: {seconds:.0f} s" for step, seconds in t["steps"]) + " |"
-             for t in timings]
+             + "; ".join(f"{step}: {seconds:.0f} s" for step, seconds in t["steps"])
+             + (f" | {t['peak_gb']:.2f} |" if t.get("peak_gb") else " | |") for t in timings]
     rest = total - sum(t["seconds"] for t in timings)
     lines.append(f"| everything else (encoder checks, score fusion, bootstrap, tables, plots) | "
-                 f"{rest:.0f} | |")
+                 f"{rest:.0f} | | |")
     summary = ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in kinds.items())
     return (f"## Time\n\nThe whole command took {total // 60:.0f} min {total % 60:.0f} s of wall "
-            f"clock{f' ({summary} of it)' if summary else ''}. A row's first use of an encoder "
-            "prepares it (fetch, verify, convert) and embeds its inputs; later rows read the "
-            "cached embeddings.\n\n| row | seconds | long steps in it |\n|---|---|---|\n"
+            f"clock{f' ({summary} of it)' if summary else ''}. The first row that reads an "
+            "encoder prepares it (fetch, verify, convert) and embeds its inputs (with "
+            "--row-processes the row \"encoder embeddings\" does, in a process of its own); later "
+            "rows read the cached embeddings. Peak memory: a row's process's own peak resident memory "
+            "(--row-processes).\n\n| row | seconds | long steps in it | peak memory (GB) |\n"
+            "|---|---|---|---|\n"
             + "\n".join(lines) + "\n\n")
 
 

@@ -19,10 +19,12 @@ from mmgenre import progress
 
 
 class RowResult:
-    """What a row's process sends back: its return value and the long steps it timed."""
+    """What a row's process sends back: its return value, the long steps it timed and, from a
+    process of its own, its peak resident memory in GB (None in the caller's process, whose
+    peak holds every earlier row's)."""
 
-    def __init__(self, value, steps):
-        self.value, self.steps = value, steps
+    def __init__(self, value, steps, peak_gb=None):
+        self.value, self.steps, self.peak_gb = value, steps, peak_gb
 
 
 def _in_this_process(function, *args):
@@ -58,7 +60,10 @@ def _in_row_process(function, *args):
     """The body of a row's process: ``_in_this_process``, then joblib's idle workers stopped.
     The probes' solver leaves them running for reuse (300 s), and a process waits for its
     children when it ends: every row waited five minutes before its report."""
+    import resource
+
     result = _in_this_process(function, *args)
+    result.peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
     reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
     if reusable is not None and getattr(reusable, "_executor", None) is not None:
         reusable._executor.shutdown(wait=True)
@@ -111,13 +116,12 @@ def embed_row(cfgs):
         precision = params.get("precision", "float32")
         prepared = prepare_data(cfg.data, spec, show_progress=False)
         for encoder in encoders:
-            key = (encoder, precision, prepared.fingerprint())
-            if key not in done:
-                print(f"encoder {encoder}: {sources.prepare(encoder)}")  # idempotent
-                for rows, _ in prepared.splits.values():
-                    encoder_block(encoder, rows, precision)
-                release_loaded_encoders()
-                done.add(key)
+            if encoder not in done:
+                print(f"encoder {encoder}: {sources.prepare(encoder)}")
+                done.add(encoder)
+            for rows, _ in prepared.splits.values():  # a cached block is only read
+                encoder_block(encoder, rows, precision)
+            release_loaded_encoders()
 
 
 def train_row(cfg, run_dir):
