@@ -12,7 +12,6 @@ the row's process, so it imports nothing heavy at the top.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 
 from mmgenre import progress
@@ -81,10 +80,8 @@ def release_models():
 
     from mmgenre.encoders.loading import release_loaded_encoders
 
-    release_loaded_encoders()
     keras.backend.clear_session(free_memory=True)
-    if sys.platform.startswith("linux"):  # glibc keeps freed heap pages; hand them back
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_loaded_encoders()  # the encoders, and freed heap pages handed back
 
 
 def lists_encoders(cfg) -> bool:
