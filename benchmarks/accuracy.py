@@ -251,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs/quick/baselines, so smoke runs never overwrite committed results)")
     parser.add_argument("--workdir", default="runs/bench")
     parser.add_argument("--row-processes", action="store_true",
-                        help="train each row in a fresh process: the peak memory is the largest "
-                             "row's (README's first command, cached embeddings: 2.15 GB instead of "
-                             "2.67 GB) at about 14 s more a row (row_process.py)")
+                        help="embed every row's inputs first, then train each row, in fresh "
+                             "processes: the peak memory is the largest row's (README's first "
+                             "command: 2.14 GB from cached embeddings), at about 14 s more a row "
+                             "(row_process.py)")
     parser.add_argument("--select", choices=("dev", "cv"), default="dev",
                         help="what chooses the best fused and unimodal rows: dev mAP, or k-fold "
                              "train mAP (cv; only rows fitted by cross-validation, the linear "

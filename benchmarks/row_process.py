@@ -1,15 +1,15 @@
-"""One row of a benchmark (a training run, a classical baseline, a score fusion), run in a
-fresh process or in this one, with the long steps it timed.
+"""One row of a benchmark (the rows' embeddings, a training run, a classical baseline, a score
+fusion), run in a fresh process or in this one, with the long steps it timed and its peak memory.
 
 Why a process per row (accuracy.py --row-processes): TensorFlow's CPU allocator keeps the
 memory a process once used (on this machine an MPNet load freed again left 0.6 GB resident), so
 in one process each row starts where the largest before it peaked. Measured here on the
-README's first command from cached embeddings: peak 2.67 GB in one process; 2.15 GB for the
-largest row's process with a process per row, the parent holding about 0.1 GB; a row's process
-costs about 14 s (importing TensorFlow and mmgenre: 7.5 s). This module is imported by name in
-the row's process, so it imports nothing heavy at the top.
+README's first command from cached embeddings: peak 2.67 GB in one process; with a process per
+row (embeddings first, 4 MB mmap threshold) 2.14 GB for the largest, the parent holding about
+0.1 GB (results/NOTES.md, "Memory"); a row's process costs about 14 s (importing TensorFlow and
+mmgenre: 7.5 s). This module is imported by name in the row's process, so it imports nothing
+heavy at the top.
 """
-
 from __future__ import annotations
 
 import ctypes
@@ -107,7 +107,7 @@ def embed_row(cfgs):
     """Fills the embedding cache for every encoder ``cfgs``' rows read, on the rows each one
     reads, so that no row's process embeds. Why a process of its own: a row that embeds holds
     the embedder's MPNet and then its graph's (oneDNN keeps the first copy's memory): from an
-    empty cache that row peaked at 2.66 GB, against 2.15 GB from cached embeddings."""
+    empty cache the MPNet row peaked at 2.66 GB, against 1.89 GB from cached embeddings."""
     from mmgenre.data.prepare import prepare_data
     from mmgenre.encoders import sources
     from mmgenre.encoders.loading import release_loaded_encoders
