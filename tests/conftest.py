@@ -66,11 +66,9 @@ def write_csv_dataset(root, rows):
     return str(root)
 
 
-# One-epoch runs that several modules read and never change (serving, travel, score fusion).
-# Each trains once per suite: the first test process that asks trains it under a file lock in
-# the folder every xdist worker's temporary folder sits in, and the others wait and read it
-# (pytest-xdist's recipe for session fixtures that run once). Before, the modules that read them
-# shared one xdist group, and that group on one worker was the suite's longest path.
+# One-epoch runs that several modules read and never change (serving, travel, score fusion);
+# each used to be trained by two or three modules a suite. The modules that take them share
+# the xdist group SHARED_RUNS_GROUP, so each run trains once per suite.
 SHARED_RUNS = {
     "cnn": ("cnn", {}),
     "bag_of_words": ("bag_of_words", {}),
@@ -79,6 +77,7 @@ SHARED_RUNS = {
                           "modality_dropout": 0.2, "fusion_units": 16}),
     "tfidf_probe": ("linear_probe", {"features": ["tfidf"], "folds": 2}),
 }
+SHARED_RUNS_GROUP = "shared_runs"
 
 
 def shared_run_config(data_path, name):
@@ -86,31 +85,18 @@ def shared_run_config(data_path, name):
     return tiny_config(data_path, model, params, train={"epochs": 1})
 
 
-def _suite_folder(tmp_path_factory):
-    """A folder every test process of this suite sees (xdist workers: their common parent)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture(scope="session")
 def shared_runs(synthetic_dir, tmp_path_factory):
-    """{name in SHARED_RUNS: run folder}, each trained once per suite on first use."""
-    from filelock import FileLock
-
-    from mmgenre import runs
+    """{name in SHARED_RUNS: run folder}, each trained on first use in this test process."""
     from mmgenre.training.trainer import train_and_evaluate
 
-    root = _suite_folder(tmp_path_factory) / "shared-runs"
-    root.mkdir(exist_ok=True)
+    root = tmp_path_factory.mktemp("shared-runs")
 
     class Runs(dict):
         def __missing__(self, name):
-            folder = str(root / name)
-            with FileLock(folder + ".lock"):
-                if not runs.is_complete(folder):
-                    train_and_evaluate(shared_run_config(synthetic_dir, name), folder, verbose=0)
-            self[name] = folder
-            return folder
+            train_and_evaluate(shared_run_config(synthetic_dir, name), str(root / name), verbose=0)
+            self[name] = str(root / name)
+            return self[name]
 
     return Runs()
 

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import shared_run_config, tiny_config
+from conftest import SHARED_RUNS_GROUP, shared_run_config, tiny_config
 
 from mmgenre.evaluation import saved_scores
 from mmgenre.models.layers import ScoreFusion
@@ -35,6 +35,7 @@ def test_score_fusion_layer_equals_the_numpy_fusion(space):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
 def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, shared_runs,
                                                                          tmp_path, monkeypatch):
     from classical import run_classical

@@ -7,9 +7,10 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import SHARED_RUNS_GROUP
 
-# Slow (reads trained runs and starts processes: left out of the quick tier).
-pytestmark = pytest.mark.slow
+# Slow (trains: left out of the quick tier); in the shared runs' xdist group (conftest).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import SHARED_RUNS_GROUP, tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
-# Slow (trains: left out of the quick tier); one xdist group, so its module fixtures train once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("travel")]
+# Slow (trains: left out of the quick tier); in the shared runs' xdist group (conftest).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 
 IMDB_SPELLING = {"Science Fiction": "Sci-Fi", "Comedy": "comedy"}
 
