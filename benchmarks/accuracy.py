@@ -280,9 +280,7 @@ def main(argv=None):
     from mmgenre.encoders import sources
 
     for kind in args.classical:  # the headline prepares its encoders itself (idempotent)
-        for part in kind.split("+"):
-            if part in sources.KNOWN:
-                print(f"encoder {part}: {sources.prepare(part)}")
+        sources.prepare_known(kind.split("+"))
     runs, folders, data_cfg, timings = [], [], None, []
     modalities = {}  # row name -> inputs it reads, to tell fused rows from unimodal ones
     for seed in args.seeds:

