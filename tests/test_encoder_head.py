@@ -47,7 +47,7 @@ def test_modality_dropout_drops_whole_blocks_only_while_training():
 def head_config(data_path, features, **params):
     return tiny_config(data_path, "encoder_head", {"features": features, "folds": 2, **params},
                        data={"limit": 40, "batch_size": 32},
-                       train={"epochs": 30, "learning_rate": 0.01, "loss": "balanced"})
+                       train={"epochs": 12, "learning_rate": 0.02, "loss": "balanced"})
 
 
 @pytest.mark.slow

@@ -197,7 +197,7 @@ def test_a_preparation_killed_mid_way_leaves_nothing_behind_the_next_one(encoder
 # In the travel runs' group: its int8 runs convert the same encoders (cached per test process).
 @pytest.mark.xdist_group(SHARED_RUNS_GROUP)
 def test_int8_encoders_track_float32_are_cached_checked_and_batch_free(encoder_home, synthetic_dir,
-                                                                       capsys):
+                                                                       capsys, monkeypatch):
     import pandas as pd
 
     from mmgenre.encoders import int8
@@ -227,12 +227,18 @@ def test_int8_encoders_track_float32_are_cached_checked_and_batch_free(encoder_h
     path = int8.int8_file("minilm", "text")
     record = json.load(open(path + ".json"))
     assert record["sha256"] == file_sha256(path) and record["kind"] == "text"
+    good = open(path, "rb").read()
     with open(path, "r+b") as f:
         f.seek(1000)
         f.write(b"\0" * 16)
     int8._RUNNERS.clear()
+    # The conversion itself ran above; here it hands back its bytes (a second conversion of
+    # MiniLM cost about 7 s of the suite), so what is checked is that it is called again.
+    converted = []
+    monkeypatch.setattr(int8, "_convert", lambda name, kind: converted.append((name, kind)) or good)
     again = embed_texts("minilm", texts, show_progress=False, precision="int8")
     assert "does not match its recorded SHA-256; converting it again" in capsys.readouterr().err
+    assert converted == [("minilm", "text")] and file_sha256(path) == record["sha256"]
     np.testing.assert_array_equal(again, quantized)
     with pytest.raises(ValueError, match=r"precision must be one of \['float32', 'int8'\], got 'int4'"):
         embed_texts("minilm", texts, precision="int4")

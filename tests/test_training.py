@@ -4,7 +4,7 @@ import os
 import keras
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import SHARED_RUNS_GROUP, tiny_config
 
 from mmgenre.training.trainer import train_and_evaluate
 
@@ -122,6 +122,40 @@ def test_cached_features_are_keyed_by_the_backbone_not_the_head():
     assert backbone_identity(one) != backbone_identity(other)
 
 
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
+def test_fusion_over_frozen_trained_branches_trains_only_its_head(synthetic_dir, shared_runs, tmp_path):
+    """The trained unimodal runs as fixed branches: their backbones run once (cached features),
+    only the GMU and the head train, and the fused run is scored with each input absent."""
+    import numpy as np
+
+    from mmgenre.models.saving import load_model
+    from mmgenre.models.weights import named_layers
+
+    cfg = tiny_config(synthetic_dir, "fusion", {
+        "method": "gmu", "fusion_units": 16, "text_branch": "bag_of_words", "freeze_branches": True,
+        "image_weights": shared_runs["cnn"], "text_weights": shared_runs["bag_of_words"]},
+        train={"epochs": 4, "cache_features": True, "feature_cache_dir": str(tmp_path / "cache")})
+    fused = train_and_evaluate(cfg, str(tmp_path / "frozen"), verbose=0)
+    assert len([f for f in os.listdir(tmp_path / "cache") if f.endswith(".npy")]) == 2  # train, dev
+    model = load_model(str(tmp_path / "frozen" / "best.keras"))
+    for run, branch in ((shared_runs["cnn"], "image_branch"), (shared_runs["bag_of_words"], "text_branch")):
+        before = named_layers(load_model(os.path.join(run, "best.keras")))
+        kept = [layer for layer in model.get_layer(branch).layers if layer.weights]
+        assert kept or branch == "text_branch"  # bag-of-words counts have no weights of their own
+        for layer in kept:  # every branch weight as its run trained it
+            for got, want in zip(layer.get_weights(), before[layer.name].get_weights()):
+                np.testing.assert_array_equal(got, want)
+    test = fused["splits"]["test"]
+    assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.2, test
+    for absent in ("poster missing", "overview missing"):
+        assert fused["missing_modality"][absent]["at_0.5"]["mAP"] > test["prior"]["mAP"], absent
+    gate = fused["gmu_mean_gate"]
+    assert 0 < gate["poster"] < 1 and gate["poster"] + gate["overview"] == pytest.approx(1)
+
+
+# A claim about learning, not a behaviour: four trainings of ten epochs (about 30 s on 2 cores).
+# The frozen-branch mechanics are the test above.
+@pytest.mark.benchmark
 def test_fusion_beats_each_branch_when_the_signal_is_split(split_signal_dir, tmp_path):
     """Half the genres show only on posters, half only in text: only fusion sees all."""
     maps = {}
@@ -223,7 +257,7 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
     from mmgenre.models.saving import load_model
     from mmgenre.models.weights import named_layers
 
-    source = tiny_config(synthetic_dir, "cnn", train={"epochs": 3})
+    source = tiny_config(synthetic_dir, "cnn", train={"epochs": 1})
     train_and_evaluate(source, str(tmp_path / "source"), verbose=0)
     cfg = tiny_config(synthetic_dir, "cnn", data={"train_limit": 60},
                       train={"init_from": str(tmp_path / "source"), "init_frozen": True,

@@ -20,6 +20,7 @@ from mmgenre.decisions import Thresholds
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
 from mmgenre.models.fusion import gmu_gate
+from mmgenre.models.quantized import batch_predictor
 from mmgenre.progress import progress
 
 
@@ -60,9 +61,9 @@ def predict_split(model, data_cfg, prepared: PreparedData, split, absent=None,
         steps = -(-len(rows) // data_cfg.batch_size)
         batches = progress(batches, steps, f"scoring {split} ({len(rows)} movies)", unit="movies",
                            per_step=data_cfg.batch_size, items=len(rows))
-    # predict_on_batch per batch (model.predict would run the same compiled step, but hides
-    # the batches, so no progress could be drawn).
-    probs = np.concatenate([np.asarray(model.predict_on_batch(x)) for x in batches])
+    # Batch by batch (model.predict hides the batches, so no progress could be drawn).
+    predict = batch_predictor(model, ds.element_spec[0])
+    probs = np.concatenate([np.asarray(predict(x)) for x in batches])
     if order is None:
         return probs
     restored = np.empty_like(probs)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import keras
 import numpy as np
 
 from mmgenre.models.probe import TFIDF, feature_kind
-from mmgenre.models.quantized import inference_function
+from mmgenre.models.quantized import batch_predictor
 
 GRAPH_CHECK_ROWS = 8  # dev rows run through the whole graph to check the cached features
 GRAPH_CHECK_TOLERANCE = 1e-4
@@ -54,10 +53,9 @@ def check_graph(model, data_cfg, prepared, cached_probs, rows: int = GRAPH_CHECK
     # hold part of a split.
     first = dataclasses.replace(prepared, splits={
         **prepared.splits, "dev": (dev_rows.iloc[:n].reset_index(drop=True), dev_y[:n])})
-    x, _ = make_split_dataset(dataclasses.replace(data_cfg, cache="none", batch_size=n), first, "dev",
-                              raw_text=True).get_single_element()
-    probs = (inference_function(model)(x) if isinstance(model, keras.Model)
-             else model.predict_on_batch(x))  # an Int8Pipeline
+    ds = make_split_dataset(dataclasses.replace(data_cfg, cache="none", batch_size=n), first, "dev",
+                            raw_text=True)
+    probs = batch_predictor(model, ds.element_spec[0])(ds.get_single_element()[0])
     diff = float(np.max(np.abs(np.asarray(probs) - cached_probs[:n])))
     if not diff <= GRAPH_CHECK_TOLERANCE:
         raise FeatureMismatch(
