@@ -119,7 +119,7 @@ def embed_row(cfgs):
     wanted = []  # (spec, cfg, its encoders, their precision)
     for cfg in cfgs:
         spec = registry.get(cfg.model.name, cfg.model.params)
-        params = {**spec.hyperparameters(), **cfg.model.params}
+        params = spec.params(cfg.model.params)
         encoders = [f for f in params.get("features", ()) if f in sources.KNOWN]
         if encoders:
             wanted.append((spec, cfg, encoders, precision_of(params)))

@@ -103,7 +103,7 @@ def with_model(run: Run, allow_external_code: bool, prepared=None) -> Run:
     if prepared is not None:
         prepared.vectorizer = vectorizer
     model = saving.load_model(folder.model, allow_external_code)
-    params = {**run.spec.hyperparameters(), **run.config.model.params}
+    params = run.spec.params(run.config.model.params)
     if quantized.precision_of(params) == "int8":  # served as fitted: behind its int8 encoders
         quantized.check_int8_encoders((files.read_json(folder.metrics) or {}).get("int8_encoders"),
                                       run.path)

@@ -20,7 +20,7 @@ from mmgenre.decisions import Thresholds
 from mmgenre.evaluation import metrics as metrics_lib
 from mmgenre.evaluation import plots, reports
 from mmgenre.models.fusion import gmu_gate
-from mmgenre.models.quantized import batch_predictor
+from mmgenre.models.predict_step import batch_predictor
 from mmgenre.progress import progress
 
 

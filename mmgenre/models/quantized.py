@@ -17,51 +17,18 @@ evaluation, batch prediction and `predict` use it unchanged.
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mmgenre.encoders.int8 import check_precision, int8_encoder, int8_sha256
+from mmgenre.models.predict_step import inference_function
 from mmgenre.models.probe import TFIDF, feature_kind
 
 
 def precision_of(model_params: dict) -> str:
     return check_precision(model_params.get("precision", "float32"))
-
-
-def inference_function(model):
-    """``model`` (a Keras model) for inference as its own tf.function, shapes relaxed.
-
-    Why not ``predict``/``predict_on_batch``: their step function is one piece of code that
-    TensorFlow counts across every new model a process builds (a run, a fold's head), and
-    from the fifth it printed a retracing warning no user can act on (the README's first
-    command printed it twice per probe row). TensorFlow counts a function without code of its
-    own (this partial) apart. Not eager either: keras-hub's tokenizers return Python lists
-    there.
-    """
-    return tf.function(functools.partial(model, training=False), reduce_retracing=True)
-
-
-def batch_predictor(model, signature):
-    """(batch inputs -> (batch, genres) probabilities) of ``model``, a Keras model or an
-    ``Int8Pipeline``, for inputs of ``signature`` (a batched dataset's ``element_spec[0]``:
-    the batch dimension is None).
-
-    A Keras model's is an ``inference_function`` traced once for every batch size, kept with
-    the model: each split, the missing-input variants and the graph check reuse one trace,
-    where ``predict_on_batch`` traced the first batch's shape and again, relaxed, at the first
-    other one (a whole graph over EfficientNet-Lite0 and MiniLM took about 3 s a trace here).
-    """
-    if not isinstance(model, keras.Model):
-        return model.predict_on_batch
-    key = repr(tf.nest.map_structure(lambda s: (tuple(s.shape), s.dtype.name), signature))
-    kept = model.__dict__.setdefault("_mmgenre_batch_predictors", {})
-    if key not in kept:
-        kept[key] = tf.function(functools.partial(model, training=False), input_signature=[signature])
-    return kept[key]
 
 
 class Int8Pipeline:

@@ -99,6 +99,11 @@ class ModelSpec:
             if p.name not in DATA_ARGS
         }
 
+    def params(self, given: dict | None = None) -> dict:
+        """The builder's hyperparameters: its defaults, overridden by ``given`` (a config's
+        ``model.params``)."""
+        return {**self.hyperparameters(), **(given or {})}
+
 
 _REGISTRY: dict = {}
 

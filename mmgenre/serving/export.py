@@ -136,7 +136,7 @@ def export_run(run_dir: str, out_dir: str, fmt: str = "saved_model",
     runs.check_output_dir(out_dir, overwrite)
     files.remove_stale_staging(out_dir)
     run = open_run(run_dir)  # refuses an unfinished run; refusals come before the model loads
-    precision = precision_of({**run.spec.hyperparameters(), **run.config.model.params})
+    precision = precision_of(run.spec.params(run.config.model.params))
     if precision == "int8" and fmt != "int8":
         raise ValueError(f"{run_dir} was fitted on int8 encoder features; export it with --format "
                          f"int8 ({fmt} would serve float32 features it was not fitted on)")

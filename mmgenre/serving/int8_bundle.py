@@ -33,24 +33,21 @@ LOADER = os.path.join(os.path.dirname(__file__), "int8_loader.py")
 FAMILIES = ("linear_probe", "encoder_head")  # the families over frozen encoders' pooled features
 
 
-def _params(run) -> dict:
-    return {**run.spec.hyperparameters(), **run.config.model.params}
-
-
 def check_int8_exportable(run, run_dir: str):
     """Raises ValueError, before any model loads, for a run without pretrained encoders."""
     name = run.config.model.name
     if name not in FAMILIES:
         raise ValueError(f"{run_dir}: --format int8 takes runs over pretrained encoders "
                          f"({', '.join(FAMILIES)}); model {name!r} is not one")
-    if all(f == TFIDF for f in _params(run)["features"]):
-        raise ValueError(f"{run_dir}: its features ({_params(run)['features']}) hold no "
+    features = run.spec.params(run.config.model.params)["features"]
+    if all(f == TFIDF for f in features):
+        raise ValueError(f"{run_dir}: its features ({features}) hold no "
                          "pretrained encoder to quantize; export it as a SavedModel")
 
 
 def write_int8_bundle(run, run_dir: str, staging: str) -> dict:
     """Writes the bundle into ``staging`` for a loaded ``run``; returns genres.json's facts."""
-    params = _params(run)
+    params = run.spec.params(run.config.model.params)
     features = list(params["features"])
     encoders = [f for f in features if f != TFIDF]
     model = run.model.model if isinstance(run.model, quantized.Int8Pipeline) else run.model

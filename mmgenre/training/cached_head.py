@@ -22,7 +22,7 @@ from mmgenre import tasks
 from mmgenre.evaluation.metrics import mean_average_precision
 from mmgenre.models.encoder_head import feature_head
 from mmgenre.models.heads import loss_for
-from mmgenre.models.quantized import inference_function
+from mmgenre.models.predict_step import inference_function
 from mmgenre.training import cross_validation
 from mmgenre.training.calibration import calibrate, sigmoid
 from mmgenre.training.probe_features import adapt_text_features, feature_block

@@ -11,8 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from mmgenre.models.predict_step import batch_predictor
 from mmgenre.models.probe import TFIDF, feature_kind
-from mmgenre.models.quantized import batch_predictor
 
 GRAPH_CHECK_ROWS = 8  # dev rows run through the whole graph to check the cached features
 GRAPH_CHECK_TOLERANCE = 1e-4

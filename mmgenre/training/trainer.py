@@ -181,7 +181,7 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     (``CACHED_FEATURE_FITTERS``), checked against the whole graph, saved as the whole
     graph, scored."""
     started = time.time()
-    params = {**spec.hyperparameters(), **cfg.model.params}
+    params = spec.params(cfg.model.params)
     head_first = fit.HeadFirst(cfg, prepared, params)  # the encoders' weights after the fit
     probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](head_first, params, prepared, cfg)
     model = head_first.whole_graph()

@@ -208,7 +208,7 @@ class CachedFeatureHyperModel(SpaceHyperModel):
 
     def _config(self, hp):
         cfg = config_for(self.base, self.values(hp))
-        return cfg, {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
+        return cfg, registry.get(cfg.model.name).params(cfg.model.params)
 
     def build(self, hp):
         _, params = self._config(hp)

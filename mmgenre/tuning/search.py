@@ -164,7 +164,7 @@ def _cached_feature_hypermodel(search, cfg, prepared, log_path):
     if search.tuner == "hyperband":
         raise config_lib.ConfigError("hyperband shares out epochs between trials; a head on cached "
                                      "features trains in seconds: use tuner random or bayesian")
-    params = {**registry.get(cfg.model.name).hyperparameters(), **cfg.model.params}
+    params = registry.get(cfg.model.name).params(cfg.model.params)
     started = time.time()
     # Trials train heads on the features: the encoders' weights are never loaded.
     x = cached_head.split_blocks(fit.HeadFirst(cfg, prepared, params), params["features"], prepared,
