@@ -58,6 +58,22 @@ def test_single_label_head_is_softmax():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_batch_predictor_traces_once_for_every_batch_size_and_matches_predict_on_batch():
+    import tensorflow as tf
+
+    from mmgenre.models.predict_step import batch_predictor
+
+    spec = registry.get("fusion")
+    model = registry.build_model("fusion", {}, **DATA_ARGS)
+    x = _inputs(spec, batch=10)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(4)  # batches of 4, 4 and 2
+    predict = batch_predictor(model, ds.element_spec)
+    got = np.concatenate([np.asarray(predict(batch)) for batch in ds])
+    np.testing.assert_array_equal(got, np.concatenate([model.predict_on_batch(b) for b in ds]))
+    assert predict.experimental_get_tracing_count() == 1
+    assert batch_predictor(model, ds.element_spec) is predict  # kept with the model
+
+
 def test_unknown_model_and_param_are_named():
     with pytest.raises(ValueError, match=r"unknown model 'transformer'; registered models: \["):
         registry.get("transformer")
