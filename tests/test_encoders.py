@@ -232,8 +232,8 @@ def test_int8_encoders_track_float32_are_cached_checked_and_batch_free(encoder_h
         f.seek(1000)
         f.write(b"\0" * 16)
     int8._RUNNERS.clear()
-    # The conversion itself ran above; here it hands back its bytes (a second conversion of
-    # MiniLM cost about 7 s of the suite), so what is checked is that it is called again.
+    # The conversion itself ran above; here it hands back its bytes (converting MiniLM again
+    # took 3.6 s of the suite), so what is checked is that it is called again.
     converted = []
     monkeypatch.setattr(int8, "_convert", lambda name, kind: converted.append((name, kind)) or good)
     again = embed_texts("minilm", texts, show_progress=False, precision="int8")
