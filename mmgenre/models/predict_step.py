@@ -9,8 +9,9 @@ import keras
 import tensorflow as tf
 
 
-def inference_function(model):
-    """``model`` (a Keras model) for inference as its own tf.function, shapes relaxed.
+def inference_function(model, signature=None):
+    """``model`` (a Keras model) for inference as its own tf.function: traced for ``signature``
+    (the inputs' TensorSpecs) when given, else with shapes relaxed.
 
     Why not ``predict``/``predict_on_batch``: their step function is one piece of code that
     TensorFlow counts across every new model a process builds (a run, a fold's head), and
@@ -19,7 +20,10 @@ def inference_function(model):
     own (this partial) apart. Not eager either: keras-hub's tokenizers return Python lists
     there.
     """
-    return tf.function(functools.partial(model, training=False), reduce_retracing=True)
+    step = functools.partial(model, training=False)
+    if signature is None:
+        return tf.function(step, reduce_retracing=True)
+    return tf.function(step, input_signature=[signature])
 
 
 def batch_predictor(model, signature):
@@ -37,5 +41,5 @@ def batch_predictor(model, signature):
     key = repr(tf.nest.map_structure(lambda s: (tuple(s.shape), s.dtype.name), signature))
     kept = model.__dict__.setdefault("_mmgenre_batch_predictors", {})
     if key not in kept:
-        kept[key] = tf.function(functools.partial(model, training=False), input_signature=[signature])
+        kept[key] = inference_function(model, signature)
     return kept[key]
