@@ -171,6 +171,33 @@ def test_a_diverging_loss_stops_naming_the_epoch_before_anything_is_saved():
         guard.on_train_batch_end(3, {"loss": np.float32("nan")})
 
 
+def test_a_fit_traces_its_train_step_once():
+    """compile_built makes the optimizer's and the task metrics' variables before fit: made in
+    the first traced train step, they made TensorFlow trace that step a second time."""
+    import tensorflow as tf
+
+    from mmgenre import tasks
+    from mmgenre.training.fit import compile_built
+
+    traced = []
+
+    class Counting(keras.Model):
+        def train_step(self, data):
+            traced.append(1)
+            return super().train_step(data)
+
+    inputs = keras.Input((4,))
+    model = Counting(inputs, keras.layers.Dense(3, activation="sigmoid")(inputs))
+    metrics = tasks.get("multilabel").metrics(3)
+    # Built ahead, and back at zero: fit's micro-F1 counts only what fit gives it.
+    assert all(np.all(v.numpy() == 0) for m in metrics for v in m.variables) and metrics[1].variables
+    compile_built(model, keras.optimizers.Adam(0.01), "binary_crossentropy", metrics)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), "float32"), (rng.random((32, 3)) > 0.5).astype("float32")
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=2, verbose=0)
+    assert len(traced) == 1
+
+
 def test_a_run_finds_its_dataset_from_any_current_folder(tmp_path, monkeypatch):
     """A config's relative data.path breaks from another folder; the recorded absolute path
     does not; neither there is a one-line error naming both and the fix."""

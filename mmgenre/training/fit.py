@@ -104,8 +104,19 @@ def loss_for(cfg: config_lib.ExperimentConfig, prepared: PreparedData | None = N
 def compile_model(model, cfg: config_lib.ExperimentConfig, num_genres: int, learning_rate=None,
                   prepared: PreparedData | None = None):
     """Adam + the configured loss + training metrics; pass ``prepared`` for loss "balanced"."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate or cfg.train.learning_rate),
-                  loss=loss_for(cfg, prepared), metrics=heads.metrics_for(cfg.data.task, num_genres))
+    return compile_built(model, keras.optimizers.Adam(learning_rate or cfg.train.learning_rate),
+                         loss_for(cfg, prepared), heads.metrics_for(cfg.data.task, num_genres))
+
+
+def compile_built(model, optimizer, loss, metrics=None):
+    """``model.compile``, then the optimizer's slot variables built here, eagerly.
+
+    Keras (TensorFlow backend, no strategy) otherwise builds them inside the first traced train
+    step, and a tf.function that creates variables is traced twice: once more per fit, about 0.9 s
+    of a 4.3 s one-epoch tiny cnn run (2 cores). The slots are the same zeros, in the same order.
+    """
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
