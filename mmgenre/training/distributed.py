@@ -60,6 +60,9 @@ def run_multiworker_epochs(model, strategy, loss, learning_rate, train_ds, n_tra
     per_example = loss.__class__.from_config({**loss.get_config(), "reduction": None})
     with strategy.scope():
         optimizer = keras.optimizers.Adam(learning_rate)
+        # Slots made here, not in train_step's first trace (which would trace it twice; see
+        # training.fit.compile_built).
+        optimizer.build(model.trainable_variables)
     options = tf.data.Options()
     # Element-wise sharding: the pipeline reads a list of files, not one file per worker.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
