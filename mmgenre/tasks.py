@@ -114,15 +114,9 @@ class MultiLabel(Task):
     def metrics(self, num_genres):
         # pr_auc averaged per genre (multi_label=True) tracks mean average precision and moves
         # from the first epoch, unlike F1 at 0.5: the default monitor.
-        f1 = keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1")
-        # Its variables made here, eagerly (one update, then reset to the same zeros): made in the
-        # first traced train step, they made TensorFlow trace that step twice (see
-        # training.fit.compile_built). AUC with num_labels already builds at construction.
-        empty = np.zeros((1, num_genres), "float32")
-        f1.update_state(empty, empty)
-        f1.reset_state()
         return [keras.metrics.AUC(curve="PR", multi_label=True, num_labels=num_genres,
-                                  name="pr_auc"), f1]
+                                  name="pr_auc"),
+                keras.metrics.F1Score(average="micro", threshold=0.5, name="micro_f1")]
 
 
 class SingleLabel(Task):
