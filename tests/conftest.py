@@ -66,23 +66,27 @@ def write_csv_dataset(root, rows):
     return str(root)
 
 
-# One-epoch runs that several modules read and never change (serving, travel, score fusion);
+# Runs that several modules read and never change (serving, travel, score fusion, the CLI);
 # each used to be trained by two or three modules a suite. The modules that take them share
-# the xdist group SHARED_RUNS_GROUP, so each run trains once per suite.
+# the xdist group SHARED_RUNS_GROUP, so each run trains once per suite. One epoch unless said.
 SHARED_RUNS = {
-    "cnn": ("cnn", {}),
-    "bag_of_words": ("bag_of_words", {}),
-    "lstm": ("lstm", {}),
-    "fusion": ("fusion", {"image_branch": "cnn", "text_branch": "bag_of_words",
-                          "modality_dropout": 0.2, "fusion_units": 16}),
-    "tfidf_probe": ("linear_probe", {"features": ["tfidf"], "folds": 2}),
+    "cnn": {"model": "cnn"},
+    "bag_of_words": {"model": "bag_of_words"},
+    "lstm": {"model": "lstm"},
+    "fusion": {"model": "fusion", "params": {"image_branch": "cnn", "text_branch": "bag_of_words",
+                                             "modality_dropout": 0.2, "fusion_units": 16}},
+    "tfidf_probe": {"model": "linear_probe", "params": {"features": ["tfidf"], "folds": 2}},
+    # Trained until it reads the planted keywords (test_cli asks what it attends to).
+    "bilstm_attention": {"model": "bilstm_attention", "train": {"epochs": 8}},
+    "compact_resnet": {"model": "compact_resnet", "params": {"widths": [8, 16], "dense_units": 16}},
 }
 SHARED_RUNS_GROUP = "shared_runs"
 
 
 def shared_run_config(data_path, name):
-    model, params = SHARED_RUNS[name]
-    return tiny_config(data_path, model, params, train={"epochs": 1})
+    run = SHARED_RUNS[name]
+    return tiny_config(data_path, run["model"], run.get("params"),
+                       train={"epochs": 1, **run.get("train", {})})
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import SHARED_RUNS_GROUP
 
 from mmgenre.cli import main
 
@@ -81,16 +82,12 @@ def test_train_evaluate_predict_end_to_end(tmp_path, mmimdb_dir, capsys):
 
 
 @pytest.mark.slow
-def test_predict_shows_the_most_attended_words(synthetic_dir, tmp_path, capsys):
-    from conftest import tiny_config
-
-    from mmgenre.training.trainer import train_and_evaluate
-
-    cfg = tiny_config(synthetic_dir, "bilstm_attention", train={"epochs": 8})
-    train_and_evaluate(cfg, str(tmp_path / "att"), verbose=0)
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
+def test_predict_shows_the_most_attended_words(shared_runs, capsys):
+    run_dir = shared_runs["bilstm_attention"]  # trained 8 epochs (conftest)
     capsys.readouterr()
     text = "the haunted house had a demon and the old town"
-    assert main(["predict", str(tmp_path / "att"), "--overview", text, "--json"]) == 0
+    assert main(["predict", run_dir, "--overview", text, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     words = [a["word"] for a in out["attention"]]
     assert words and set(words) <= set(text.split())

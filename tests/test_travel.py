@@ -60,7 +60,8 @@ def runs_of_every_kind(synthetic_dir, encoder_home, shared_runs, tmp_path_factor
 
     root = tmp_path_factory.mktemp("travel-runs")
     out = {
-        **{name: shared_runs[name] for name in ("cnn", "bag_of_words", "lstm", "fusion")},
+        **{name: shared_runs[name] for name in ("cnn", "bag_of_words", "lstm", "fusion", "bilstm_attention",
+                                                 "compact_resnet")},
         "linear_probe": _train("linear_probe", probe_config(
             synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3), root),
         # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
@@ -79,11 +80,11 @@ def runs_of_every_kind(synthetic_dir, encoder_home, shared_runs, tmp_path_factor
     return out
 
 
-KINDS = ("cnn", "bag_of_words", "lstm", "fusion", "linear_probe", "int8_probe", "int8_head", "encoder_head",
-         "score_fusion")
+KINDS = ("cnn", "compact_resnet", "bag_of_words", "lstm", "bilstm_attention", "fusion", "linear_probe",
+         "int8_probe", "int8_head", "encoder_head", "score_fusion")
 # The kinds reading one input (the encoder heads here read TF-IDF, or MiniLM at int8, only).
-ONE_INPUT = {"cnn": "poster", "bag_of_words": "overview", "lstm": "overview", "encoder_head": "overview",
-             "int8_head": "overview"}
+ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overview", "lstm": "overview",
+             "bilstm_attention": "overview", "encoder_head": "overview", "int8_head": "overview"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
