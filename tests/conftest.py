@@ -105,6 +105,17 @@ def shared_runs(synthetic_dir, tmp_path_factory):
     return Runs()
 
 
+@pytest.fixture(scope="session")
+def tfidf_baseline(synthetic_dir, tmp_path_factory):
+    """A finished classical TF-IDF baseline folder (benchmarks/classical.py) on the synthetic
+    set, for tests that read it; a test that changes one works on a copy."""
+    from classical import run_classical
+
+    out = str(tmp_path_factory.mktemp("tfidf-baseline") / "tfidf")
+    run_classical(tiny_config(synthetic_dir).data, "tfidf", out)
+    return out
+
+
 @pytest.fixture
 def mmimdb_dir(tmp_path):
     """A tiny MM-IMDb layout: dataset/<id>.json + .jpeg and split.json."""

@@ -1,3 +1,7 @@
+import json
+import os
+import shutil
+
 import common
 import numpy as np
 import pytest
@@ -9,20 +13,20 @@ from mmgenre.training import late_fusion as score_fusion
 
 
 @pytest.mark.slow
-def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tmp_path):
+def test_tfidf_baseline_learns_and_reports_like_a_deep_model(synthetic_dir, tfidf_baseline, tmp_path):
     cfg = tiny_config(synthetic_dir, "lstm")
-    results = run_classical(cfg.data, "tfidf", str(tmp_path / "tfidf"))
+    results = json.load(open(os.path.join(tfidf_baseline, "metrics.json")))
     test = results["splits"]["test"]
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.3
-    assert (tmp_path / "tfidf" / "report.md").exists() and results["C"] > 0
+    assert os.path.exists(os.path.join(tfidf_baseline, "report.md")) and results["C"] > 0
 
     # Score fusion reads any run's saved probabilities, classical ones included.
     run_classical(cfg.data, "poster", str(tmp_path / "poster"))
-    runs = [str(tmp_path / "poster"), str(tmp_path / "tfidf")]
+    runs = [str(tmp_path / "poster"), tfidf_baseline]
     fused = score_fusion.run_score_fusion(runs, str(tmp_path / "fused"), cfg.data, "per_genre")
     # Classical runs save out-of-fold train scores: the weight is chosen there, not on dev.
     assert fused["weights_chosen_on"] == "train_oof"
-    saved = np.load(tmp_path / "tfidf" / "probabilities.npz")
+    saved = np.load(os.path.join(tfidf_baseline, "probabilities.npz"))
     assert saved["train_oof"].shape == (len(saved["train_oof_ids"]), len(results["genres"]))
     # A score fusion saves fused out-of-fold scores too, so it can be a member of another.
     assert np.load(tmp_path / "fused" / "probabilities.npz")["train_oof"].shape[0] > 0
@@ -97,25 +101,19 @@ def test_fusion_verdict_says_when_fusion_does_not_win():
 
 
 @pytest.mark.slow
-def test_score_fusion_refuses_runs_of_different_tasks(synthetic_dir, tmp_path):
-    import json
-
+def test_score_fusion_refuses_runs_of_different_tasks(tfidf_baseline, tmp_path):
     from mmgenre import files, runs
 
-    cfg = tiny_config(synthetic_dir, "lstm")
-    for name in ("a", "b"):
-        run_classical(cfg.data, "tfidf", str(tmp_path / name))
+    shutil.copytree(tfidf_baseline, tmp_path / "b")
     metrics = json.load(open(tmp_path / "b" / "metrics.json"))
     files.write_json(str(tmp_path / "b" / "metrics.json"), {**metrics, "task": "single"})
     runs.mark_complete(str(tmp_path / "b"))
     with pytest.raises(ValueError, match="'multilabel' run and .* a 'single' run"):
-        score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"))
+        score_fusion.run_score_fusion([tfidf_baseline, str(tmp_path / "b")], str(tmp_path / "f"))
 
 
 @pytest.mark.slow
-def test_score_fusion_refuses_runs_trained_on_other_data(synthetic_dir, tmp_path):
-    import shutil
-
+def test_score_fusion_refuses_runs_trained_on_other_data(synthetic_dir, tfidf_baseline, tmp_path):
     import pandas as pd
 
     other = tmp_path / "other"
@@ -124,26 +122,23 @@ def test_score_fusion_refuses_runs_trained_on_other_data(synthetic_dir, tmp_path
     movies.loc[0, "overview"] = "an overview edited after the first run"  # same ids, same genres
     movies.to_csv(other / "movies.csv", index=False)
     cfg = tiny_config(synthetic_dir, "lstm")
-    run_classical(cfg.data, "tfidf", str(tmp_path / "a"))
     run_classical(tiny_config(other, "lstm").data, "tfidf", str(tmp_path / "b"))
     with pytest.raises(ValueError, match="trained on other data .* one dataset only"):
-        score_fusion.run_score_fusion([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "f"),
+        score_fusion.run_score_fusion([tfidf_baseline, str(tmp_path / "b")], str(tmp_path / "f"),
                                       cfg.data)
     assert not (tmp_path / "f").exists()
 
 
 @pytest.mark.slow
-def test_score_fusion_takes_the_dataset_from_another_folder(synthetic_dir, tmp_path, monkeypatch,
-                                                            capsys):
+def test_score_fusion_takes_the_dataset_from_another_folder(synthetic_dir, tfidf_baseline, tmp_path,
+                                                            monkeypatch, capsys):
     from mmgenre.cli import main
 
-    cfg = tiny_config(synthetic_dir, "lstm")
-    for name in ("a", "b"):
-        run_classical(cfg.data, "tfidf", str(tmp_path / name))
+    shutil.copytree(tfidf_baseline, tmp_path / "b")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    runs_ = [str(tmp_path / "a"), str(tmp_path / "b")]
+    runs_ = [tfidf_baseline, str(tmp_path / "b")]
     assert main(["score-fusion", *runs_, "--out", str(tmp_path / "f1")]) == 2  # no config: no data
     assert not (tmp_path / "f1").exists()
     assert main(["score-fusion", *runs_, "--data", str(synthetic_dir), "--out",

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import SHARED_RUNS_GROUP, shared_run_config, tiny_config
 
 from mmgenre import files, runs
 from mmgenre.training.trainer import train_and_evaluate
@@ -149,16 +149,17 @@ def test_a_failed_start_does_not_block_the_corrected_command(synthetic_dir, tmp_
 
 
 @pytest.mark.slow
-def test_resuming_never_runs_code_from_the_run_folder(synthetic_dir, tmp_path):
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
+def test_resuming_never_runs_code_from_the_run_folder(synthetic_dir, shared_runs, tmp_path):
     run_dir = str(tmp_path / "run")
-    train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+    shutil.copytree(shared_runs["bag_of_words"], run_dir)
     # Someone hands over the folder with a Lambda layer in best.keras, unfinished.
     inputs = keras.Input((3,))
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(
         os.path.join(run_dir, "best.keras"))
     os.remove(os.path.join(run_dir, runs.COMPLETE))
     with pytest.raises(ValueError, match="layer type.s. Lambda whose loading runs code"):
-        train_and_evaluate(_cfg(synthetic_dir), run_dir, verbose=0)
+        train_and_evaluate(shared_run_config(synthetic_dir, "bag_of_words"), run_dir, verbose=0)
 
 
 def test_a_diverging_loss_stops_naming_the_epoch_before_anything_is_saved():

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import SHARED_RUNS_GROUP, shared_run_config, tiny_config
+from conftest import SHARED_RUNS_GROUP, tiny_config
 
 from mmgenre.evaluation import saved_scores
 from mmgenre.models.layers import ScoreFusion
@@ -37,9 +37,8 @@ def test_score_fusion_layer_equals_the_numpy_fusion(space):
 @pytest.mark.slow
 @pytest.mark.xdist_group(SHARED_RUNS_GROUP)
 def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthetic_dir, shared_runs,
-                                                                         tmp_path, monkeypatch):
-    from classical import run_classical
-
+                                                                         tfidf_baseline, tmp_path,
+                                                                         monkeypatch):
     from mmgenre.evaluation.metrics import calibration_metrics
     from mmgenre.inference import evaluate_run, load_run, predict_movie
     from mmgenre.training.trainer import train_and_evaluate
@@ -86,8 +85,7 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
 
     # A member without a graph (a classical baseline): the folder is a report, and a rerun
     # into a folder that held a fused model removes that model.
-    run_classical(shared_run_config(synthetic_dir, "tfidf_probe").data, "tfidf", str(tmp_path / "classical"))
-    report = score_fusion.run_score_fusion([members[0], str(tmp_path / "classical")], out)
+    report = score_fusion.run_score_fusion([members[0], tfidf_baseline], out)
     assert report["fused_model"] is None and "no best.keras" in report["fused_model_note"]
     assert not os.path.exists(os.path.join(out, "best.keras"))
     assert not os.path.exists(os.path.join(out, "config.yaml"))
@@ -102,7 +100,7 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
 
     monkeypatch.setattr(score_fusion, "fuse_scores", two_of_three)
     out3 = str(tmp_path / "selected")
-    selected = score_fusion.run_score_fusion([*members, str(tmp_path / "classical")], out3)
+    selected = score_fusion.run_score_fusion([*members, tfidf_baseline], out3)
     assert selected["fused_model"] == "best.keras", selected["fused_model_note"]
     assert sorted(layer.name for layer in load_run(out3).model.layers
                   if layer.name.startswith("member_")) == ["member_0", "member_1"]

@@ -251,21 +251,22 @@ def test_bag_of_words_with_imbalance_losses_learns_the_text_signal(loss, synthet
     assert model.loss.name == {"focal": "focal", "balanced": "balanced_bce"}[loss]
 
 
-def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_path):
-    """The posters-movielens recipe in miniature: pretrain, copy layers, freeze, cache, train the head."""
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
+def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, shared_runs, tmp_path):
+    """The posters-movielens recipe in miniature: pretrain (the shared one-epoch cnn run), copy
+    layers, freeze, cache, train the head."""
     import numpy as np
 
     from mmgenre.models.saving import load_model
     from mmgenre.models.weights import named_layers
 
-    source = tiny_config(synthetic_dir, "cnn", train={"epochs": 1})
-    train_and_evaluate(source, str(tmp_path / "source"), verbose=0)
+    source = shared_runs["cnn"]
     cfg = tiny_config(synthetic_dir, "cnn", data={"train_limit": 60},
-                      train={"init_from": str(tmp_path / "source"), "init_frozen": True,
+                      train={"init_from": source, "init_frozen": True,
                              "cache_features": True, "epochs": 6,
                              "feature_cache_dir": str(tmp_path / "cache")})
     results = train_and_evaluate(cfg, str(tmp_path / "transfer"), verbose=0)
-    before, after = (load_model(str(tmp_path / d / "best.keras")) for d in ("source", "transfer"))
+    before, after = (load_model(os.path.join(d, "best.keras")) for d in (source, str(tmp_path / "transfer")))
     after, before = named_layers(after), named_layers(before)
     for name in ("conv1", "conv2", "embedding"):
         for got, want in zip(after[name].get_weights(), before[name].get_weights()):
@@ -278,7 +279,7 @@ def test_pretrained_frozen_branch_trains_only_its_new_head(synthetic_dir, tmp_pa
     # A source still training (no completion record) is not a result to start from.
     import shutil
 
-    shutil.copytree(tmp_path / "source", tmp_path / "unfinished")
+    shutil.copytree(source, tmp_path / "unfinished")
     os.remove(tmp_path / "unfinished" / "complete.json")
     cfg.train.init_from = str(tmp_path / "unfinished")
     with pytest.raises(ValueError, match="not a finished run.*finish it first"):
