@@ -70,6 +70,10 @@ def runs_of_every_kind(synthetic_dir, encoder_home, shared_runs, tmp_path_factor
         "int8_head": _train("int8_head", tiny_config(
             synthetic_dir, "encoder_head", {"features": ["minilm"], "folds": 2, "precision": "int8"},
             evaluation={"threshold_split": "train_oof"}), root),
+        # A gradient model around a keras-hub encoder: raw overview strings in, tokenizer in the graph.
+        "text_encoder": _train("text_encoder", tiny_config(
+            synthetic_dir, "text_encoder", {"encoder": "minilm", "dense_units": 8}, train={"epochs": 1}),
+            root),
         "encoder_head": _train("encoder_head", tiny_config(
             synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
             evaluation={"threshold_split": "train_oof"}), root),
@@ -80,11 +84,12 @@ def runs_of_every_kind(synthetic_dir, encoder_home, shared_runs, tmp_path_factor
     return out
 
 
-KINDS = ("cnn", "compact_resnet", "bag_of_words", "lstm", "bilstm_attention", "fusion", "linear_probe",
-         "int8_probe", "int8_head", "encoder_head", "score_fusion")
+KINDS = ("cnn", "compact_resnet", "bag_of_words", "lstm", "bilstm_attention", "text_encoder", "fusion",
+         "linear_probe", "int8_probe", "int8_head", "encoder_head", "score_fusion")
 # The kinds reading one input (the encoder heads here read TF-IDF, or MiniLM at int8, only).
 ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overview", "lstm": "overview",
-             "bilstm_attention": "overview", "encoder_head": "overview", "int8_head": "overview"}
+             "bilstm_attention": "overview", "text_encoder": "overview", "encoder_head": "overview",
+             "int8_head": "overview"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
