@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 
 @pytest.fixture(scope="module")
 def trained(shared_runs, tmp_path_factory):
-    """(a folder for exports, {name: one-epoch run}): export must reproduce predict, whatever
+    """(a folder for exports, {name: shared run}): export must reproduce predict, whatever
     the model learned."""
     return tmp_path_factory.mktemp("serving"), {name: shared_runs[name] for name in ("cnn", "lstm", "fusion")}
 
