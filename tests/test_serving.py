@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 def trained(shared_runs, tmp_path_factory):
     """(a folder for exports, {name: shared run}): export must reproduce predict, whatever
     the model learned."""
-    return tmp_path_factory.mktemp("serving"), {name: shared_runs[name] for name in ("cnn", "lstm", "fusion")}
+    return tmp_path_factory.mktemp("serving"), {name: shared_runs[name] for name in (
+        "cnn", "compact_resnet", "lstm", "bilstm_attention", "fusion")}
 
 
 _LOAD = """
