@@ -82,6 +82,9 @@ SHARED_RUNS = {
     "compact_resnet": {"model": "compact_resnet", "params": {"widths": [8, 16], "dense_units": 16}},
 }
 SHARED_RUNS_GROUP = "shared_runs"
+# Tests over the prepared test encoders that embed, convert to int8 or train on them: in one
+# xdist group, one process embeds the synthetic movies and converts the encoders once.
+ENCODER_GROUP = "encoders"
 
 
 def shared_run_config(data_path, name):

@@ -5,11 +5,12 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import ENCODER_GROUP, tiny_config
 from sklearn.linear_model import LogisticRegression
 
-# Slow (trains or embeds: left out of the quick tier); one xdist group, so its module fixtures train once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("probe")]
+# Slow (trains or embeds: left out of the quick tier); in the encoders' xdist group (conftest), so
+# its module fixtures train once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(ENCODER_GROUP)]
 
 
 def probe_config(data_path, features, limit=None, **params):
