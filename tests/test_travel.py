@@ -14,9 +14,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ENCODER_GROUP, SHARED_RUNS, SHARED_RUNS_GROUP, tiny_config
-
-from mmgenre.training.trainer import train_and_evaluate
+from conftest import ENCODER_GROUP, SHARED_RUNS_GROUP
 
 # Slow (trains: left out of the quick tier). Each test sits in the xdist group of the runs it
 # reads (conftest): the gradient runs' or the pretrained encoders'.
@@ -47,49 +45,27 @@ def travel_dir(synthetic_dir, tmp_path_factory):
     return str(root)
 
 
-def _train(name, cfg, root):
-    run_dir = str(root / name)
-    train_and_evaluate(cfg, run_dir, verbose=0)
-    return run_dir
-
-
 @pytest.fixture(scope="module")
-def runs_of_every_kind(synthetic_dir, shared_runs, tmp_path_factory):
+def runs_of_every_kind(synthetic_dir, shared_runs, encoder_runs, tmp_path_factory):
     """{kind: run folder}, each trained on first use in this test process: gradient poster and
-    text models, a gradient fusion, solved probes over both inputs, Keras heads on cached
-    features, a gradient model around a keras-hub encoder, a score fusion. A test reading a
-    kind in ENCODER_KINDS requests ``encoder_home`` first."""
-    from test_probe import probe_config
-
+    text models, a gradient fusion (conftest's SHARED_RUNS); solved probes and Keras heads over
+    the pretrained encoders, at float32 and int8, and a gradient model around a keras-hub
+    encoder (ENCODER_RUNS); a score fusion. A test reading an ENCODER_KINDS kind requests
+    ``encoder_home`` first."""
     from mmgenre.training.late_fusion import run_score_fusion
 
     root = tmp_path_factory.mktemp("travel-runs")
-    configs = {
-        "linear_probe": lambda: probe_config(synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3),
-        # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
-        "int8_probe": lambda: probe_config(synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"],
-                                           c=0.3, precision="int8"),
-        "int8_head": lambda: tiny_config(
-            synthetic_dir, "encoder_head", {"features": ["minilm"], "folds": 2, "precision": "int8"},
-            evaluation={"threshold_split": "train_oof"}),
-        # A gradient model around a keras-hub encoder: raw overview strings in, tokenizer in the graph.
-        "text_encoder": lambda: tiny_config(synthetic_dir, "text_encoder",
-                                            {"encoder": "minilm", "dense_units": 8}, train={"epochs": 1}),
-        "encoder_head": lambda: tiny_config(
-            synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
-            evaluation={"threshold_split": "train_oof"}),
-    }
 
     class Runs(dict):
         def __missing__(self, kind):
-            if kind in SHARED_RUNS:
-                self[kind] = shared_runs[kind]
+            if kind in ENCODER_KINDS:
+                self[kind] = encoder_runs[ENCODER_KINDS[kind]]
             elif kind == "score_fusion":
                 # Three runs: equal weights (two would have a weight chosen on dev, possibly 0 for one).
                 run_score_fusion([self["cnn"], self["bag_of_words"], self["fusion"]], str(root / kind))
                 self[kind] = str(root / kind)
             else:
-                self[kind] = _train(kind, configs[kind](), root)
+                self[kind] = shared_runs[kind]
             return self[kind]
 
     return Runs()
@@ -97,12 +73,12 @@ def runs_of_every_kind(synthetic_dir, shared_runs, tmp_path_factory):
 
 KINDS = ("cnn", "compact_resnet", "bag_of_words", "lstm", "bilstm_attention", "text_encoder", "fusion",
          "linear_probe", "int8_probe", "int8_head", "encoder_head", "score_fusion")
-# Over the pretrained (tiny test) encoders of conftest's encoder_home.
-ENCODER_KINDS = ("linear_probe", "int8_probe", "int8_head", "text_encoder")
-# The kinds reading one input (the encoder heads here read TF-IDF, or MiniLM at int8, only).
+# The kinds over the prepared test encoders: {kind: its run in conftest's ENCODER_RUNS}.
+ENCODER_KINDS = {"linear_probe": "probe", "encoder_head": "head", "int8_probe": "int8_probe",
+                 "int8_head": "int8_head", "text_encoder": "text_encoder"}
+# The kinds reading one input (the int8 head reads MiniLM only).
 ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overview", "lstm": "overview",
-             "bilstm_attention": "overview", "text_encoder": "overview", "encoder_head": "overview",
-             "int8_head": "overview"}
+             "bilstm_attention": "overview", "text_encoder": "overview", "int8_head": "overview"}
 
 
 @pytest.mark.parametrize("kind", [
@@ -221,13 +197,13 @@ def test_cli_evaluates_and_batch_predicts_with_a_genre_map(runs_of_every_kind, t
 
 
 @GRADIENT_RUNS
-def test_int8_export_refuses_runs_without_a_pretrained_encoder(runs_of_every_kind, tmp_path):
+def test_int8_export_refuses_runs_without_a_pretrained_encoder(runs_of_every_kind, shared_runs, tmp_path):
     from mmgenre.serving.export import export_run
 
     with pytest.raises(ValueError, match="--format int8 takes runs over pretrained encoders"):
         export_run(runs_of_every_kind["cnn"], str(tmp_path / "cnn"), "int8")
     with pytest.raises(ValueError, match=r"features \(\['tfidf'\]\) hold no pretrained encoder"):
-        export_run(runs_of_every_kind["encoder_head"], str(tmp_path / "tfidf"), "int8")
+        export_run(shared_runs["tfidf_probe"], str(tmp_path / "tfidf"), "int8")
     assert os.listdir(tmp_path) == []  # refused before anything was written
 
 
@@ -271,8 +247,8 @@ def test_a_score_fusion_with_an_int8_member_is_a_report_saying_why(encoder_home,
     from mmgenre.training.late_fusion import run_score_fusion
 
     out = str(tmp_path / "fused")
-    run_score_fusion([runs_of_every_kind["int8_probe"], runs_of_every_kind["linear_probe"],
-                      runs_of_every_kind["text_encoder"]], out)
+    run_score_fusion([runs_of_every_kind["int8_probe"], runs_of_every_kind["text_encoder"],
+                      runs_of_every_kind["int8_head"]], out)
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["fused_model"] is None
     assert "served through int8 LiteRT encoders" in metrics["fused_model_note"]
