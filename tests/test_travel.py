@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ENCODER_GROUP, SHARED_RUNS_GROUP
+from conftest import ENCODER_GROUP, SHARED_RUNS_GROUP, tiny_config
 
 # Slow (trains: left out of the quick tier). Each test sits in the xdist group of the runs it
 # reads (conftest): the gradient runs' or the pretrained encoders'.
@@ -48,11 +48,12 @@ def travel_dir(synthetic_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs_of_every_kind(synthetic_dir, shared_runs, encoder_runs, tmp_path_factory):
     """{kind: run folder}, each trained on first use in this test process: gradient poster and
-    text models, a gradient fusion (conftest's SHARED_RUNS); solved probes and Keras heads over
-    the pretrained encoders, at float32 and int8, and a gradient model around a keras-hub
-    encoder (ENCODER_RUNS); a score fusion. A test reading an ENCODER_KINDS kind requests
-    ``encoder_home`` first."""
+    text models, a gradient fusion (conftest's SHARED_RUNS); a Keras head on cached TF-IDF
+    features; solved probes over the pretrained encoders at float32 and int8, an int8 head and
+    a gradient model around a keras-hub encoder (ENCODER_RUNS); a score fusion. A test reading
+    an ENCODER_KINDS kind requests ``encoder_home`` first."""
     from mmgenre.training.late_fusion import run_score_fusion
+    from mmgenre.training.trainer import train_and_evaluate
 
     root = tmp_path_factory.mktemp("travel-runs")
 
@@ -60,6 +61,11 @@ def runs_of_every_kind(synthetic_dir, shared_runs, encoder_runs, tmp_path_factor
         def __missing__(self, kind):
             if kind in ENCODER_KINDS:
                 self[kind] = encoder_runs[ENCODER_KINDS[kind]]
+            elif kind == "encoder_head":  # a Keras head on cached TF-IDF features (no encoder to load)
+                cfg = tiny_config(synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
+                                  evaluation={"threshold_split": "train_oof"})
+                train_and_evaluate(cfg, str(root / kind), verbose=0)
+                self[kind] = str(root / kind)
             elif kind == "score_fusion":
                 # Three runs: equal weights (two would have a weight chosen on dev, possibly 0 for one).
                 run_score_fusion([self["cnn"], self["bag_of_words"], self["fusion"]], str(root / kind))
@@ -74,11 +80,12 @@ def runs_of_every_kind(synthetic_dir, shared_runs, encoder_runs, tmp_path_factor
 KINDS = ("cnn", "compact_resnet", "bag_of_words", "lstm", "bilstm_attention", "text_encoder", "fusion",
          "linear_probe", "int8_probe", "int8_head", "encoder_head", "score_fusion")
 # The kinds over the prepared test encoders: {kind: its run in conftest's ENCODER_RUNS}.
-ENCODER_KINDS = {"linear_probe": "probe", "encoder_head": "head", "int8_probe": "int8_probe",
-                 "int8_head": "int8_head", "text_encoder": "text_encoder"}
-# The kinds reading one input (the int8 head reads MiniLM only).
+ENCODER_KINDS = {"linear_probe": "probe", "int8_probe": "int8_probe", "int8_head": "int8_head",
+                 "text_encoder": "text_encoder"}
+# The kinds reading one input (the int8 head reads MiniLM only, the float head TF-IDF only).
 ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overview", "lstm": "overview",
-             "bilstm_attention": "overview", "text_encoder": "overview", "int8_head": "overview"}
+             "bilstm_attention": "overview", "text_encoder": "overview", "int8_head": "overview",
+             "encoder_head": "overview"}
 
 
 @pytest.mark.parametrize("kind", [
