@@ -82,9 +82,6 @@ SHARED_RUNS = {
     "compact_resnet": {"model": "compact_resnet", "params": {"widths": [8, 16], "dense_units": 16}},
 }
 SHARED_RUNS_GROUP = "shared_runs"
-# Tests over the prepared test encoders that embed, convert to int8 or train on them: in one
-# xdist group, one process embeds the synthetic movies and converts the encoders once.
-ENCODER_GROUP = "encoders"
 
 
 def shared_run_config(data_path, name):
@@ -103,58 +100,6 @@ def shared_runs(synthetic_dir, tmp_path_factory):
     class Runs(dict):
         def __missing__(self, name):
             train_and_evaluate(shared_run_config(synthetic_dir, name), str(root / name), verbose=0)
-            self[name] = str(root / name)
-            return self[name]
-
-    return Runs()
-
-
-# Runs over the prepared test encoders (``prepared_encoders``) that several modules read and
-# never change, trained on first use in the process running ENCODER_GROUP.
-ENCODER_RUNS = {
-    # TF-IDF, MiniLM and EfficientNet-Lite0 through a solved probe (test_probe) and a Keras head
-    # (test_encoder_head); 40 movies per split keep the encoders quick.
-    "probe": {"model": "linear_probe", "params": {"folds": 3, "c": 0.3}, "data": {"limit": 40}},
-    "head": {"model": "encoder_head", "params": {"folds": 2, "units": 16},
-             "data": {"limit": 40, "batch_size": 32},
-             "train": {"epochs": 12, "learning_rate": 0.02, "loss": "balanced"}},
-    # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
-    "int8_probe": {"model": "linear_probe", "params": {"folds": 3, "c": 0.3, "precision": "int8"}},
-    "int8_head": {"model": "encoder_head",
-                  "params": {"features": ["minilm"], "folds": 2, "precision": "int8"},
-                  "evaluation": {"threshold_split": "train_oof"}},
-    # A gradient model around a keras-hub encoder: raw overview strings in, tokenizer in the graph.
-    "text_encoder": {"model": "text_encoder", "params": {"encoder": "minilm", "dense_units": 8},
-                     "train": {"epochs": 1}},
-}
-ALL_ENCODER_FEATURES = ["tfidf", "minilm", "efficientnet_lite0"]
-
-
-def encoder_run_config(data_path, name):
-    run = ENCODER_RUNS[name]
-    params = run["params"] if run["model"] == "text_encoder" else {"features": ALL_ENCODER_FEATURES,
-                                                                   **run["params"]}
-    return tiny_config(data_path, run["model"], params, **{
-        section: run[section] for section in ("data", "train", "evaluation") if section in run})
-
-
-@pytest.fixture(scope="session")
-def encoder_runs(synthetic_dir, prepared_encoders, tmp_path_factory):
-    """{name in ENCODER_RUNS: run folder}, each trained on first use in this test process with
-    the prepared encoders' $MMGENRE_HOME (a test evaluating one requests ``encoder_home``)."""
-    from mmgenre.encoders import sources
-    from mmgenre.training.trainer import train_and_evaluate
-
-    home, _, known = prepared_encoders
-    root = tmp_path_factory.mktemp("encoder-runs")
-
-    class Runs(dict):
-        def __missing__(self, name):
-            with pytest.MonkeyPatch.context() as scoped:
-                scoped.setenv("MMGENRE_HOME", str(home))
-                for encoder, entry in known.items():
-                    scoped.setitem(sources.KNOWN, encoder, entry)
-                train_and_evaluate(encoder_run_config(synthetic_dir, name), str(root / name), verbose=0)
             self[name] = str(root / name)
             return self[name]
 

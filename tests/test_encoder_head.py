@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import yaml
-from conftest import ENCODER_GROUP, tiny_config
+from conftest import tiny_config
 
 DIMS = {"tfidf": 50, "minilm": 8, "efficientnet_lite0": 6}
 
@@ -51,23 +51,20 @@ def head_config(data_path, features, **params):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group(ENCODER_GROUP)
-def test_encoder_head_run_is_one_graph_that_reproduces_its_scores(encoder_home, encoder_runs, synthetic_dir,
+def test_encoder_head_run_is_one_graph_that_reproduces_its_scores(encoder_home, synthetic_dir,
                                                                    tmp_path):
-    """conftest's shared head over TF-IDF, MiniLM and EfficientNet-Lite0 (40 movies a split)."""
-    import json
-
     from mmgenre.inference import evaluate_run, load_run, predict_movie
+    from mmgenre.training.trainer import train_and_evaluate
 
-    run_dir = encoder_runs["head"]
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        results = json.load(f)
+    cfg = head_config(synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], units=16)
+    run_dir = str(tmp_path / "run")
+    results = train_and_evaluate(cfg, run_dir)
     test = results["splits"]["test"]
     assert test["at_0.5"]["mAP"] > test["prior"]["mAP"] + 0.2
     assert test["at_0.5"]["brier"] < test["prior"]["brier"]  # calibrated after training
     assert results["graph_check_max_diff"] < 1e-4
     again_dir = str(tmp_path / "again")
-    again = evaluate_run(run_dir, synthetic_dir, split="test", out_dir=again_dir)
+    again = evaluate_run(run_dir, cfg.data.path, split="test", out_dir=again_dir)
     assert again["splits"]["test"]["at_0.5"]["mAP"] == pytest.approx(test["at_0.5"]["mAP"], abs=1e-4)
     # One movie through the reloaded graph scores as the reloaded batch evaluation did.
     import pandas as pd

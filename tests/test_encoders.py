@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import ENCODER_GROUP
+from conftest import SHARED_RUNS_GROUP
 from encoder_fixtures import lite0_state, write_tiny_bert
 
 from mmgenre.encoders import sources
@@ -194,8 +194,8 @@ def test_a_preparation_killed_mid_way_leaves_nothing_behind_the_next_one(encoder
     assert sources.verify(folder, full=True) is None
 
 
-# In the encoders' group: travel's int8 runs convert the same encoders (cached per test process).
-@pytest.mark.xdist_group(ENCODER_GROUP)
+# In the travel runs' group: its int8 runs convert the same encoders (cached per test process).
+@pytest.mark.xdist_group(SHARED_RUNS_GROUP)
 def test_int8_encoders_track_float32_are_cached_checked_and_batch_free(encoder_home, synthetic_dir,
                                                                        capsys, monkeypatch):
     import pandas as pd

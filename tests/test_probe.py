@@ -5,12 +5,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import ENCODER_GROUP, encoder_run_config, tiny_config
+from conftest import tiny_config
 from sklearn.linear_model import LogisticRegression
 
-# Slow (trains or embeds: left out of the quick tier); in the encoders' xdist group (conftest), so
-# its module fixtures train once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(ENCODER_GROUP)]
+# Slow (trains or embeds: left out of the quick tier); one xdist group, so its module fixtures train once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("probe")]
 
 
 def probe_config(data_path, features, limit=None, **params):
@@ -21,13 +20,12 @@ def probe_config(data_path, features, limit=None, **params):
 
 
 @pytest.fixture(scope="module")
-def fused_run(encoder_home, encoder_runs, synthetic_dir):
-    """conftest's shared probe over TF-IDF, MiniLM and EfficientNet-Lite0 (40 movies a split)."""
-    import json
+def fused_run(encoder_home, synthetic_dir, tmp_path_factory):
+    from mmgenre.training.trainer import train_and_evaluate
 
-    run_dir = encoder_runs["probe"]
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        return encoder_run_config(synthetic_dir, "probe"), run_dir, json.load(f)
+    cfg = probe_config(synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], limit=40, c=0.3)
+    run_dir = str(tmp_path_factory.mktemp("probe") / "run")
+    return cfg, run_dir, train_and_evaluate(cfg, run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +38,7 @@ def text_run(encoder_home, synthetic_dir, tmp_path_factory):
     return cfg, run_dir, train_and_evaluate(cfg, run_dir)
 
 
-def test_fused_probe_learns_is_calibrated_and_the_saved_graph_reproduces_it(fused_run, tmp_path):
+def test_fused_probe_learns_is_calibrated_and_the_saved_graph_reproduces_it(fused_run):
     from mmgenre.inference import evaluate_run
 
     cfg, run_dir, results = fused_run
@@ -50,7 +48,7 @@ def test_fused_probe_learns_is_calibrated_and_the_saved_graph_reproduces_it(fuse
     # Probabilities, not just scores: a lower Brier score than the (calibrated) prior's.
     assert test["at_0.5"]["brier"] < test["prior"]["brier"]
     # The whole graph on raw inputs (overview strings, posters) scores what the solver scored.
-    again = evaluate_run(run_dir, cfg.data.path, split="test", out_dir=str(tmp_path / "again"))
+    again = evaluate_run(run_dir, cfg.data.path, split="test", out_dir=os.path.join(run_dir, "again"))
     assert again["splits"]["test"]["at_0.5"]["mAP"] == pytest.approx(test["at_0.5"]["mAP"], abs=1e-4)
 
 

@@ -14,13 +14,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ENCODER_GROUP, SHARED_RUNS_GROUP, tiny_config
+from conftest import SHARED_RUNS_GROUP, tiny_config
 
-# Slow (trains: left out of the quick tier). Each test sits in the xdist group of the runs it
-# reads (conftest): the gradient runs' or the pretrained encoders'.
-pytestmark = pytest.mark.slow
-GRADIENT_RUNS = pytest.mark.xdist_group(SHARED_RUNS_GROUP)
-ENCODER_RUNS = pytest.mark.xdist_group(ENCODER_GROUP)
+from mmgenre.training.trainer import train_and_evaluate
+
+# Slow (trains: left out of the quick tier); in the shared runs' xdist group (conftest).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
 
 IMDB_SPELLING = {"Science Fiction": "Sci-Fi", "Comedy": "comedy"}
 
@@ -45,58 +44,59 @@ def travel_dir(synthetic_dir, tmp_path_factory):
     return str(root)
 
 
+def _train(name, cfg, root):
+    run_dir = str(root / name)
+    train_and_evaluate(cfg, run_dir, verbose=0)
+    return run_dir
+
+
 @pytest.fixture(scope="module")
-def runs_of_every_kind(synthetic_dir, shared_runs, encoder_runs, tmp_path_factory):
-    """{kind: run folder}, each trained on first use in this test process: gradient poster and
-    text models, a gradient fusion (conftest's SHARED_RUNS); a Keras head on cached TF-IDF
-    features; solved probes over the pretrained encoders at float32 and int8, an int8 head and
-    a gradient model around a keras-hub encoder (ENCODER_RUNS); a score fusion. A test reading
-    an ENCODER_KINDS kind requests ``encoder_home`` first."""
+def runs_of_every_kind(synthetic_dir, encoder_home, shared_runs, tmp_path_factory):
+    """One tiny run of each kind: gradient poster and text models, a gradient fusion, a
+    solved probe over both inputs, a Keras head on cached features, a score fusion."""
+    from test_probe import probe_config
+
     from mmgenre.training.late_fusion import run_score_fusion
-    from mmgenre.training.trainer import train_and_evaluate
 
     root = tmp_path_factory.mktemp("travel-runs")
-
-    class Runs(dict):
-        def __missing__(self, kind):
-            if kind in ENCODER_KINDS:
-                self[kind] = encoder_runs[ENCODER_KINDS[kind]]
-            elif kind == "encoder_head":  # a Keras head on cached TF-IDF features (no encoder to load)
-                cfg = tiny_config(synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
-                                  evaluation={"threshold_split": "train_oof"})
-                train_and_evaluate(cfg, str(root / kind), verbose=0)
-                self[kind] = str(root / kind)
-            elif kind == "score_fusion":
-                # Three runs: equal weights (two would have a weight chosen on dev, possibly 0 for one).
-                run_score_fusion([self["cnn"], self["bag_of_words"], self["fusion"]], str(root / kind))
-                self[kind] = str(root / kind)
-            else:
-                self[kind] = shared_runs[kind]
-            return self[kind]
-
-    return Runs()
+    out = {
+        **{name: shared_runs[name] for name in ("cnn", "bag_of_words", "lstm", "fusion", "bilstm_attention",
+                                                 "compact_resnet")},
+        "linear_probe": _train("linear_probe", probe_config(
+            synthetic_dir, ["tfidf", "efficientnet_lite0"], c=0.3), root),
+        # int8 end to end: fitted on, and served through, the int8 LiteRT encoders.
+        "int8_probe": _train("int8_probe", probe_config(
+            synthetic_dir, ["tfidf", "minilm", "efficientnet_lite0"], c=0.3, precision="int8"), root),
+        "int8_head": _train("int8_head", tiny_config(
+            synthetic_dir, "encoder_head", {"features": ["minilm"], "folds": 2, "precision": "int8"},
+            evaluation={"threshold_split": "train_oof"}), root),
+        # A gradient model around a keras-hub encoder: raw overview strings in, tokenizer in the graph.
+        "text_encoder": _train("text_encoder", tiny_config(
+            synthetic_dir, "text_encoder", {"encoder": "minilm", "dense_units": 8}, train={"epochs": 1}),
+            root),
+        "encoder_head": _train("encoder_head", tiny_config(
+            synthetic_dir, "encoder_head", {"features": ["tfidf"], "folds": 2},
+            evaluation={"threshold_split": "train_oof"}), root),
+    }
+    # Three runs: equal weights (two would have a weight chosen on dev, possibly 0 for one).
+    run_score_fusion([out["cnn"], out["bag_of_words"], out["fusion"]], str(root / "score_fusion"))
+    out["score_fusion"] = str(root / "score_fusion")
+    return out
 
 
 KINDS = ("cnn", "compact_resnet", "bag_of_words", "lstm", "bilstm_attention", "text_encoder", "fusion",
          "linear_probe", "int8_probe", "int8_head", "encoder_head", "score_fusion")
-# The kinds over the prepared test encoders: {kind: its run in conftest's ENCODER_RUNS}.
-ENCODER_KINDS = {"linear_probe": "probe", "int8_probe": "int8_probe", "int8_head": "int8_head",
-                 "text_encoder": "text_encoder"}
-# The kinds reading one input (the int8 head reads MiniLM only, the float head TF-IDF only).
+# The kinds reading one input (the encoder heads here read TF-IDF, or MiniLM at int8, only).
 ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overview", "lstm": "overview",
-             "bilstm_attention": "overview", "text_encoder": "overview", "int8_head": "overview",
-             "encoder_head": "overview"}
+             "bilstm_attention": "overview", "text_encoder": "overview", "encoder_head": "overview",
+             "int8_head": "overview"}
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=ENCODER_RUNS if kind in ENCODER_KINDS else GRADIENT_RUNS) for kind in KINDS])
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, runs_of_every_kind,
-                                                                        travel_dir, tmp_path, capsys,
-                                                                        request):
+                                                                        travel_dir, tmp_path, capsys):
     from mmgenre.cli import main
 
-    if kind in ENCODER_KINDS:
-        request.getfixturevalue("encoder_home")
     run_dir = runs_of_every_kind[kind]
     out = str(tmp_path / "eval")
     # `mmgenre evaluate RUN --data DIR` as a user types it (the split defaults to test).
@@ -146,7 +146,6 @@ def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, ru
         assert saved["splits"]["test"]["n"] == 36
 
 
-@GRADIENT_RUNS
 def test_a_refusal_comes_before_any_model_loads(runs_of_every_kind, travel_dir, tmp_path, monkeypatch):
     from mmgenre import genres
     from mmgenre.inference import evaluate_run
@@ -162,7 +161,7 @@ def test_a_refusal_comes_before_any_model_loads(runs_of_every_kind, travel_dir, 
     shutil.copytree(travel_dir, other)
     movies.assign(genres="Western|Drama").to_csv(other / "movies.csv", index=False)
     with pytest.raises(ValueError, match=r"shares 1 genre\(s\) with the run \(\['Drama'\]\).*Western"):
-        evaluate_run(runs_of_every_kind["bag_of_words"], str(other), "test", out_dir=str(tmp_path / "a"))
+        evaluate_run(runs_of_every_kind["linear_probe"], str(other), "test", out_dir=str(tmp_path / "a"))
     no_posters = tmp_path / "no-posters"
     shutil.copytree(travel_dir, no_posters)
     movies.assign(poster="").to_csv(no_posters / "movies.csv", index=False)
@@ -182,7 +181,6 @@ def test_a_refusal_comes_before_any_model_loads(runs_of_every_kind, travel_dir, 
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "p.csv")
 
 
-@GRADIENT_RUNS
 def test_cli_evaluates_and_batch_predicts_with_a_genre_map(runs_of_every_kind, travel_dir, tmp_path,
                                                           capsys):
     from mmgenre.cli import main
@@ -203,20 +201,8 @@ def test_cli_evaluates_and_batch_predicts_with_a_genre_map(runs_of_every_kind, t
     assert len(frame) == 36 and set(frame["split"]) == {"test"}  # text-only rows predicted too
 
 
-@GRADIENT_RUNS
-def test_int8_export_refuses_runs_without_a_pretrained_encoder(runs_of_every_kind, shared_runs, tmp_path):
-    from mmgenre.serving.export import export_run
-
-    with pytest.raises(ValueError, match="--format int8 takes runs over pretrained encoders"):
-        export_run(runs_of_every_kind["cnn"], str(tmp_path / "cnn"), "int8")
-    with pytest.raises(ValueError, match=r"features \(\['tfidf'\]\) hold no pretrained encoder"):
-        export_run(shared_runs["tfidf_probe"], str(tmp_path / "tfidf"), "int8")
-    assert os.listdir(tmp_path) == []  # refused before anything was written
-
-
-@ENCODER_RUNS
-def test_an_int8_run_exports_a_bundle_a_process_without_mmgenre_serves(encoder_home, runs_of_every_kind,
-                                                                      travel_dir, tmp_path):
+def test_an_int8_run_exports_a_bundle_a_process_without_mmgenre_serves(runs_of_every_kind, travel_dir,
+                                                                      tmp_path):
     import subprocess
     import sys
 
@@ -226,6 +212,8 @@ def test_an_int8_run_exports_a_bundle_a_process_without_mmgenre_serves(encoder_h
     run_dir = runs_of_every_kind["int8_probe"]
     with pytest.raises(ValueError, match="fitted on int8 encoder features; export it with --format int8"):
         export_run(run_dir, str(tmp_path / "float"))
+    with pytest.raises(ValueError, match="--format int8 takes runs over pretrained encoders"):
+        export_run(runs_of_every_kind["cnn"], str(tmp_path / "cnn"), "int8")
     out = export_run(run_dir, str(tmp_path / "bundle"), "int8")
     facts = json.load(open(os.path.join(out, "genres.json")))
     assert facts["fitted_at"] == "int8" and set(facts["encoders"]) == {"minilm", "efficientnet_lite0"}
@@ -248,14 +236,12 @@ def test_an_int8_run_exports_a_bundle_a_process_without_mmgenre_serves(encoder_h
     np.testing.assert_allclose(served, predicted.loc[list(movies["id"]), genres].to_numpy(), atol=1e-5)
 
 
-@ENCODER_RUNS
-def test_a_score_fusion_with_an_int8_member_is_a_report_saying_why(encoder_home, runs_of_every_kind,
-                                                                   tmp_path):
+def test_a_score_fusion_with_an_int8_member_is_a_report_saying_why(runs_of_every_kind, tmp_path):
     from mmgenre.training.late_fusion import run_score_fusion
 
     out = str(tmp_path / "fused")
-    run_score_fusion([runs_of_every_kind["int8_probe"], runs_of_every_kind["text_encoder"],
-                      runs_of_every_kind["int8_head"]], out)
+    run_score_fusion([runs_of_every_kind["int8_probe"], runs_of_every_kind["linear_probe"],
+                      runs_of_every_kind["bag_of_words"]], out)
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["fused_model"] is None
     assert "served through int8 LiteRT encoders" in metrics["fused_model_note"]
