@@ -92,12 +92,32 @@ ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overv
              "int8_head": "overview"}
 
 
+def _load_once(monkeypatch):
+    """Within one test, `saving.load_model` loads each file once: batch prediction then takes
+    the model (and its traced inference step) that evaluate loaded from the same best.keras.
+    Loading itself is what evaluate just did; a second load and trace cost up to 5 s a kind."""
+    from mmgenre.models import saving
+
+    loaded, load = {}, saving.load_model
+
+    def load_once(path, *args, **kwargs):
+        key = (path, os.path.getmtime(path), os.path.getsize(path))
+        if key not in loaded:
+            loaded[key] = load(path, *args, **kwargs)
+        return loaded[key]
+
+    monkeypatch.setattr(saving, "load_model", load_once)
+    return loaded
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, runs_of_every_kind,
-                                                                        travel_dir, tmp_path, capsys):
+                                                                        travel_dir, tmp_path, capsys,
+                                                                        monkeypatch):
     from mmgenre.cli import main
 
     run_dir = runs_of_every_kind[kind]
+    loaded = _load_once(monkeypatch)
     out = str(tmp_path / "eval")
     # `mmgenre evaluate RUN --data DIR` as a user types it (the split defaults to test).
     assert main(["evaluate", run_dir, "--data", travel_dir, "--out", out]) == 0
@@ -136,6 +156,7 @@ def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, ru
     with np.load(os.path.join(out, "probabilities.npz")) as here:
         assert list(frame["id"]) == list(here["test_ids"])
         np.testing.assert_allclose(frame[results["genres"]].to_numpy(), here["test"], atol=1e-5)
+    assert len(loaded) == 1  # the run's own model, loaded once
     inputs = saved["inputs"]
     if kind in ONE_INPUT:  # unimodal: rows without its input are counted, skipped
         poster = ONE_INPUT[kind] == "poster"
