@@ -1,4 +1,5 @@
-"""The one shared model test: build, run a train step, save, reload, same output."""
+"""The one shared model test (build, run a train step, save, reload, same output), and a
+loader that loads each file once within a test."""
 
 import os
 
@@ -44,3 +45,25 @@ def assert_trains_and_round_trips(model, inputs, targets, tmp_path, loss="binary
     assert [layer.name for layer in reloaded.layers] == [layer.name for layer in model.layers]
     assert reloaded.count_params() == model.count_params()
     return reloaded
+
+
+def load_each_file_once(monkeypatch) -> dict:
+    """Within one test, ``saving.load_model`` loads each file once: a second reader of the
+    same best.keras (batch prediction after evaluate, ``load_run`` after ``evaluate_run``)
+    takes the model, and its traced inference step, that the first one loaded. A second load
+    and trace cost up to 5 s for a graph over EfficientNet-Lite0. Returns {(path, mtime, size):
+    model} of the files loaded."""
+    from mmgenre.models import saving
+
+    loaded, load = {}, saving.load_model
+
+    def load_once(path, *args, **kwargs):
+        if not os.path.isfile(path):
+            return load(path, *args, **kwargs)  # its own error
+        key = (path, os.path.getmtime(path), os.path.getsize(path))
+        if key not in loaded:
+            loaded[key] = load(path, *args, **kwargs)
+        return loaded[key]
+
+    monkeypatch.setattr(saving, "load_model", load_once)
+    return loaded

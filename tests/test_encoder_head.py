@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_config
+from helpers import load_each_file_once
 
 DIMS = {"tfidf": 50, "minilm": 8, "efficientnet_lite0": 6}
 
@@ -52,7 +53,7 @@ def head_config(data_path, features, **params):
 
 @pytest.mark.slow
 def test_encoder_head_run_is_one_graph_that_reproduces_its_scores(encoder_home, synthetic_dir,
-                                                                   tmp_path):
+                                                                   tmp_path, monkeypatch):
     from mmgenre.inference import evaluate_run, load_run, predict_movie
     from mmgenre.training.trainer import train_and_evaluate
 
@@ -64,6 +65,7 @@ def test_encoder_head_run_is_one_graph_that_reproduces_its_scores(encoder_home, 
     assert test["at_0.5"]["brier"] < test["prior"]["brier"]  # calibrated after training
     assert results["graph_check_max_diff"] < 1e-4
     again_dir = str(tmp_path / "again")
+    loaded = load_each_file_once(monkeypatch)  # predict_movie's load_run takes evaluate's model
     again = evaluate_run(run_dir, cfg.data.path, split="test", out_dir=again_dir)
     assert again["splits"]["test"]["at_0.5"]["mAP"] == pytest.approx(test["at_0.5"]["mAP"], abs=1e-4)
     # One movie through the reloaded graph scores as the reloaded batch evaluation did.
@@ -76,6 +78,7 @@ def test_encoder_head_run_is_one_graph_that_reproduces_its_scores(encoder_home, 
              "poster": os.path.join(synthetic_dir, movies.loc[movie_id, "poster"])}
     for genre, p, _, _ in predict_movie(load_run(run_dir), **movie):
         assert p == pytest.approx(expected[genre], abs=1e-5), genre
+    assert len(loaded) == 1
 
 
 @pytest.mark.slow

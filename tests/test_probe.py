@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 from conftest import tiny_config
+from helpers import load_each_file_once
 from sklearn.linear_model import LogisticRegression
 
 # Slow (trains or embeds: left out of the quick tier); one xdist group, so its module fixtures train once.
@@ -64,7 +65,8 @@ print(json.dumps({"p": out["probabilities"].numpy()[0].tolist(),
 """
 
 
-def test_exported_probe_matches_predict_on_raw_inputs_in_a_fresh_process(text_run, synthetic_dir):
+def test_exported_probe_matches_predict_on_raw_inputs_in_a_fresh_process(text_run, synthetic_dir,
+                                                                         monkeypatch):
     """Raw overview strings through TF-IDF and the keras-hub tokenizer in a process with
     TensorFlow and tensorflow_text only (poster decoding in exports: test_serving)."""
     import json
@@ -77,6 +79,7 @@ def test_exported_probe_matches_predict_on_raw_inputs_in_a_fresh_process(text_ru
     from mmgenre.serving.export import export_run
 
     _, run_dir, _ = text_run
+    load_each_file_once(monkeypatch)  # load_run takes the model export loaded
     overview = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"))["overview"][0]
     folder = export_run(run_dir, os.path.join(os.path.dirname(run_dir), "export"))
     want = predict_movie(load_run(run_dir), overview=overview)

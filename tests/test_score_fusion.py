@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import SHARED_RUNS_GROUP, tiny_config
+from helpers import load_each_file_once
 
 from mmgenre.evaluation import saved_scores
 from mmgenre.models.layers import ScoreFusion
@@ -51,6 +52,7 @@ def test_fused_folder_is_a_calibrated_run_that_evaluate_and_predict_take(synthet
     saved = np.load(os.path.join(out, "probabilities.npz"))
 
     # The saved graph reproduces the fusion from raw posters and overviews.
+    load_each_file_once(monkeypatch)  # load_run and export take the model evaluate loaded
     evaluate_run(out, split="test", out_dir=str(tmp_path / "eval"))
     again = np.load(tmp_path / "eval" / "probabilities.npz")
     assert again["test_ids"].tolist() == saved["test_ids"].tolist()

@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 from conftest import SHARED_RUNS_GROUP
+from helpers import load_each_file_once
 
 # Slow (trains: left out of the quick tier); in the shared runs' xdist group (conftest).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_RUNS_GROUP)]
@@ -40,10 +41,12 @@ print(json.dumps(out))
 """
 
 
-def test_exported_models_match_predict_on_raw_inputs_in_a_fresh_process(trained, synthetic_dir):
+def test_exported_models_match_predict_on_raw_inputs_in_a_fresh_process(trained, synthetic_dir,
+                                                                         monkeypatch):
     from mmgenre.inference import load_run, predict_movie
     from mmgenre.serving.export import export_run
 
+    load_each_file_once(monkeypatch)  # export takes the model load_run loaded
     root, runs_ = trained
     movies = pd.read_csv(os.path.join(synthetic_dir, "movies.csv"))
     poster = os.path.join(synthetic_dir, movies["poster"][0])

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SHARED_RUNS_GROUP, tiny_config
+from helpers import load_each_file_once
 
 from mmgenre.training.trainer import train_and_evaluate
 
@@ -92,24 +93,6 @@ ONE_INPUT = {"cnn": "poster", "compact_resnet": "poster", "bag_of_words": "overv
              "int8_head": "overview"}
 
 
-def _load_once(monkeypatch):
-    """Within one test, `saving.load_model` loads each file once: batch prediction then takes
-    the model (and its traced inference step) that evaluate loaded from the same best.keras.
-    Loading itself is what evaluate just did; a second load and trace cost up to 5 s a kind."""
-    from mmgenre.models import saving
-
-    loaded, load = {}, saving.load_model
-
-    def load_once(path, *args, **kwargs):
-        key = (path, os.path.getmtime(path), os.path.getsize(path))
-        if key not in loaded:
-            loaded[key] = load(path, *args, **kwargs)
-        return loaded[key]
-
-    monkeypatch.setattr(saving, "load_model", load_once)
-    return loaded
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, runs_of_every_kind,
                                                                         travel_dir, tmp_path, capsys,
@@ -117,7 +100,7 @@ def test_every_run_kind_scores_a_test_only_dataset_with_other_spellings(kind, ru
     from mmgenre.cli import main
 
     run_dir = runs_of_every_kind[kind]
-    loaded = _load_once(monkeypatch)
+    loaded = load_each_file_once(monkeypatch)  # batch prediction takes evaluate's model
     out = str(tmp_path / "eval")
     # `mmgenre evaluate RUN --data DIR` as a user types it (the split defaults to test).
     assert main(["evaluate", run_dir, "--data", travel_dir, "--out", out]) == 0
