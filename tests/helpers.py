@@ -51,8 +51,8 @@ def load_each_file_once(monkeypatch) -> dict:
     """Within one test, ``saving.load_model`` loads each file once: a second reader of the
     same best.keras (batch prediction after evaluate, ``load_run`` after ``evaluate_run``)
     takes the model, and its traced inference step, that the first one loaded. A second load
-    and trace cost up to 5 s for a graph over EfficientNet-Lite0. Returns {(path, mtime, size):
-    model} of the files loaded."""
+    and trace cost up to 5 s for a graph over EfficientNet-Lite0. Returns {(path, mtime, size,
+    arguments): model} of the loads made."""
     from mmgenre.models import saving
 
     loaded, load = {}, saving.load_model
@@ -60,7 +60,8 @@ def load_each_file_once(monkeypatch) -> dict:
     def load_once(path, *args, **kwargs):
         if not os.path.isfile(path):
             return load(path, *args, **kwargs)  # its own error
-        key = (path, os.path.getmtime(path), os.path.getsize(path))
+        # A load with other arguments (safe mode off) is another load.
+        key = (path, os.path.getmtime(path), os.path.getsize(path), args, tuple(sorted(kwargs.items())))
         if key not in loaded:
             loaded[key] = load(path, *args, **kwargs)
         return loaded[key]
