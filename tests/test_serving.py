@@ -19,7 +19,13 @@ def trained(shared_runs, tmp_path_factory):
     """(a folder for exports, {name: shared run}): export must reproduce predict, whatever
     the model learned."""
     return tmp_path_factory.mktemp("serving"), {name: shared_runs[name] for name in (
-        "cnn", "compact_resnet", "lstm", "bilstm_attention", "fusion")}
+        "cnn", "lstm", "bilstm_attention", "fusion")}
+
+
+# One of each export the wrapper builds: poster decoding, tokenizing (with a custom attention
+# layer), and both inputs with an absent one. The lstm's export is the TFLite test's; the other
+# families' layers are Keras' own (test_travel scores every kind from its best.keras).
+EXPORTED = ("cnn", "bilstm_attention", "fusion")
 
 
 _LOAD = """
@@ -52,7 +58,8 @@ def test_exported_models_match_predict_on_raw_inputs_in_a_fresh_process(trained,
     poster = os.path.join(synthetic_dir, movies["poster"][0])
     overview = movies["overview"][0]
     cases, expected = [], []
-    for name, run_dir in runs_.items():
+    for name in EXPORTED:
+        run_dir = runs_[name]
         run = load_run(run_dir)
         folder = export_run(run_dir, str(root / f"export-{name}"))
         given = {"poster": poster if "poster" in run.modalities else None,

@@ -81,7 +81,7 @@ def test_interrupted_run_resumes_where_it_stopped(synthetic_dir, tmp_path):
 
 
 def test_run_killed_while_saving_its_backup_restarts_with_a_warning(synthetic_dir, tmp_path, capsys):
-    cfg = tiny_config(synthetic_dir, "cnn", data={"limit": 64}, train={"epochs": 2, "patience": 10})
+    cfg = tiny_config(synthetic_dir, "bag_of_words", data={"limit": 64}, train={"epochs": 2, "patience": 10})
     run_dir = str(tmp_path / "killed")
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_and_evaluate(cfg, run_dir, callbacks=[_Crash()], verbose=0)

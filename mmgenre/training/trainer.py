@@ -30,6 +30,7 @@ from mmgenre.data.prepare import prepare_data
 from mmgenre.evaluation import plots
 from mmgenre.evaluation.evaluate import evaluate_prepared, predict_splits, report_probabilities
 from mmgenre.models import registry, weights
+from mmgenre.models.probe import check_probe_args
 from mmgenre.models.quantized import as_served, int8_encoders
 from mmgenre.models.saving import load_model
 from mmgenre.progress import timed
@@ -182,6 +183,11 @@ def _fit_on_cached_features(cfg, spec, prepared, run_dir) -> dict:
     graph, scored."""
     started = time.time()
     params = spec.params(cfg.model.params)
+    # The builder checks these too, but only once the head is fitted: a single-label config
+    # was refused after 4 s of solving on the tiny test set, and would be after every
+    # embedding on a real one.
+    check_probe_args(cfg.data.task, params["features"], params["calibration"], params["folds"],
+                     params.get("precision", "float32"))
     head_first = fit.HeadFirst(cfg, prepared, params)  # the encoders' weights after the fit
     probs, train_oof, extra = CACHED_FEATURE_FITTERS[spec.fitted_by](head_first, params, prepared, cfg)
     model = head_first.whole_graph()
