@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # trains or embeds: left out of the quick tier
 @pytest.mark.parametrize("model", ["cnn", "lstm"])
 @pytest.mark.xdist_group(SHARED_RUNS_GROUP)
 def test_model_learns_the_planted_signal(model, shared_runs):
-    run_dir = shared_runs[model]  # 8 epochs (conftest)
+    run_dir = shared_runs[model]  # 5 or 8 epochs (conftest)
     results = json.load(open(os.path.join(run_dir, "metrics.json")))
     test = results["splits"]["test"]
     # Far above the constant train-frequency prior on the threshold-free metric
