@@ -161,15 +161,18 @@ def test_probe_chooses_c_and_thresholds_on_cross_validated_train_scores(syntheti
     assert not os.path.exists(tmp_path / "g" / "config.yaml")  # refused before anything was written
 
 
-def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path):
+def test_probe_configs_are_checked(encoder_home, synthetic_dir, tmp_path, monkeypatch):
+    from mmgenre.training import fit
     from mmgenre.training.graph_check import FeatureMismatch
     from mmgenre.training.trainer import train_and_evaluate
 
     with pytest.raises(ValueError, match="features must be 'tfidf' or a known encoder"):
         train_and_evaluate(probe_config(synthetic_dir, ["bert"]), str(tmp_path / "a"))
-    with pytest.raises(ValueError, match="multi-label"):
-        train_and_evaluate(tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf"]},
-                                       data={"task": "single"}), str(tmp_path / "b"))
+    with monkeypatch.context() as patched:  # refused before anything is embedded or solved
+        patched.setattr(fit, "HeadFirst", lambda *args: pytest.fail("fitting began"))
+        with pytest.raises(ValueError, match="multi-label"):
+            train_and_evaluate(tiny_config(synthetic_dir, "linear_probe", {"features": ["tfidf"]},
+                                           data={"task": "single"}), str(tmp_path / "b"))
     # Posters at another size than the encoder's own: the graph would not reproduce the cached
     # embeddings, so the run stops before saving a model that scores differently.
     cfg = tiny_config(synthetic_dir, "linear_probe", {"features": ["efficientnet_lite0"], "c": 0.1,
