@@ -127,3 +127,18 @@ def test_average_precision_equals_scikit_learn_per_genre_and_per_resample():
     np.testing.assert_allclose(resampled_map(truth, scores, counts),
                                [sklearn_map(truth[i], scores[i]) for i in index], atol=1e-12)
     assert np.isnan(mean_average_precision(np.zeros((4, 2)), np.ones((4, 2))))
+
+
+def test_results_name_the_cpu_and_its_instruction_set(tmp_path):
+    from mmgenre.evaluation.reports import cpu_description
+
+    block = ("processor\t: {}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+             "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx fma avx2 sha_ni\n")
+    path = tmp_path / "cpuinfo"
+    path.write_text(block.format(0) + "\n" + block.format(1))
+    assert cpu_description(str(path)) == "AMD EPYC 7B13 (family 25 model 1, AVX2)"
+    path.write_text(block.format(0).replace("avx2", "avx2 avx512f avx512bw"))
+    assert cpu_description(str(path)) == "AMD EPYC 7B13 (family 25 model 1, AVX-512)"
+    path.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\n")  # aarch64
+    assert "family" not in cpu_description(str(path))
+    assert cpu_description(str(tmp_path / "absent")) != ""

@@ -12,11 +12,35 @@ import pandas as pd
 from mmgenre.evaluation.metrics import HEADLINE
 
 
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's name, model and widest vector instruction set, e.g. "AMD EPYC (family 25 model
+    17, AVX-512)"; what the platform says where ``cpuinfo`` cannot be read.
+
+    Results name it because gradient-trained rows differ in their last digits between CPUs,
+    while the same CPU repeats them bit for bit (results/NOTES.md, "why the gradient rows
+    differ by machine").
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            first = f.read().split("\n\n")[0]  # one block per core; they agree
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = {k.strip(): v.strip() for k, _, v in
+              (line.partition(":") for line in first.splitlines())}
+    flags = set(fields.get("flags", "").split())
+    details = []
+    if "cpu family" in fields and "model" in fields:  # x86; aarch64 names implementer and part
+        details.append(f"family {fields['cpu family']} model {fields['model']}")
+    details += [isa for flag, isa in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags][:1]
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    return f"{name} ({', '.join(details)})" if details else name
+
+
 def machine_description() -> str:
-    """One line naming the machine a number came from (CPU count, GPU if any)."""
+    """One line naming the machine a number came from (CPU, core count, GPU if any)."""
     import os
 
-    desc = f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    desc = f"{platform.machine()} {cpu_description()}, {os.cpu_count()} CPU cores"
     try:
         import tensorflow as tf
 
