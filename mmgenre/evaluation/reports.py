@@ -16,9 +16,9 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's name, model and widest vector instruction set, e.g. "AMD EPYC (family 25 model
     17, AVX-512)"; what the platform says where ``cpuinfo`` cannot be read.
 
-    Results name it because gradient-trained rows differ in their last digits between CPUs,
-    while the same CPU repeats them bit for bit (results/NOTES.md, "why the gradient rows
-    differ by machine").
+    Results name it because gradient-trained rows differ in their last digits between CPUs:
+    one machine repeats them bit for bit, and machines with the same CPU have agreed to the
+    digit (results/NOTES.md, "The headline tables on a named CPU").
     """
     try:
         with open(cpuinfo, encoding="utf-8") as f:
@@ -31,7 +31,9 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
     details = []
     if "cpu family" in fields and "model" in fields:  # x86; aarch64 names implementer and part
         details.append(f"family {fields['cpu family']} model {fields['model']}")
-    details += [isa for flag, isa in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags][:1]
+    widest = next((isa for flag, isa in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), None)
+    if widest:
+        details.append(widest)
     name = fields.get("model name") or platform.processor() or "unknown CPU"
     return f"{name} ({', '.join(details)})" if details else name
 
